@@ -1,0 +1,25 @@
+#include "ciagent/base/clock.h"
+
+#include "absl/time/clock.h"
+
+namespace ciagent {
+namespace {
+
+class SystemClock final : public Clock {
+ public:
+  absl::Time Now() const override { return absl::Now(); }
+  void SleepFor(absl::Duration duration) override { absl::SleepFor(duration); }
+};
+
+}  // namespace
+
+Clock* RealClock() {
+  static SystemClock* const clock = new SystemClock();
+  return clock;
+}
+
+std::string FormatTimestamp(absl::Time time) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", time, absl::UTCTimeZone());
+}
+
+}  // namespace ciagent
