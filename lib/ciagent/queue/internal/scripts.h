@@ -1,0 +1,48 @@
+// The Lua scripts behind JobQueue. Internal: the contract is the keys and
+// fields they write (docs/redis-schema.md), not the scripts.
+//
+// Fenced scripts share one prologue: ARGV[1..4] are group, entry id,
+// consumer and attempt (delivery count), KEYS[1] is the stream. The script
+// proceeds only while that consumer owns that delivery of the entry, and
+// returns {"ok", ...} or {"lost", "<why>"}.
+#ifndef CIAGENT_QUEUE_INTERNAL_SCRIPTS_H_
+#define CIAGENT_QUEUE_INTERNAL_SCRIPTS_H_
+
+#include "ciagent/queue/redis_client.h"
+
+namespace ciagent::queue_internal {
+
+// KEYS: stream. ARGV: group, consumer, lease_ms.
+// Reclaims one entry idle longer than the lease (counting the delivery),
+// else reads one new entry without blocking. Returns {id, {field, value,
+// ...}, delivery_count} or nil.
+const RedisScript& ClaimScript();
+
+// KEYS: stream, status. ARGV: fence, now, then field/value pairs.
+// Marks the job running; returns {"ok", cancel_requested, cancel_reason}.
+const RedisScript& BeginScript();
+
+// KEYS: stream, status. ARGV: fence, now.
+// Resets the entry's idle time; returns {"ok", cancel_requested, cancel_reason}.
+const RedisScript& RenewScript();
+
+// KEYS: stream, status, log. ARGV: fence, ttl_seconds, then field/value pairs.
+// Writes the terminal status, acks, and sets the keys' expiry.
+const RedisScript& FinalizeScript();
+
+// KEYS: stream, status. ARGV: fence, idle_ms, then field/value pairs.
+// Backdates the entry's delivery so any consumer reclaims it at once.
+const RedisScript& RequeueScript();
+
+// KEYS: stream, dead-letter stream[, status]. ARGV: fence, maxlen, reason,
+// now, ttl_seconds, then the entry's original field/value pairs. Copies the
+// entry to the dead letters, acks it, and marks the job `error` when its
+// status key is given.
+const RedisScript& DeadLetterScript();
+
+// KEYS: status. ARGV: now, reason. Returns "ok" or the terminal status.
+const RedisScript& CancelScript();
+
+}  // namespace ciagent::queue_internal
+
+#endif  // CIAGENT_QUEUE_INTERNAL_SCRIPTS_H_

@@ -1,0 +1,407 @@
+#include "ciagent/queue/job_queue.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "ciagent/base/backoff.h"
+#include "ciagent/base/log.h"
+#include "ciagent/base/status_macros.h"
+#include "ciagent/base/stop_signal.h"
+#include "ciagent/queue/internal/scripts.h"
+
+namespace ciagent {
+
+using queue_internal::BeginScript;
+using queue_internal::CancelScript;
+using queue_internal::ClaimScript;
+using queue_internal::DeadLetterScript;
+using queue_internal::FinalizeScript;
+using queue_internal::RenewScript;
+using queue_internal::RequeueScript;
+
+// One stream entry as delivered to this consumer.
+struct JobQueue::Entry {
+  std::string id;
+  std::vector<std::pair<std::string, std::string>> fields;
+  int deliveries = 1;
+
+  const std::string* Field(absl::string_view name) const {
+    for (const auto& [key, value] : fields) {
+      if (key == name) return &value;
+    }
+    return nullptr;
+  }
+};
+
+namespace {
+
+// How far Requeue backdates a delivery: far beyond any lease.
+constexpr absl::Duration kRequeueIdle = absl::Hours(24 * 365);
+
+std::string Millis(absl::Duration d) {
+  return absl::StrCat(absl::ToInt64Milliseconds(d));
+}
+
+// Parses {id, {field, value, ...}} (XREADGROUP / XAUTOCLAIM entry shape).
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> EntryFields(
+    const RedisReply& fields) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (!fields.is_array() || fields.elements.size() % 2 != 0) {
+    return absl::InternalError("stream entry: malformed field list");
+  }
+  for (size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
+    out.emplace_back(fields.elements[i].str, fields.elements[i + 1].str);
+  }
+  return out;
+}
+
+std::vector<std::string> FenceArgs(const QueueOptions& options,
+                                   const ClaimedJob& claim) {
+  return {options.group, claim.stream_id, claim.consumer,
+          absl::StrCat(claim.attempt)};
+}
+
+void AppendFields(std::vector<std::string>* args,
+                  const std::vector<std::pair<std::string, std::string>>& fields) {
+  for (const auto& [key, value] : fields) {
+    args->push_back(key);
+    args->push_back(value);
+  }
+}
+
+}  // namespace
+
+std::string QueueOptions::DeadLetterStream() const {
+  return dead_letter_stream.empty() ? absl::StrCat(stream, ":dead")
+                                    : dead_letter_stream;
+}
+
+std::string QueueOptions::StatusKey(absl::string_view job_id) const {
+  return absl::StrCat(key_prefix, "{", job_id, "}");
+}
+
+std::string QueueOptions::LogKey(absl::string_view job_id) const {
+  return absl::StrCat(StatusKey(job_id), ":log");
+}
+
+absl::string_view JobStatusName(JobStatus status) {
+  switch (status) {
+    case JobStatus::kQueued: return "queued";
+    case JobStatus::kRunning: return "running";
+    case JobStatus::kSuccess: return "success";
+    case JobStatus::kFailed: return "failed";
+    case JobStatus::kTimeout: return "timeout";
+    case JobStatus::kCancelled: return "cancelled";
+    case JobStatus::kError: return "error";
+  }
+  return "error";
+}
+
+bool IsTerminal(JobStatus status) {
+  return status != JobStatus::kQueued && status != JobStatus::kRunning;
+}
+
+JobQueue::JobQueue(RedisOptions redis, QueueOptions options, Clock* clock)
+    : redis_(std::move(redis)), options_(std::move(options)), clock_(clock) {}
+
+absl::Status JobQueue::EnsureGroup() {
+  absl::StatusOr<RedisReply> reply = redis_.Command(
+      {"XGROUP", "CREATE", options_.stream, options_.group, "0", "MKSTREAM"});
+  if (!reply.ok() && absl::StrContains(reply.status().message(), "BUSYGROUP")) {
+    return absl::OkStatus();
+  }
+  return Annotate(reply.status(),
+                  absl::StrCat("create group ", options_.group, " on stream ",
+                               options_.stream));
+}
+
+absl::StatusOr<std::string> JobQueue::Enqueue(const Job& job) {
+  CIAGENT_RETURN_IF_ERROR(EnsureGroup());
+  const std::string status_key = options_.StatusKey(job.job_id);
+  const std::string now = FormatTimestamp(clock_->Now());
+  // The status is written before the entry exists, on the same connection,
+  // so an agent can never mark the job running before it is marked queued.
+  const std::vector<std::vector<std::string>> commands = {
+      {"DEL", status_key},
+      {"HSET", status_key, "status", "queued", "job_id", job.job_id, "repo",
+       job.repo, "branch", job.branch, "commit", job.commit, "attempt", "0",
+       "enqueued_at", now, "updated_at", now},
+      {"XADD", options_.stream, "*", "job", JobToJson(job)},
+  };
+  CIAGENT_ASSIGN_OR_RETURN(std::vector<RedisReply> replies,
+                           redis_.Pipeline(commands));
+  return replies.back().str;
+}
+
+absl::StatusOr<ClaimedJob> JobQueue::Claim(absl::Duration wait) {
+  const absl::Time deadline = clock_->Now() + wait;
+  Backoff backoff;
+  while (true) {
+    if (StopRequested()) {
+      return absl::CancelledError("stop requested while waiting for a job");
+    }
+    const absl::Duration left = std::max(deadline - clock_->Now(),
+                                         absl::ZeroDuration());
+    absl::StatusOr<std::optional<Entry>> entry =
+        ClaimEntry(std::min(left, options_.block_slice));
+    absl::StatusOr<std::optional<ClaimedJob>> claimed = std::nullopt;
+    if (entry.ok() && entry->has_value()) claimed = Start(**entry);
+    const absl::Status status = entry.ok() ? claimed.status() : entry.status();
+
+    if (status.code() == absl::StatusCode::kFailedPrecondition &&
+        absl::StrContains(status.message(), "NOGROUP")) {
+      if (!options_.create_group) {
+        return Annotate(status, absl::StrCat("consumer group ", options_.group,
+                                             " does not exist on stream ",
+                                             options_.stream,
+                                             " (create it, or enable create_group)"));
+      }
+      CIAGENT_RETURN_IF_ERROR(EnsureGroup());
+      continue;
+    }
+    if (!status.ok()) {
+      if (!IsTransient(status)) return status;
+      if (clock_->Now() >= deadline) {
+        return Annotate(status, "claim: redis unavailable until the deadline");
+      }
+      const absl::Duration delay =
+          std::min(backoff.Next(), deadline - clock_->Now());
+      LogWarning("redis unavailable while claiming, retrying",
+                 {{"error", status}, {"retry_in_ms", delay}});
+      SleepUnlessStopped(delay);
+      continue;
+    }
+    backoff.Reset();
+    if (claimed.ok() && claimed->has_value()) return **std::move(claimed);
+    if (clock_->Now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("no job on stream ", options_.stream, " within ",
+                       absl::FormatDuration(wait)));
+    }
+  }
+}
+
+absl::StatusOr<std::optional<JobQueue::Entry>> JobQueue::ClaimEntry(
+    absl::Duration block) {
+  const std::vector<std::string> keys = {options_.stream};
+  const std::vector<std::string> args = {options_.group, options_.consumer,
+                                         Millis(options_.lease)};
+  CIAGENT_ASSIGN_OR_RETURN(RedisReply reply,
+                           redis_.Eval(ClaimScript(), keys, args));
+  Entry entry;
+  if (reply.is_array() && reply.elements.size() == 3) {
+    entry.id = reply.elements[0].str;
+    CIAGENT_ASSIGN_OR_RETURN(entry.fields, EntryFields(reply.elements[1]));
+    entry.deliveries = static_cast<int>(reply.elements[2].integer);
+    return entry;
+  }
+  if (block <= absl::ZeroDuration()) return std::nullopt;
+  // Nothing to take now: wait for a new entry, one slice at a time so a
+  // stop request is noticed promptly.
+  CIAGENT_ASSIGN_OR_RETURN(
+      reply, redis_.Command({"XREADGROUP", "GROUP", options_.group,
+                             options_.consumer, "COUNT", "1", "BLOCK",
+                             Millis(std::max(block, absl::Milliseconds(1))),
+                             "STREAMS", options_.stream, ">"}));
+  // [[stream, [[id, [field, value, ...]]]]]
+  if (!reply.is_array() || reply.elements.empty()) return std::nullopt;
+  const RedisReply& entries = reply.elements[0].elements[1];
+  if (entries.elements.empty()) return std::nullopt;
+  entry.id = entries.elements[0].elements[0].str;
+  CIAGENT_ASSIGN_OR_RETURN(entry.fields,
+                           EntryFields(entries.elements[0].elements[1]));
+  entry.deliveries = 1;
+  return entry;
+}
+
+absl::StatusOr<std::optional<ClaimedJob>> JobQueue::Start(const Entry& entry) {
+  const std::string* job_json = entry.Field("job");
+  const std::optional<std::string> job_id =
+      job_json != nullptr ? ExtractJobId(*job_json) : std::nullopt;
+  if (entry.deliveries > options_.max_deliveries) {
+    CIAGENT_RETURN_IF_ERROR(DeadLetter(
+        entry, job_id,
+        absl::StrCat("delivered ", entry.deliveries,
+                     " times, more than max_deliveries=",
+                     options_.max_deliveries)));
+    return std::nullopt;
+  }
+  if (job_json == nullptr) {
+    CIAGENT_RETURN_IF_ERROR(
+        DeadLetter(entry, std::nullopt, "malformed entry: no `job` field"));
+    return std::nullopt;
+  }
+  absl::StatusOr<Job> job = ParseJob(*job_json, options_.parse);
+  if (!job.ok()) {
+    CIAGENT_RETURN_IF_ERROR(DeadLetter(
+        entry, job_id, absl::StrCat("malformed job: ", job.status().message())));
+    return std::nullopt;
+  }
+
+  ClaimedJob claim;
+  claim.job = *std::move(job);
+  claim.stream_id = entry.id;
+  claim.attempt = entry.deliveries;
+  claim.consumer = options_.consumer;
+  claim.started_at = clock_->Now();
+  claim.job_json = *job_json;
+  const std::string now = FormatTimestamp(claim.started_at);
+  std::vector<std::string> args = FenceArgs(options_, claim);
+  args.push_back(now);
+  AppendFields(&args, {{"status", "running"},
+                       {"job_id", claim.job.job_id},
+                       {"repo", claim.job.repo},
+                       {"branch", claim.job.branch},
+                       {"commit", claim.job.commit},
+                       {"attempt", absl::StrCat(claim.attempt)},
+                       {"consumer", claim.consumer},
+                       {"stream_id", claim.stream_id},
+                       {"started_at", now},
+                       {"lease_renewed_at", now}});
+  CIAGENT_ASSIGN_OR_RETURN(
+      RedisReply reply,
+      redis_.Eval(BeginScript(),
+                  {options_.stream, options_.StatusKey(claim.job.job_id)},
+                  args));
+  if (absl::Status fenced = Fenced("start", reply, claim.stream_id);
+      !fenced.ok()) {
+    // Someone else owns it now (we were slower than the lease). Not ours.
+    LogWarning("claimed entry lost before start", {{"error", fenced}});
+    return std::nullopt;
+  }
+  if (!reply.elements[1].str.empty()) {
+    const std::string cancel_reason = reply.elements[2].str;
+    CIAGENT_RETURN_IF_ERROR(Finalize(
+        claim, {JobStatus::kCancelled,
+                absl::StrCat("cancelled before start",
+                             cancel_reason.empty() ? "" : ": ", cancel_reason),
+                {}}));
+    LogInfo("job cancelled before start", {{"cancelled_job_id", claim.job.job_id}});
+    return std::nullopt;
+  }
+  return claim;
+}
+
+absl::Status JobQueue::DeadLetter(const Entry& entry,
+                                  const std::optional<std::string>& job_id,
+                                  absl::string_view reason) {
+  std::vector<std::string> keys = {options_.stream,
+                                   options_.DeadLetterStream()};
+  if (job_id.has_value()) keys.push_back(options_.StatusKey(*job_id));
+  std::vector<std::string> args = {
+      options_.group,
+      entry.id,
+      options_.consumer,
+      absl::StrCat(entry.deliveries),
+      absl::StrCat(options_.dead_letter_max_len),
+      std::string(reason),
+      FormatTimestamp(clock_->Now()),
+      absl::StrCat(absl::ToInt64Seconds(options_.result_ttl))};
+  AppendFields(&args, entry.fields);
+  CIAGENT_ASSIGN_OR_RETURN(RedisReply reply,
+                           redis_.Eval(DeadLetterScript(), keys, args));
+  if (absl::Status fenced = Fenced("dead-letter", reply, entry.id);
+      !fenced.ok()) {
+    LogWarning("entry lost before dead-lettering", {{"error", fenced}});
+    return absl::OkStatus();
+  }
+  LogWarning("dead-lettered entry",
+             {{"stream_id", entry.id},
+              {"dead_letter_id", reply.elements[1].str},
+              {"dead_job_id", job_id.value_or("")},
+              {"deliveries", entry.deliveries},
+              {"reason", reason}});
+  return absl::OkStatus();
+}
+
+absl::Status JobQueue::Fenced(absl::string_view operation,
+                              const RedisReply& reply,
+                              absl::string_view stream_id) {
+  if (!reply.is_array() || reply.elements.empty()) {
+    return absl::InternalError(
+        absl::StrCat(operation, " entry ", stream_id, ": unexpected reply"));
+  }
+  if (reply.elements[0].str == "ok") return absl::OkStatus();
+  return absl::AbortedError(absl::StrCat(
+      operation, " entry ", stream_id, " of stream ", options_.stream,
+      ": lease lost, nothing written: ",
+      reply.elements.size() > 1 ? reply.elements[1].str : "unknown"));
+}
+
+absl::StatusOr<RenewResult> JobQueue::Renew(const ClaimedJob& claim) {
+  std::vector<std::string> args = FenceArgs(options_, claim);
+  args.push_back(FormatTimestamp(clock_->Now()));
+  CIAGENT_ASSIGN_OR_RETURN(
+      RedisReply reply,
+      redis_.Eval(RenewScript(),
+                  {options_.stream, options_.StatusKey(claim.job.job_id)},
+                  args));
+  CIAGENT_RETURN_IF_ERROR(Fenced("renew lease of", reply, claim.stream_id));
+  RenewResult result;
+  result.cancel_requested = !reply.elements[1].str.empty();
+  result.cancel_reason = reply.elements[2].str;
+  return result;
+}
+
+absl::Status JobQueue::Finalize(const ClaimedJob& claim,
+                                const JobOutcome& outcome) {
+  if (!IsTerminal(outcome.status)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("finalize: status ", JobStatusName(outcome.status),
+                     " is not terminal"));
+  }
+  const absl::Time now = clock_->Now();
+  const std::string stamp = FormatTimestamp(now);
+  std::vector<std::string> args = FenceArgs(options_, claim);
+  args.push_back(absl::StrCat(absl::ToInt64Seconds(options_.result_ttl)));
+  AppendFields(&args,
+               {{"status", std::string(JobStatusName(outcome.status))},
+                {"reason", outcome.reason},
+                {"finished_at", stamp},
+                {"updated_at", stamp},
+                {"duration_ms", Millis(now - claim.started_at)}});
+  AppendFields(&args, outcome.fields);
+  CIAGENT_ASSIGN_OR_RETURN(
+      RedisReply reply,
+      redis_.Eval(FinalizeScript(),
+                  {options_.stream, options_.StatusKey(claim.job.job_id),
+                   options_.LogKey(claim.job.job_id)},
+                  args));
+  return Fenced("finalize", reply, claim.stream_id);
+}
+
+absl::Status JobQueue::Requeue(const ClaimedJob& claim,
+                               absl::string_view reason) {
+  const std::string stamp = FormatTimestamp(clock_->Now());
+  std::vector<std::string> args = FenceArgs(options_, claim);
+  args.push_back(Millis(kRequeueIdle));
+  AppendFields(&args, {{"status", "queued"},
+                       {"reason", absl::StrCat("requeued: ", reason)},
+                       {"requeued_at", stamp},
+                       {"updated_at", stamp}});
+  CIAGENT_ASSIGN_OR_RETURN(
+      RedisReply reply,
+      redis_.Eval(RequeueScript(),
+                  {options_.stream, options_.StatusKey(claim.job.job_id)},
+                  args));
+  return Fenced("requeue", reply, claim.stream_id);
+}
+
+absl::Status JobQueue::RequestCancel(absl::string_view job_id,
+                                     absl::string_view reason) {
+  const std::string key = options_.StatusKey(job_id);
+  CIAGENT_ASSIGN_OR_RETURN(
+      RedisReply reply,
+      redis_.Eval(CancelScript(), {key},
+                  {FormatTimestamp(clock_->Now()), std::string(reason)}));
+  if (reply.str == "ok") return absl::OkStatus();
+  if (reply.str == "missing") {
+    return absl::NotFoundError(absl::StrCat("cancel ", job_id, ": no ", key));
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("cancel ", job_id, ": already finished (", reply.str, ")"));
+}
+
+}  // namespace ciagent
