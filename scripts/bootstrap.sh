@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs every package needed to build and test libciagent on Debian 12.
+# Idempotent: packages already present are left alone, and apt is not even
+# consulted when nothing is missing. Needs root (or sudo).
+#
+#   scripts/bootstrap.sh              build and test dependencies
+#   scripts/bootstrap.sh --with-node  also Node.js and npm (the BullMQ
+#                                     comparison in scripts/bench-queue.sh)
+set -euo pipefail
+
+packages=(
+  # build
+  meson ninja-build pkg-config g++
+  libabsl-dev libhiredis-dev libsimdjson-dev libssl-dev
+  libcurl4-openssl-dev libgit2-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  redis-server redis-tools
+  # fuzzing and sanitizers (clang builds)
+  clang libclang-rt-14-dev
+)
+# npm may come bundled with a nodejs package from elsewhere; only ask Debian
+# for it when the command is missing.
+if [[ ${1:-} == --with-node ]]; then
+  command -v node >/dev/null || packages+=(nodejs)
+  command -v npm >/dev/null || packages+=(npm)
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "bootstrap: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
+echo "bootstrap: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,514 @@
+// JobQueue against a real redis-server: claiming, leases, reclaim,
+// dead letters, fencing, requeue, cancel and reconnects.
+#include "ciagent/queue/job_queue.h"
+
+#include <signal.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "ciagent/base/log.h"
+#include "ciagent/queue/job_log.h"
+#include "ciagent/queue/lease_renewer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/redis_server.h"
+#include "testing/status_matchers.h"
+
+namespace ciagent {
+namespace {
+
+using ::ciagent::testing::StatusIs;
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+Job MakeJob(absl::string_view id) {
+  return Job{.job_id = std::string(id),
+             .repo = "https://git.example.com/acme/app.git",
+             .branch = "main",
+             .commit = std::string(40, 'a')};
+}
+
+class JobQueueTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer({}); }
+
+  void StartServer(::ciagent::testing::RedisServerOptions server_options) {
+    CIAGENT_START_REDIS_WITH(started, server_options);
+    server_ = std::move(started);
+    ASSERT_OK_AND_ASSIGN(redis_, RedisOptionsFromUrl(server_->url()));
+    redis_.password = server_options.password;
+  }
+
+  QueueOptions Options(absl::string_view consumer) const {
+    QueueOptions options;
+    options.consumer = std::string(consumer);
+    options.lease = absl::Milliseconds(400);
+    options.renew_interval = absl::Milliseconds(100);
+    return options;
+  }
+
+  JobQueue Queue(absl::string_view consumer) {
+    return JobQueue(redis_, Options(consumer));
+  }
+
+  std::map<std::string, std::string> Status(absl::string_view job_id) {
+    RedisClient client(redis_);
+    auto reply = client.Command({"HGETALL", QueueOptions().StatusKey(job_id)});
+    std::map<std::string, std::string> fields;
+    if (!reply.ok()) return fields;
+    for (size_t i = 0; i + 1 < reply->elements.size(); i += 2) {
+      fields[reply->elements[i].str] = reply->elements[i + 1].str;
+    }
+    return fields;
+  }
+
+  int64_t PendingCount() {
+    RedisClient client(redis_);
+    auto reply = client.Command({"XPENDING", "ci-jobs", "ci-workers"});
+    return reply.ok() ? reply->elements[0].integer : -1;
+  }
+
+  // Entries of the dead-letter stream, each as a field map.
+  std::vector<std::map<std::string, std::string>> DeadLetters() {
+    RedisClient client(redis_);
+    std::vector<std::map<std::string, std::string>> out;
+    auto reply = client.Command({"XRANGE", "ci-jobs:dead", "-", "+"});
+    if (!reply.ok()) return out;
+    for (const RedisReply& entry : reply->elements) {
+      std::map<std::string, std::string> fields;
+      const auto& kv = entry.elements[1].elements;
+      for (size_t i = 0; i + 1 < kv.size(); i += 2) {
+        fields[kv[i].str] = kv[i + 1].str;
+      }
+      out.push_back(std::move(fields));
+    }
+    return out;
+  }
+
+  void AddRawEntry(std::vector<std::string> fields) {
+    RedisClient client(redis_);
+    ASSERT_OK(Queue("producer").EnsureGroup());
+    std::vector<std::string> argv = {"XADD", "ci-jobs", "*"};
+    argv.insert(argv.end(), fields.begin(), fields.end());
+    ASSERT_OK(client.Command(absl::MakeConstSpan(argv)).status());
+  }
+
+  std::unique_ptr<::ciagent::testing::RedisServer> server_;
+  RedisOptions redis_;
+};
+
+TEST_F(JobQueueTest, ClaimsEnqueuedJobAndMarksItRunning) {
+  JobQueue queue = Queue("agent-a");
+  ASSERT_OK_AND_ASSIGN(std::string id, queue.Enqueue(MakeJob("j1")));
+  EXPECT_EQ(Status("j1")["status"], "queued");
+
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
+  EXPECT_EQ(claim.job, MakeJob("j1"));
+  EXPECT_EQ(claim.stream_id, id);
+  EXPECT_EQ(claim.attempt, 1);
+  auto status = Status("j1");
+  EXPECT_EQ(status["status"], "running");
+  EXPECT_EQ(status["consumer"], "agent-a");
+  EXPECT_EQ(status["attempt"], "1");
+  EXPECT_EQ(status["stream_id"], id);
+  EXPECT_FALSE(status["started_at"].empty());
+  EXPECT_EQ(PendingCount(), 1);
+}
+
+TEST_F(JobQueueTest, EmptyStreamHonoursWait) {
+  JobQueue queue = Queue("agent-a");
+  ASSERT_OK(queue.EnsureGroup());
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(queue.Claim(absl::Seconds(1)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  const absl::Duration waited = absl::Now() - start;
+  EXPECT_GE(waited, absl::Seconds(1));
+  EXPECT_LT(waited, absl::Seconds(3));
+}
+
+TEST_F(JobQueueTest, WaitingClaimTakesJobEnqueuedMeanwhile) {
+  JobQueue queue = Queue("agent-a");
+  ASSERT_OK(queue.EnsureGroup());
+  std::thread producer([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    ASSERT_OK(Queue("producer").Enqueue(MakeJob("late")).status());
+  });
+  absl::StatusOr<ClaimedJob> claim = queue.Claim(absl::Seconds(10));
+  producer.join();
+  ASSERT_OK(claim.status());
+  EXPECT_EQ(claim->job.job_id, "late");
+}
+
+TEST_F(JobQueueTest, MissingGroupIsAConfigurationErrorUnlessCreateGroup) {
+  JobQueue strict = Queue("agent-a");
+  EXPECT_THAT(strict.Claim(absl::ZeroDuration()),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("ci-workers")));
+  QueueOptions options = Options("agent-a");
+  options.create_group = true;
+  JobQueue lenient(redis_, options);
+  EXPECT_THAT(lenient.Claim(absl::ZeroDuration()),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+}
+
+TEST_F(JobQueueTest, JobsEnqueuedBeforeTheGroupExistsAreNotSkipped) {
+  RedisClient client(redis_);
+  ASSERT_OK(client
+                .Command({"XADD", "ci-jobs", "*", "job",
+                          JobToJson(MakeJob("early"))})
+                .status());
+  QueueOptions options = Options("agent-a");
+  options.create_group = true;
+  JobQueue queue(redis_, options);
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
+  EXPECT_EQ(claim.job.job_id, "early");
+}
+
+TEST_F(JobQueueTest, TwoConsumersNeverShareAnEntry) {
+  constexpr int kJobs = 40;
+  JobQueue producer = Queue("producer");
+  for (int i = 0; i < kJobs; ++i) {
+    ASSERT_OK(producer.Enqueue(MakeJob(absl::StrCat("job-", i))).status());
+  }
+  std::vector<std::string> taken[2];
+  auto work = [&](int index) {
+    JobQueue queue = Queue(absl::StrCat("agent-", index));
+    while (true) {
+      absl::StatusOr<ClaimedJob> claim = queue.Claim(absl::ZeroDuration());
+      if (!claim.ok()) break;
+      taken[index].push_back(claim->job.job_id);
+      ASSERT_OK(queue.Finalize(*claim, {JobStatus::kSuccess}));
+    }
+  };
+  std::thread a(work, 0), b(work, 1);
+  a.join();
+  b.join();
+  std::set<std::string> all(taken[0].begin(), taken[0].end());
+  for (const auto& id : taken[1]) {
+    EXPECT_TRUE(all.insert(id).second) << id << " was claimed twice";
+  }
+  EXPECT_EQ(all.size(), static_cast<size_t>(kJobs));
+  EXPECT_EQ(PendingCount(), 0);
+}
+
+TEST_F(JobQueueTest, ReclaimsJobOfKilledConsumerAfterLeaseExpires) {
+  ASSERT_OK(Queue("producer").Enqueue(MakeJob("j1")).status());
+  ASSERT_OK_AND_ASSIGN(std::string hold_job,
+                       ::ciagent::testing::PathFromEnv("CIAGENT_HOLD_JOB"));
+  ASSERT_OK_AND_ASSIGN(std::string dir,
+                       ::ciagent::testing::MakeTempDir("ciagent-hold-"));
+  const std::string out = dir + "/out";
+  ASSERT_OK_AND_ASSIGN(
+      auto holder, ::ciagent::testing::Subprocess::Start(
+                       {hold_job, server_->url(), "ci-jobs", "ci-workers",
+                        "agent-dies", "400"},
+                       {.stdout_path = out}));
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (::ciagent::testing::ReadFileOrEmpty(out).empty() &&
+         absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_THAT(::ciagent::testing::ReadFileOrEmpty(out), HasSubstr("claimed"));
+  // While the holder lives and renews, nobody can take the job, even well
+  // past the lease.
+  JobQueue survivor = Queue("agent-b");
+  EXPECT_THAT(survivor.Claim(absl::Milliseconds(1200)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+
+  holder->Signal(SIGKILL);
+  ASSERT_OK(holder->Wait().status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, survivor.Claim(absl::Seconds(5)));
+  EXPECT_EQ(claim.job.job_id, "j1");
+  EXPECT_EQ(claim.attempt, 2);
+  EXPECT_EQ(Status("j1")["consumer"], "agent-b");
+  ::ciagent::testing::RemoveTree(dir);
+}
+
+TEST_F(JobQueueTest, LeaseRenewalKeepsLongJobFromBeingReclaimed) {
+  QueueOptions options = Options("agent-a");
+  options.lease = absl::Seconds(1);
+  options.renew_interval = absl::Milliseconds(300);
+  JobQueue owner(redis_, options);
+  ASSERT_OK(owner.Enqueue(MakeJob("long")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, owner.Claim(absl::Seconds(1)));
+  {
+    LeaseRenewer renewer(redis_, options, claim);
+    QueueOptions thief_options = options;
+    thief_options.consumer = "agent-b";
+    JobQueue thief(redis_, thief_options);
+    // A 5 s job: the other consumer keeps trying the whole time.
+    EXPECT_THAT(thief.Claim(absl::Seconds(5)),
+                StatusIs(absl::StatusCode::kDeadlineExceeded));
+    EXPECT_FALSE(renewer.lease_lost());
+    EXPECT_GE(renewer.renewals(), 10);
+  }
+  EXPECT_OK(owner.Finalize(claim, {JobStatus::kSuccess}));
+  EXPECT_EQ(Status("long")["attempt"], "1");
+}
+
+TEST_F(JobQueueTest, DeadLettersJobDeliveredMoreThanMaxDeliveries) {
+  QueueOptions options = Options("agent");
+  options.max_deliveries = 2;
+  options.lease = absl::Milliseconds(100);
+  JobQueue queue(redis_, options);
+  ASSERT_OK(queue.Enqueue(MakeJob("crashy")).status());
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(2)));
+    EXPECT_EQ(claim.attempt, attempt);
+    // ... and the agent dies without finalizing.
+  }
+  absl::SleepFor(absl::Milliseconds(150));
+  EXPECT_THAT(queue.Claim(absl::Milliseconds(300)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+
+  auto dead = DeadLetters();
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0]["job"], JobToJson(MakeJob("crashy")));
+  EXPECT_THAT(dead[0]["dead_reason"], HasSubstr("max_deliveries=2"));
+  EXPECT_EQ(dead[0]["dead_deliveries"], "3");
+  auto status = Status("crashy");
+  EXPECT_EQ(status["status"], "error");
+  EXPECT_THAT(status["reason"], HasSubstr("max_deliveries=2"));
+  EXPECT_EQ(PendingCount(), 0);
+}
+
+TEST_F(JobQueueTest, DeadLettersMalformedJobAtOnceAndGoesOn) {
+  AddRawEntry({"job", R"({"job_id":"bad-1","repo":"ftp://x","branch":"main",)"
+                      R"("commit":")" + std::string(40, 'b') + "\"}"});
+  AddRawEntry({"payload", "no job field"});
+  ASSERT_OK(Queue("producer").Enqueue(MakeJob("good")).status());
+
+  JobQueue queue = Queue("agent-a");
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
+  EXPECT_EQ(claim.job.job_id, "good");
+
+  auto dead = DeadLetters();
+  ASSERT_EQ(dead.size(), 2u);
+  EXPECT_THAT(dead[0]["dead_reason"], HasSubstr("repo"));
+  EXPECT_EQ(dead[0]["dead_deliveries"], "1");
+  EXPECT_THAT(dead[1]["dead_reason"], HasSubstr("no `job` field"));
+  EXPECT_EQ(dead[1]["payload"], "no job field");
+  EXPECT_EQ(Status("bad-1")["status"], "error");
+  EXPECT_EQ(PendingCount(), 1);  // only "good", which is running
+}
+
+TEST_F(JobQueueTest, ZombieFinalizeIsRefusedAndWritesNothing) {
+  QueueOptions options = Options("zombie");
+  options.lease = absl::Milliseconds(100);
+  JobQueue zombie(redis_, options);
+  ASSERT_OK(zombie.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob old_claim, zombie.Claim(absl::Seconds(1)));
+  absl::SleepFor(absl::Milliseconds(150));
+  options.consumer = "agent-b";
+  JobQueue fresh(redis_, options);
+  ASSERT_OK_AND_ASSIGN(ClaimedJob new_claim, fresh.Claim(absl::Seconds(1)));
+  ASSERT_EQ(new_claim.attempt, 2);
+
+  EXPECT_THAT(zombie.Finalize(old_claim, {JobStatus::kFailed, "late", {}}),
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("agent-b")));
+  EXPECT_THAT(zombie.Renew(old_claim), StatusIs(absl::StatusCode::kAborted));
+  EXPECT_THAT(zombie.Requeue(old_claim, "late"),
+              StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(Status("j1")["status"], "running");
+  EXPECT_EQ(PendingCount(), 1);
+
+  EXPECT_OK(fresh.Finalize(new_claim, {JobStatus::kSuccess}));
+  auto status = Status("j1");
+  EXPECT_EQ(status["status"], "success");
+  EXPECT_EQ(status["attempt"], "2");
+  // Once finalized, a second finalize (a retry) is refused too: one result.
+  EXPECT_THAT(fresh.Finalize(new_claim, {JobStatus::kFailed, "dup", {}}),
+              StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(Status("j1")["status"], "success");
+}
+
+TEST_F(JobQueueTest, ZombieOfSameConsumerNameIsFencedByAttempt) {
+  QueueOptions options = Options("agent-a");
+  options.lease = absl::Milliseconds(100);
+  JobQueue queue(redis_, options);
+  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob first, queue.Claim(absl::Seconds(1)));
+  absl::SleepFor(absl::Milliseconds(150));
+  ASSERT_OK_AND_ASSIGN(ClaimedJob second, queue.Claim(absl::Seconds(1)));
+  EXPECT_THAT(queue.Finalize(first, {JobStatus::kSuccess}),
+              StatusIs(absl::StatusCode::kAborted, HasSubstr("redelivered")));
+  EXPECT_OK(queue.Finalize(second, {JobStatus::kSuccess}));
+}
+
+TEST_F(JobQueueTest, FinalizeWritesResultAcksAndExpiresKeys) {
+  JobQueue queue = Queue("agent-a");
+  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
+  JobOutcome outcome{JobStatus::kFailed, "cargo test failed",
+                     {{"tests_failed", "2"}}};
+  ASSERT_OK(queue.Finalize(claim, outcome));
+  auto status = Status("j1");
+  EXPECT_EQ(status["status"], "failed");
+  EXPECT_EQ(status["reason"], "cargo test failed");
+  EXPECT_EQ(status["tests_failed"], "2");
+  EXPECT_FALSE(status["finished_at"].empty());
+  EXPECT_FALSE(status["duration_ms"].empty());
+  EXPECT_EQ(PendingCount(), 0);
+  RedisClient client(redis_);
+  ASSERT_OK_AND_ASSIGN(RedisReply ttl,
+                       client.Command({"TTL", QueueOptions().StatusKey("j1")}));
+  EXPECT_GT(ttl.integer, 6 * 24 * 3600);
+}
+
+TEST_F(JobQueueTest, FinalizeRejectsNonTerminalStatus) {
+  JobQueue queue = Queue("agent-a");
+  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
+  EXPECT_THAT(queue.Finalize(claim, {JobStatus::kRunning}),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST_F(JobQueueTest, RequeueMakesJobClaimableAtOnceKeepingAttemptCount) {
+  JobQueue first = Queue("agent-a");  // lease 400 ms
+  ASSERT_OK(first.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, first.Claim(absl::Seconds(1)));
+  ASSERT_OK(first.Requeue(claim, "SIGTERM"));
+  auto status = Status("j1");
+  EXPECT_EQ(status["status"], "queued");
+  EXPECT_EQ(status["reason"], "requeued: SIGTERM");
+
+  JobQueue second = Queue("agent-b");
+  // Well under the lease: redelivery is prompt.
+  ASSERT_OK_AND_ASSIGN(ClaimedJob again, second.Claim(absl::ZeroDuration()));
+  EXPECT_EQ(again.stream_id, claim.stream_id);
+  EXPECT_EQ(again.attempt, 2);
+  EXPECT_EQ(Status("j1")["status"], "running");
+}
+
+TEST_F(JobQueueTest, CancelBeforeStartFinalizesAsCancelled) {
+  JobQueue queue = Queue("agent-a");
+  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.RequestCancel("j1", "superseded by a newer push"));
+  EXPECT_THAT(queue.Claim(absl::ZeroDuration()),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  auto status = Status("j1");
+  EXPECT_EQ(status["status"], "cancelled");
+  EXPECT_THAT(status["reason"], HasSubstr("superseded by a newer push"));
+  EXPECT_EQ(PendingCount(), 0);
+}
+
+TEST_F(JobQueueTest, RunningAgentSeesCancelThroughItsLeaseRenewer) {
+  QueueOptions options = Options("agent-a");
+  JobQueue queue(redis_, options);
+  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
+  LeaseRenewer renewer(redis_, options, claim);
+  ASSERT_OK(Queue("api").RequestCancel("j1", "user pressed cancel"));
+  EXPECT_TRUE(renewer.WaitForLossOrCancel(absl::Seconds(5)));
+  EXPECT_TRUE(renewer.cancel_requested());
+  EXPECT_EQ(renewer.cancel_reason(), "user pressed cancel");
+  renewer.Stop();
+  EXPECT_OK(queue.Finalize(claim, {JobStatus::kCancelled, "user pressed cancel", {}}));
+  EXPECT_THAT(Queue("api").RequestCancel("j1", "again"),
+              StatusIs(absl::StatusCode::kFailedPrecondition));
+  EXPECT_THAT(Queue("api").RequestCancel("nope", "x"),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST_F(JobQueueTest, LeaseRenewerReportsLossWhenJobIsTakenOver) {
+  QueueOptions options = Options("agent-a");
+  JobQueue queue(redis_, options);
+  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
+  LeaseRenewer renewer(redis_, options, claim);
+  // Another party takes the entry by force (as XAUTOCLAIM would after a
+  // long pause of this agent).
+  RedisClient client(redis_);
+  ASSERT_OK(client
+                .Command({"XCLAIM", "ci-jobs", "ci-workers", "agent-b", "0",
+                          claim.stream_id})
+                .status());
+  EXPECT_TRUE(renewer.WaitForLossOrCancel(absl::Seconds(5)));
+  EXPECT_TRUE(renewer.lease_lost());
+}
+
+TEST_F(JobQueueTest, ReconnectsAndClaimsAfterRedisRestartWhileWaiting) {
+  server_.reset();
+  StartServer({.persistence = true});
+  JobQueue queue = Queue("agent-a");
+  ASSERT_OK(queue.EnsureGroup());
+  std::thread chaos([&] {
+    absl::SleepFor(absl::Milliseconds(400));
+    ASSERT_OK(server_->Restart());
+    ASSERT_OK(Queue("producer").Enqueue(MakeJob("after-restart")).status());
+  });
+  absl::StatusOr<ClaimedJob> claim = queue.Claim(absl::Seconds(20));
+  chaos.join();
+  ASSERT_OK(claim.status());
+  EXPECT_EQ(claim->job.job_id, "after-restart");
+}
+
+TEST_F(JobQueueTest, RedisUnreachableForTheWholeWaitIsUnavailable) {
+  JobQueue queue = Queue("agent-a");
+  server_->Kill();
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(queue.Claim(absl::Seconds(1)),
+              StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_GE(absl::Now() - start, absl::Seconds(1));
+}
+
+TEST_F(JobQueueTest, PasswordAuthWorksAndThePasswordIsNeverLogged) {
+  server_.reset();
+  const std::string password = "pa55-w0rd-for-tests";
+  StartServer({.password = password});
+  std::vector<std::string> lines;
+  SetLogSinkForTesting([&](absl::string_view line) { lines.emplace_back(line); });
+  ASSERT_OK_AND_ASSIGN(
+      RedisOptions with_url_password,
+      RedisOptionsFromUrl(absl::StrCat("redis://:", password, "@127.0.0.1:",
+                                       server_->port())));
+  JobQueue queue(with_url_password, Options("agent-a"));
+  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.Claim(absl::Seconds(1)).status());
+
+  RedisOptions wrong = redis_;
+  wrong.password = "not-the-password";
+  JobQueue rejected(wrong, Options("agent-b"));
+  absl::StatusOr<ClaimedJob> claim = rejected.Claim(absl::Seconds(1));
+  EXPECT_THAT(claim, StatusIs(absl::StatusCode::kUnauthenticated));
+  LogError("claim failed", {{"error", claim.status()},
+                            {"url", RedactedRedisUrl(with_url_password)}});
+  SetLogSinkForTesting(nullptr);
+  EXPECT_THAT(claim.status().message(), Not(HasSubstr(password)));
+  ASSERT_FALSE(lines.empty());
+  for (const std::string& line : lines) {
+    EXPECT_THAT(line, Not(HasSubstr(password)));
+  }
+}
+
+TEST_F(JobQueueTest, JobLogAppendsNumberedLinesWithAttempt) {
+  JobQueue queue = Queue("agent-a");
+  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
+  JobLog log(&queue.redis(), queue.options(), claim);
+  ASSERT_OK(log.Append({{"check", "stderr", "   Compiling app v0.1.0"},
+                        {"check", "stdout", "done"}}));
+  ASSERT_OK(log.Append({{"test", "stdout", "test result: ok"}}));
+  EXPECT_EQ(log.next_seq(), 4);
+  RedisClient client(redis_);
+  ASSERT_OK_AND_ASSIGN(RedisReply entries,
+                       client.Command({"XRANGE", "ci:job:{j1}:log", "-", "+"}));
+  ASSERT_EQ(entries.elements.size(), 3u);
+  const auto& first = entries.elements[0].elements[1].elements;
+  std::vector<std::string> flat;
+  for (const auto& e : first) flat.push_back(e.str);
+  EXPECT_EQ(flat, (std::vector<std::string>{"seq", "1", "attempt", "1", "step",
+                                            "check", "stream", "stderr", "line",
+                                            "   Compiling app v0.1.0"}));
+}
+
+}  // namespace
+}  // namespace ciagent

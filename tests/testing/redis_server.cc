@@ -1,0 +1,164 @@
+#include "testing/redis_server.h"
+
+#include <hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace ciagent::testing {
+namespace {
+
+// True once the server answers PING (with AUTH when it has a password).
+bool Answers(int port, const std::string& password) {
+  struct timeval tv = {0, 200000};
+  redisContext* c = redisConnectWithTimeout("127.0.0.1", port, tv);
+  if (c == nullptr) return false;
+  bool ok = c->err == 0;
+  if (ok && !password.empty()) {
+    auto* r = static_cast<redisReply*>(
+        redisCommand(c, "AUTH %b", password.data(), password.size()));
+    ok = r != nullptr && r->type != REDIS_REPLY_ERROR;
+    if (r) freeReplyObject(r);
+  }
+  if (ok) {
+    auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
+    // LOADING (after a restart with persistence) is not ready yet.
+    ok = r != nullptr && r->type == REDIS_REPLY_STATUS;
+    if (r) freeReplyObject(r);
+  }
+  redisFree(c);
+  return ok;
+}
+
+}  // namespace
+
+absl::StatusOr<int> PickFreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return absl::InternalError(std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    return absl::InternalError(std::strerror(errno));
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+absl::StatusOr<std::string> MakeTempDir(const std::string& prefix) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::string pattern =
+      absl::StrCat(tmp != nullptr && *tmp ? tmp : "/tmp", "/", prefix, "XXXXXX");
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    return absl::InternalError(
+        absl::StrCat("mkdtemp ", pattern, ": ", std::strerror(errno)));
+  }
+  return pattern;
+}
+
+void RemoveTree(const std::string& path) {
+  std::error_code ignored;
+  std::filesystem::remove_all(path, ignored);
+}
+
+absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(
+    RedisServerOptions options) {
+  std::unique_ptr<RedisServer> server(new RedisServer());
+  server->options_ = std::move(options);
+  auto dir = MakeTempDir("ciagent-redis-");
+  if (!dir.ok()) return dir.status();
+  server->dir_ = *dir;
+  // The port is free when picked but could be taken before redis binds it;
+  // a few attempts make that race harmless.
+  absl::Status status;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    auto port = PickFreePort();
+    if (!port.ok()) return port.status();
+    server->port_ = *port;
+    status = server->Launch();
+    if (status.ok() || status.code() == absl::StatusCode::kNotFound) break;
+  }
+  if (!status.ok()) return status;
+  return server;
+}
+
+RedisServer::~RedisServer() {
+  if (process_) process_->Kill();
+  RemoveTree(dir_);
+}
+
+std::string RedisServer::url() const {
+  return absl::StrCat("redis://127.0.0.1:", port_);
+}
+
+absl::Status RedisServer::Launch() {
+  const std::string conf = absl::StrCat(dir_, "/redis.conf");
+  {
+    std::ofstream out(conf);
+    out << "bind 127.0.0.1\n"
+        << "port " << port_ << "\n"
+        << "dir " << dir_ << "\n"
+        << "daemonize no\n"
+        << "save \"\"\n"
+        << "logfile " << dir_ << "/redis.log\n"
+        << "protected-mode no\n";
+    if (options_.persistence) {
+      out << "appendonly yes\nappendfsync always\n";
+    }
+    if (!options_.password.empty()) {
+      out << "requirepass \"" << options_.password << "\"\n";
+    }
+  }
+  auto process = Subprocess::Start({"redis-server", conf});
+  if (!process.ok()) return process.status();
+  process_ = std::move(process).value();
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    if (Answers(port_, options_.password)) return absl::OkStatus();
+    if (!process_->running()) {
+      return absl::UnavailableError(absl::StrCat(
+          "redis-server on port ", port_, " exited: ",
+          ReadFileOrEmpty(absl::StrCat(dir_, "/redis.log"))));
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("redis-server on port ", port_, " did not answer"));
+}
+
+absl::Status RedisServer::Stop() {
+  if (!process_) return absl::OkStatus();
+  process_->Signal(SIGTERM);
+  auto code = process_->Wait(absl::Seconds(10));
+  process_.reset();
+  return code.ok() ? absl::OkStatus() : code.status();
+}
+
+void RedisServer::Kill() {
+  if (process_) process_->Kill();
+  process_.reset();
+}
+
+absl::Status RedisServer::StartAgain() { return Launch(); }
+
+absl::Status RedisServer::Restart() {
+  if (absl::Status s = Stop(); !s.ok()) return s;
+  return Launch();
+}
+
+}  // namespace ciagent::testing

@@ -1,0 +1,83 @@
+// RedisServer: a real redis-server for integration tests, on a free
+// 127.0.0.1 port with its own temporary directory, stopped and removed when
+// the object dies.
+//
+//   CIAGENT_START_REDIS(server);              // in a TEST body or SetUp()
+//   RedisOptions options = server->options();
+//
+// When redis-server is not installed the macro skips the test, except under
+// CI=true, where a missing service is a failure.
+#ifndef CIAGENT_TESTS_TESTING_REDIS_SERVER_H_
+#define CIAGENT_TESTS_TESTING_REDIS_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "testing/subprocess.h"
+
+namespace ciagent::testing {
+
+struct RedisServerOptions {
+  // requirepass; empty for none. Written to the config file, not argv.
+  std::string password;
+  // appendonly yes, fsync always: data survives Restart() and Kill().
+  bool persistence = false;
+};
+
+class RedisServer {
+ public:
+  // kNotFound when redis-server is not installed.
+  static absl::StatusOr<std::unique_ptr<RedisServer>> Start(
+      RedisServerOptions options = {});
+  ~RedisServer();
+
+  int port() const { return port_; }
+  const std::string& dir() const { return dir_; }
+  // redis://127.0.0.1:<port> — without the password.
+  std::string url() const;
+
+  // Graceful stop (SHUTDOWN semantics via SIGTERM), then start again on the
+  // same port and directory.
+  absl::Status Restart();
+  absl::Status Stop();
+  // SIGKILL, as a crashed server.
+  void Kill();
+  absl::Status StartAgain();
+
+ private:
+  RedisServer() = default;
+  absl::Status Launch();
+
+  RedisServerOptions options_;
+  std::string dir_;
+  int port_ = 0;
+  std::unique_ptr<Subprocess> process_;
+};
+
+// Picks a currently free TCP port on 127.0.0.1.
+absl::StatusOr<int> PickFreePort();
+
+// A new empty temporary directory (mkdtemp under TMPDIR or /tmp).
+absl::StatusOr<std::string> MakeTempDir(const std::string& prefix);
+void RemoveTree(const std::string& path);
+
+}  // namespace ciagent::testing
+
+#define CIAGENT_START_REDIS_WITH(var, opts)                                  \
+  std::unique_ptr<::ciagent::testing::RedisServer> var;                     \
+  do {                                                                      \
+    auto started_ = ::ciagent::testing::RedisServer::Start(opts);           \
+    if (!started_.ok() && started_.status().code() ==                       \
+                              absl::StatusCode::kNotFound &&                \
+        !::ciagent::testing::RunningUnderCi()) {                            \
+      GTEST_SKIP() << "redis-server not installed (a failure under CI=true)"; \
+    }                                                                       \
+    ASSERT_TRUE(started_.ok()) << started_.status().ToString();             \
+    var = std::move(started_).value();                                      \
+  } while (false)
+
+#define CIAGENT_START_REDIS(var) \
+  CIAGENT_START_REDIS_WITH(var, ::ciagent::testing::RedisServerOptions{})
+
+#endif  // CIAGENT_TESTS_TESTING_REDIS_SERVER_H_

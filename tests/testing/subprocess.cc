@@ -1,0 +1,137 @@
+#include "testing/subprocess.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+extern char** environ;
+
+namespace ciagent::testing {
+
+absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
+    const std::vector<std::string>& argv, const SubprocessOptions& options) {
+  if (argv.empty()) return absl::InvalidArgumentError("empty argv");
+  std::vector<std::string> env_strings;
+  std::set<std::string> replaced;
+  for (const auto& [key, value] : options.env) replaced.insert(key);
+  for (const auto& key : options.unset_env) replaced.insert(key);
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string entry(*e);
+    std::string key = entry.substr(0, entry.find('='));
+    if (!replaced.count(key)) env_strings.push_back(entry);
+  }
+  for (const auto& [key, value] : options.env) {
+    env_strings.push_back(absl::StrCat(key, "=", value));
+  }
+  std::vector<char*> argv_ptrs, env_ptrs;
+  for (const auto& a : argv) argv_ptrs.push_back(const_cast<char*>(a.c_str()));
+  argv_ptrs.push_back(nullptr);
+  for (auto& e : env_strings) env_ptrs.push_back(e.data());
+  env_ptrs.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null",
+                                   O_RDONLY, 0);
+  if (!options.stdout_path.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO,
+                                     options.stdout_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  }
+  if (!options.stderr_path.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO,
+                                     options.stderr_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  }
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t empty;
+  sigemptyset(&empty);
+  posix_spawnattr_setsigmask(&attr, &empty);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, argv[0].c_str(), &actions, &attr,
+                        argv_ptrs.data(), env_ptrs.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    return absl::NotFoundError(
+        absl::StrCat("spawn ", argv[0], ": ", std::strerror(rc)));
+  }
+  return std::unique_ptr<Subprocess>(new Subprocess(pid));
+}
+
+Subprocess::~Subprocess() {
+  if (!exit_code_.has_value()) Kill();
+}
+
+bool Subprocess::running() {
+  if (exit_code_.has_value()) return false;
+  int wstatus;
+  pid_t r = ::waitpid(pid_, &wstatus, WNOHANG);
+  if (r == pid_) {
+    exit_code_ = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus)
+                                    : 128 + WTERMSIG(wstatus);
+    return false;
+  }
+  return true;
+}
+
+void Subprocess::Signal(int signo) {
+  if (running()) ::kill(-pid_, signo);
+}
+
+void Subprocess::Kill() {
+  if (exit_code_.has_value()) return;
+  ::kill(-pid_, SIGKILL);
+  ::kill(pid_, SIGKILL);
+  (void)Wait(absl::Seconds(10));
+}
+
+absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (running()) {
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("process ", pid_, " still running"));
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return *exit_code_;
+}
+
+absl::StatusOr<std::string> PathFromEnv(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') {
+    return absl::NotFoundError(absl::StrCat(name, " is not set"));
+  }
+  return std::string(value);
+}
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+bool RunningUnderCi() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string(ci) == "true";
+}
+
+}  // namespace ciagent::testing

@@ -1,0 +1,38 @@
+// Command-line handling shared by the tools (ci-consume, ci-build, ...),
+// built on absl flags but with the behaviour the tools document:
+//
+// - flags may be spelled --kebab-case (--create-group) or as declared
+//   (--create_group); "--flag value" and "--flag=value" both work; a bool
+//   flag alone means true and --noflag false;
+// - an unknown flag or a bad value is a kInvalidArgument status (the tool
+//   exits 2), not absl's exit(1);
+// - --help / -h prints the usage message and the tool's own flags with
+//   their defaults, then ParseToolFlags reports `help_shown` (exit 0).
+#ifndef CIAGENT_TOOLS_COMMON_TOOL_FLAGS_H_
+#define CIAGENT_TOOLS_COMMON_TOOL_FLAGS_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace ciagent {
+
+struct ToolStart {
+  // --help was printed: the tool should exit 0 at once.
+  bool help_shown = false;
+};
+
+// Everything a tool does before its own work: the log level from
+// CIAGENT_LOG_LEVEL, argv into the absl flags defined under tools/
+// (positional arguments are refused), and the SIGTERM/SIGINT handlers.
+// `usage` opens --help. kInvalidArgument for a bad command line.
+absl::StatusOr<ToolStart> StartTool(int argc, char** argv,
+                                    absl::string_view usage);
+
+// The value of environment variable `name`, or `fallback` when unset/empty.
+std::string EnvOr(const char* name, absl::string_view fallback);
+
+}  // namespace ciagent
+
+#endif  // CIAGENT_TOOLS_COMMON_TOOL_FLAGS_H_
