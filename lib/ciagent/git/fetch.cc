@@ -1,0 +1,562 @@
+#include "ciagent/git/fetch.h"
+
+#include <git2.h>
+#include <openssl/evp.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "ciagent/base/clock.h"
+#include "ciagent/base/file_lock.h"
+#include "ciagent/base/log.h"
+#include "ciagent/base/secret.h"
+#include "ciagent/base/status_macros.h"
+#include "ciagent/base/stop_signal.h"
+
+namespace ciagent {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kMaxSubmoduleDepth = 5;
+
+// RAII for libgit2 objects.
+template <typename T, void (*Free)(T*)>
+struct GitDeleter {
+  void operator()(T* p) const { Free(p); }
+};
+using RepoPtr =
+    std::unique_ptr<git_repository,
+                    GitDeleter<git_repository, git_repository_free>>;
+using RemotePtr =
+    std::unique_ptr<git_remote, GitDeleter<git_remote, git_remote_free>>;
+using CommitPtr =
+    std::unique_ptr<git_commit, GitDeleter<git_commit, git_commit_free>>;
+using SubmodulePtr =
+    std::unique_ptr<git_submodule,
+                    GitDeleter<git_submodule, git_submodule_free>>;
+
+// libgit2 is initialised once per process; the CA location is global in it.
+absl::Status InitLibGit2(const std::string& ca_file) {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    git_libgit2_init();
+    // The cache volume may belong to another uid than the agent.
+    git_libgit2_opts(GIT_OPT_SET_OWNER_VALIDATION, 0);
+  });
+  static absl::Mutex mu;
+  static std::string* current_ca = new std::string();
+  absl::MutexLock lock(&mu);
+  if (ca_file == *current_ca) return absl::OkStatus();
+  if (!ca_file.empty() && !fs::is_regular_file(ca_file)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("CA file ", ca_file, " is not a readable file"));
+  }
+  if (!ca_file.empty() && git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS,
+                                           ca_file.c_str(), nullptr) != 0) {
+    const git_error* e = git_error_last();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "load CA file ", ca_file, ": ", e != nullptr ? e->message : "?"));
+  }
+  *current_ca = ca_file;
+  return absl::OkStatus();
+}
+
+// What the callbacks of one transfer share.
+struct TransferState {
+  const FetchOptions* options;
+  absl::Time start;
+  absl::Time last_report;
+  FetchProgress progress;
+  int credential_requests = 0;
+  bool credentials_rejected = false;
+  bool credentials_missing = false;
+  bool aborted = false;
+};
+
+int AcquireCredentials(git_credential** out, const char* /*url*/,
+                       const char* /*username_from_url*/,
+                       unsigned int allowed_types, void* payload) {
+  auto* state = static_cast<TransferState*>(payload);
+  const GitCredentials& credentials = state->options->credentials;
+  if (credentials.token.empty()) {
+    state->credentials_missing = true;
+    return GIT_EAUTH;
+  }
+  // libgit2 asks again after a 401: the token was wrong, and asking a third
+  // time would only hammer the server.
+  if (state->credential_requests++ > 0) {
+    state->credentials_rejected = true;
+    return GIT_EAUTH;
+  }
+  if ((allowed_types & GIT_CREDENTIAL_USERPASS_PLAINTEXT) == 0) {
+    state->credentials_missing = true;
+    return GIT_EAUTH;
+  }
+  const std::string& user =
+      credentials.username.empty() ? std::string("git") : credentials.username;
+  return git_credential_userpass_plaintext_new(out, user.c_str(),
+                                               credentials.token.c_str());
+}
+
+void ReportProgress(TransferState* state, absl::Time now) {
+  state->progress.elapsed = now - state->start;
+  const double seconds = absl::ToDoubleSeconds(state->progress.elapsed);
+  state->progress.bytes_per_second =
+      seconds > 0
+          ? static_cast<double>(state->progress.received_bytes) / seconds
+          : 0;
+  state->last_report = now;
+  if (state->options->on_progress) state->options->on_progress(state->progress);
+}
+
+int OnTransferProgress(const git_indexer_progress* stats, void* payload) {
+  auto* state = static_cast<TransferState*>(payload);
+  state->progress.received_objects = stats->received_objects;
+  state->progress.total_objects = stats->total_objects;
+  state->progress.indexed_objects = stats->indexed_objects;
+  state->progress.received_bytes = static_cast<int64_t>(stats->received_bytes);
+  if ((state->options->should_abort && state->options->should_abort()) ||
+      StopRequested()) {
+    state->aborted = true;
+    return GIT_EUSER;
+  }
+  const absl::Time now = absl::Now();
+  if (now - state->last_report >= state->options->progress_interval) {
+    ReportProgress(state, now);
+  }
+  return 0;
+}
+
+// Maps a libgit2 failure to a status whose code says what to do.
+absl::Status GitError(int rc, absl::string_view operation,
+                      const TransferState* transfer = nullptr) {
+  const git_error* e = git_error_last();
+  const std::string detail = e != nullptr ? e->message : "unknown error";
+  const int klass = e != nullptr ? e->klass : GIT_ERROR_NONE;
+  const std::string message = absl::StrCat(operation, ": ", detail);
+  if (transfer != nullptr) {
+    if (transfer->aborted) return absl::CancelledError(message);
+    if (transfer->credentials_rejected) {
+      return absl::UnauthenticatedError(
+          absl::StrCat(operation, ": credentials rejected by the server"));
+    }
+    if (transfer->credentials_missing) {
+      return absl::UnauthenticatedError(absl::StrCat(
+          operation, ": the server requires credentials (set GIT_TOKEN)"));
+    }
+  }
+  if (rc == GIT_ECERTIFICATE) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        message,
+        " (the server's certificate is not trusted: set the CA file)"));
+  }
+  if (rc == GIT_EAUTH) return absl::UnauthenticatedError(message);
+  // A fetch that cannot find an object the local refs name has a damaged
+  // object store; a lookup that cannot find a commit is the caller's
+  // business (see CheckoutDetached).
+  if (rc == GIT_ENOTFOUND && klass != GIT_ERROR_ODB) {
+    return absl::NotFoundError(message);
+  }
+  if (klass == GIT_ERROR_HTTP) {
+    // "unexpected http status code: 503"
+    int code = 0;
+    const size_t colon = detail.rfind(':');
+    if (colon != std::string::npos &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(
+                             absl::string_view(detail).substr(colon + 1)),
+                         &code)) {
+      if (code == 401) return absl::UnauthenticatedError(message);
+      if (code == 403) return absl::PermissionDeniedError(message);
+      if (code == 404) return absl::NotFoundError(message);
+      if (code == 408 || code == 429 || code >= 500) {
+        return absl::UnavailableError(message);
+      }
+      return absl::FailedPreconditionError(message);
+    }
+    return absl::UnavailableError(message);
+  }
+  switch (klass) {
+    case GIT_ERROR_NET:
+    case GIT_ERROR_SSL:
+    case GIT_ERROR_OS:
+      return absl::UnavailableError(message);
+    case GIT_ERROR_ODB:
+    case GIT_ERROR_INDEXER:
+    case GIT_ERROR_ZLIB:
+    case GIT_ERROR_OBJECT:
+    case GIT_ERROR_REFERENCE:
+    case GIT_ERROR_REPOSITORY:
+    case GIT_ERROR_SHA:
+      return absl::DataLossError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+std::string Sha256Hex(absl::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) {
+    absl::StrAppend(&hex, absl::Hex(digest[i], absl::kZeroPad2));
+  }
+  return hex;
+}
+
+// "https://Host:443/x" -> ("https", "host"); port dropped when default.
+std::pair<std::string, std::string> SchemeAndHost(absl::string_view url) {
+  const size_t sep = url.find("://");
+  if (sep == absl::string_view::npos) return {"", ""};
+  std::string scheme = absl::AsciiStrToLower(url.substr(0, sep));
+  absl::string_view rest = url.substr(sep + 3);
+  std::string host = absl::AsciiStrToLower(rest.substr(0, rest.find('/')));
+  if ((scheme == "https" && absl::EndsWith(host, ":443")) ||
+      (scheme == "http" && absl::EndsWith(host, ":80"))) {
+    host.resize(host.rfind(':'));
+  }
+  return {scheme, host};
+}
+
+absl::Status PrepareEmptyDir(const std::string& dir) {
+  if (dir.empty() || fs::path(dir).lexically_normal() == "/") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("refusing to use \"", dir, "\" as a checkout directory"));
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (!ec) fs::create_directories(dir, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("prepare checkout directory ", dir, ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RepoPtr> InitRepo(const std::string& path, bool bare) {
+  git_repository* repo = nullptr;
+  if (int rc = git_repository_init(&repo, path.c_str(), bare); rc != 0) {
+    return GitError(rc, absl::StrCat("init repository ", path));
+  }
+  return RepoPtr(repo);
+}
+
+absl::StatusOr<RepoPtr> OpenOrInitMirror(const std::string& path) {
+  if (!fs::exists(path)) return InitRepo(path, /*bare=*/true);
+  git_repository* repo = nullptr;
+  if (int rc = git_repository_open_bare(&repo, path.c_str()); rc != 0) {
+    // Whatever is there is not a usable repository: treat as corrupt.
+    return absl::DataLossError(absl::StrCat("open mirror ", path, ": ",
+                                            GitError(rc, "open").message()));
+  }
+  return RepoPtr(repo);
+}
+
+// One fetch of `refspec` from `url` into `repo`, retried on transient
+// failures.
+absl::Status FetchWithRetries(git_repository* repo, const std::string& url,
+                              const std::string& refspec,
+                              const FetchOptions& options,
+                              FetchResult* result) {
+  Backoff backoff(options.backoff);
+  absl::Status status;
+  for (int attempt = 1; attempt <= options.max_attempts; ++attempt) {
+    result->attempts = attempt;
+    git_remote* raw_remote = nullptr;
+    if (int rc = git_remote_create_anonymous(&raw_remote, repo, url.c_str());
+        rc != 0) {
+      return GitError(rc, absl::StrCat("fetch ", url));
+    }
+    RemotePtr remote(raw_remote);
+    TransferState state{
+        .options = &options, .start = absl::Now(), .last_report = absl::Now()};
+    git_fetch_options fetch_options = GIT_FETCH_OPTIONS_INIT;
+    fetch_options.callbacks.credentials = AcquireCredentials;
+    fetch_options.callbacks.transfer_progress = OnTransferProgress;
+    fetch_options.callbacks.payload = &state;
+    fetch_options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+    fetch_options.update_fetchhead = 0;
+    char* refspecs[] = {const_cast<char*>(refspec.c_str())};
+    git_strarray specs = {refspecs, 1};
+    const int rc =
+        git_remote_fetch(remote.get(), &specs, &fetch_options, "ciagent fetch");
+    if (rc == 0) {
+      ReportProgress(&state, absl::Now());
+      result->transfer = state.progress;
+      return absl::OkStatus();
+    }
+    status = GitError(rc, absl::StrCat("fetch ", url), &state);
+    if (!IsTransient(status) || attempt == options.max_attempts) break;
+    const absl::Duration delay = backoff.Next();
+    LogWarning(
+        "fetch failed, retrying",
+        {{"error", status}, {"attempt", attempt}, {"retry_in_ms", delay}});
+    if (!SleepUnlessStopped(delay)) {
+      return absl::CancelledError(absl::StrCat("fetch ", url, ": stopped"));
+    }
+  }
+  if (status.code() == absl::StatusCode::kUnavailable) {
+    return Annotate(
+        status, absl::StrCat("gave up after ", result->attempts, " attempts"));
+  }
+  return status;
+}
+
+absl::StatusOr<git_oid> ParseOid(absl::string_view commit) {
+  git_oid oid;
+  const std::string hex(commit);
+  if (git_oid_fromstr(&oid, hex.c_str()) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("commit ", commit, " is not a supported object id"));
+  }
+  return oid;
+}
+
+// Checks out `oid` into the work tree of `repo`, detached.
+absl::Status CheckoutDetached(git_repository* repo, const git_oid& oid,
+                              absl::string_view describe) {
+  git_commit* raw_commit = nullptr;
+  if (int rc = git_commit_lookup(&raw_commit, repo, &oid); rc != 0) {
+    absl::Status status = GitError(rc, absl::StrCat("look up ", describe));
+    if (rc == GIT_ENOTFOUND) {
+      return absl::NotFoundError(absl::StrCat(describe, " was not found"));
+    }
+    return status;
+  }
+  CommitPtr commit(raw_commit);
+  git_checkout_options checkout = GIT_CHECKOUT_OPTIONS_INIT;
+  checkout.checkout_strategy = GIT_CHECKOUT_FORCE;
+  if (int rc = git_checkout_tree(
+          repo, reinterpret_cast<const git_object*>(commit.get()), &checkout);
+      rc != 0) {
+    return GitError(rc, absl::StrCat("check out ", describe));
+  }
+  if (int rc = git_repository_set_head_detached(repo, &oid); rc != 0) {
+    return GitError(rc, absl::StrCat("detach HEAD at ", describe));
+  }
+  return absl::OkStatus();
+}
+
+// A work tree at `dest` that borrows the mirror's objects.
+absl::StatusOr<RepoPtr> InitBorrowingWorkTree(const std::string& dest,
+                                              const std::string& mirror,
+                                              const std::string& url) {
+  CIAGENT_RETURN_IF_ERROR(PrepareEmptyDir(dest));
+  git_repository* raw = nullptr;
+  if (int rc = git_repository_init(&raw, dest.c_str(), 0); rc != 0) {
+    return GitError(rc, absl::StrCat("init work tree ", dest));
+  }
+  RepoPtr repo(raw);
+  std::ofstream alternates(fs::path(git_repository_path(repo.get())) /
+                           "objects/info/alternates");
+  alternates << fs::absolute(mirror).string() << "/objects\n";
+  if (!alternates.flush()) {
+    return absl::UnavailableError(absl::StrCat("write alternates in ", dest));
+  }
+  git_remote* origin = nullptr;
+  if (git_remote_create(&origin, repo.get(), "origin", url.c_str()) == 0) {
+    git_remote_free(origin);
+  }
+  return repo;
+}
+
+void TouchLastUse(const std::string& mirror) {
+  std::ofstream stamp(fs::path(mirror) / std::string(kLastUseStampName),
+                      std::ios::trunc);
+  stamp << FormatTimestamp(absl::Now()) << "\n";
+}
+
+absl::StatusOr<FetchResult> FetchAtDepth(absl::string_view repo_url,
+                                         absl::string_view branch,
+                                         absl::string_view commit,
+                                         absl::string_view dest_dir,
+                                         const FetchOptions& options,
+                                         int depth);
+
+// Checks out every submodule of the work tree at `dest`, recursively.
+absl::Status UpdateSubmodules(git_repository* repo, const std::string& dest,
+                              const std::string& parent_url,
+                              const FetchOptions& options, int depth,
+                              FetchResult* result) {
+  std::vector<std::string> names;
+  git_submodule_foreach(
+      repo,
+      [](git_submodule*, const char* name, void* payload) {
+        static_cast<std::vector<std::string>*>(payload)->emplace_back(name);
+        return 0;
+      },
+      &names);
+  for (const std::string& name : names) {
+    git_submodule* raw = nullptr;
+    if (int rc = git_submodule_lookup(&raw, repo, name.c_str()); rc != 0) {
+      return GitError(rc, absl::StrCat("submodule ", name));
+    }
+    SubmodulePtr submodule(raw);
+    const git_oid* oid = git_submodule_head_id(submodule.get());
+    const char* url = git_submodule_url(submodule.get());
+    if (oid == nullptr || url == nullptr) continue;  // not in HEAD
+    git_buf resolved = GIT_BUF_INIT;
+    if (int rc = git_submodule_resolve_url(&resolved, repo, url); rc != 0) {
+      return GitError(rc, absl::StrCat("resolve URL of submodule ", name));
+    }
+    const std::string sub_url(resolved.ptr, resolved.size);
+    git_buf_dispose(&resolved);
+    FetchOptions sub_options = options;
+    // Credentials are for the parent's host only.
+    if (SchemeAndHost(sub_url) != SchemeAndHost(parent_url)) {
+      sub_options.credentials = {};
+    }
+    const std::string path = git_submodule_path(submodule.get());
+    char hex[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(hex, sizeof(hex), oid);
+    CIAGENT_ASSIGN_OR_RETURN(
+        FetchResult sub,
+        FetchAtDepth(sub_url, "", hex, (fs::path(dest) / path).string(),
+                     sub_options, depth + 1));
+    result->submodules.push_back(path);
+    for (const std::string& nested : sub.submodules) {
+      result->submodules.push_back(absl::StrCat(path, "/", nested));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FetchResult> FetchAtDepth(absl::string_view repo_url,
+                                         absl::string_view branch,
+                                         absl::string_view commit,
+                                         absl::string_view dest_dir,
+                                         const FetchOptions& options,
+                                         int depth) {
+  const absl::Time start = absl::Now();
+  if (depth > kMaxSubmoduleDepth) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("submodules nested deeper than ", kMaxSubmoduleDepth,
+                     " at ", repo_url));
+  }
+  CIAGENT_RETURN_IF_ERROR(ValidateRepoUrl(repo_url, options.allow_file_urls));
+  CIAGENT_RETURN_IF_ERROR(ValidateCommit(absl::AsciiStrToLower(commit)));
+  if (!branch.empty()) CIAGENT_RETURN_IF_ERROR(ValidateBranchName(branch));
+  CIAGENT_RETURN_IF_ERROR(InitLibGit2(options.ca_file));
+  CIAGENT_ASSIGN_OR_RETURN(const git_oid oid, ParseOid(commit));
+
+  const std::string url(repo_url);
+  const std::string dest(dest_dir);
+  const std::string refspec =
+      branch.empty()
+          ? "+refs/heads/*:refs/heads/*"
+          : absl::StrCat("+refs/heads/", branch, ":refs/heads/", branch);
+  const std::string describe =
+      branch.empty()
+          ? absl::StrCat("commit ", commit, " of ", url)
+          : absl::StrCat("commit ", commit, " on branch ", branch, " of ", url);
+  FetchResult result;
+  result.commit = absl::AsciiStrToLower(commit);
+  RepoPtr work_tree;
+
+  if (options.cache_dir.empty()) {
+    CIAGENT_RETURN_IF_ERROR(PrepareEmptyDir(dest));
+    CIAGENT_ASSIGN_OR_RETURN(work_tree, InitRepo(dest, /*bare=*/false));
+    CIAGENT_RETURN_IF_ERROR(
+        FetchWithRetries(work_tree.get(), url, refspec, options, &result));
+    CIAGENT_RETURN_IF_ERROR(CheckoutDetached(work_tree.get(), oid, describe));
+  } else {
+    const std::string mirror = MirrorPath(options.cache_dir, url);
+    result.mirror_path = mirror;
+    std::error_code ec;
+    fs::create_directories(fs::path(mirror).parent_path(), ec);
+    if (ec) {
+      return absl::UnavailableError(absl::StrCat("create cache directory for ",
+                                                 mirror, ": ", ec.message()));
+    }
+    CIAGENT_ASSIGN_OR_RETURN(
+        FileLock lock,
+        FileLock::Acquire(mirror + ".lock", options.lock_timeout));
+    result.mirror_was_warm = fs::exists(mirror);
+    // A corrupt mirror gets one fresh start; corruption twice is reported.
+    for (int round = 0;; ++round) {
+      absl::Status status = [&]() -> absl::Status {
+        CIAGENT_ASSIGN_OR_RETURN(RepoPtr repo, OpenOrInitMirror(mirror));
+        CIAGENT_RETURN_IF_ERROR(
+            FetchWithRetries(repo.get(), url, refspec, options, &result));
+        CIAGENT_ASSIGN_OR_RETURN(work_tree,
+                                 InitBorrowingWorkTree(dest, mirror, url));
+        return CheckoutDetached(work_tree.get(), oid, describe);
+      }();
+      if (status.code() != absl::StatusCode::kDataLoss || round > 0) {
+        CIAGENT_RETURN_IF_ERROR(status);
+        break;
+      }
+      LogWarning("git mirror is corrupt; cloning it again",
+                 {{"mirror", mirror}, {"error", status}});
+      work_tree.reset();
+      fs::remove_all(mirror, ec);
+      result.mirror_recovered = true;
+    }
+    TouchLastUse(mirror);
+  }
+  if (options.submodules) {
+    CIAGENT_RETURN_IF_ERROR(
+        UpdateSubmodules(work_tree.get(), dest, url, options, depth, &result));
+  }
+  result.duration = absl::Now() - start;
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<GitCredentials> GitCredentialsFromEnv() {
+  GitCredentials credentials;
+  if (const char* user = std::getenv("GIT_USERNAME"); user != nullptr) {
+    credentials.username = user;
+  }
+  for (const char* name : {"GIT_TOKEN", "GITEA_TOKEN"}) {
+    CIAGENT_ASSIGN_OR_RETURN(std::optional<std::string> token,
+                             ReadSecretFromEnv(name));
+    if (token.has_value()) {
+      credentials.token = *std::move(token);
+      break;
+    }
+  }
+  return credentials;
+}
+
+absl::StatusOr<FetchResult> FetchCommit(absl::string_view repo_url,
+                                        absl::string_view branch,
+                                        absl::string_view commit,
+                                        absl::string_view dest_dir,
+                                        const FetchOptions& options) {
+  return FetchAtDepth(repo_url, branch, commit, dest_dir, options, 0);
+}
+
+std::string NormalizeRepoUrl(absl::string_view url) {
+  const auto [scheme, host] = SchemeAndHost(url);
+  if (scheme.empty()) return std::string(url);
+  const size_t sep = url.find("://");
+  absl::string_view rest = url.substr(sep + 3);
+  const size_t slash = rest.find('/');
+  absl::string_view path =
+      slash == absl::string_view::npos ? "" : rest.substr(slash);
+  while (absl::ConsumeSuffix(&path, "/")) {
+  }
+  absl::ConsumeSuffix(&path, ".git");
+  return absl::StrCat(scheme, "://", host, path);
+}
+
+std::string MirrorPath(absl::string_view cache_dir, absl::string_view url) {
+  return (fs::path(std::string(cache_dir)) / "git" /
+          absl::StrCat(Sha256Hex(NormalizeRepoUrl(url)), ".git"))
+      .string();
+}
+
+}  // namespace ciagent
