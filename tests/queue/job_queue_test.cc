@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -361,6 +362,52 @@ TEST_F(JobQueueTest, FinalizeWritesResultAcksAndExpiresKeys) {
   ASSERT_OK_AND_ASSIGN(RedisReply ttl,
                        client.Command({"TTL", QueueOptions().StatusKey("j1")}));
   EXPECT_GT(ttl.integer, 6 * 24 * 3600);
+}
+
+TEST_F(JobQueueTest, FinalizeAndClaimNextStartsTheNextJobInOneStep) {
+  JobQueue queue = Queue("agent-a");
+  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(MakeJob("j2")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob first, queue.Claim(absl::Seconds(1)));
+  ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> next,
+                       queue.FinalizeAndClaimNext(first, {JobStatus::kSuccess}));
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->job.job_id, "j2");
+  EXPECT_EQ(Status("j1")["status"], "success");
+  EXPECT_EQ(Status("j2")["status"], "running");
+  EXPECT_EQ(Status("j2")["consumer"], "agent-a");
+  ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> none,
+                       queue.FinalizeAndClaimNext(*next, {JobStatus::kSuccess}));
+  EXPECT_FALSE(none.has_value());
+  EXPECT_EQ(PendingCount(), 0);
+}
+
+TEST_F(JobQueueTest, FinalizeAndClaimNextByAZombieWritesAndClaimsNothing) {
+  QueueOptions options = Options("zombie");
+  options.lease = absl::Milliseconds(100);
+  JobQueue zombie(redis_, options);
+  ASSERT_OK(zombie.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob stale, zombie.Claim(absl::Seconds(1)));
+  absl::SleepFor(absl::Milliseconds(150));
+  ASSERT_OK(Queue("agent-b").Claim(absl::Seconds(1)).status());
+  ASSERT_OK(zombie.Enqueue(MakeJob("j2")).status());
+  EXPECT_THAT(zombie.FinalizeAndClaimNext(stale, {JobStatus::kSuccess}),
+              StatusIs(absl::StatusCode::kAborted));
+  EXPECT_EQ(Status("j1")["status"], "running");
+  EXPECT_EQ(Status("j2")["status"], "queued");
+}
+
+TEST_F(JobQueueTest, FinalizeAndClaimNextDisposesOfAMalformedNextEntry) {
+  JobQueue queue = Queue("agent-a");
+  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob first, queue.Claim(absl::Seconds(1)));
+  AddRawEntry({"job", R"({"job_id":"bad","repo":"x","branch":"main","commit":"y"})"});
+  ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> next,
+                       queue.FinalizeAndClaimNext(first, {JobStatus::kSuccess}));
+  EXPECT_FALSE(next.has_value());
+  EXPECT_EQ(Status("bad")["status"], "error");
+  EXPECT_EQ(DeadLetters().size(), 1u);
+  EXPECT_EQ(PendingCount(), 0);
 }
 
 TEST_F(JobQueueTest, FinalizeRejectsNonTerminalStatus) {

@@ -17,6 +17,7 @@ using queue_internal::BeginScript;
 using queue_internal::CancelScript;
 using queue_internal::ClaimScript;
 using queue_internal::DeadLetterScript;
+using queue_internal::FinalizeAndClaimScript;
 using queue_internal::FinalizeScript;
 using queue_internal::RenewScript;
 using queue_internal::RequeueScript;
@@ -26,6 +27,10 @@ struct JobQueue::Entry {
   std::string id;
   std::vector<std::pair<std::string, std::string>> fields;
   int deliveries = 1;
+  // The claim script already marked the job running, and saw these.
+  bool begun = false;
+  std::string cancel_requested;
+  std::string cancel_reason;
 
   const std::string* Field(absl::string_view name) const {
     for (const auto& [key, value] : fields) {
@@ -118,7 +123,10 @@ absl::Status JobQueue::EnsureGroup() {
 }
 
 absl::StatusOr<std::string> JobQueue::Enqueue(const Job& job) {
-  CIAGENT_RETURN_IF_ERROR(EnsureGroup());
+  if (!group_ensured_) {
+    CIAGENT_RETURN_IF_ERROR(EnsureGroup());
+    group_ensured_ = true;
+  }
   const std::string status_key = options_.StatusKey(job.job_id);
   const std::string now = FormatTimestamp(clock_->Now());
   // The status is written before the entry exists, on the same connection,
@@ -183,21 +191,32 @@ absl::StatusOr<ClaimedJob> JobQueue::Claim(absl::Duration wait) {
   }
 }
 
+std::vector<std::string> JobQueue::ClaimArgs() const {
+  return {Millis(options_.lease), absl::StrCat(options_.max_deliveries),
+          options_.key_prefix, FormatTimestamp(clock_->Now())};
+}
+
+absl::StatusOr<std::optional<JobQueue::Entry>> JobQueue::ParseClaimReply(
+    const RedisReply& reply) {
+  if (!reply.is_array() || reply.elements.size() != 6) return std::nullopt;
+  Entry entry;
+  entry.id = reply.elements[0].str;
+  CIAGENT_ASSIGN_OR_RETURN(entry.fields, EntryFields(reply.elements[1]));
+  entry.deliveries = static_cast<int>(reply.elements[2].integer);
+  entry.begun = reply.elements[3].integer == 1;
+  entry.cancel_requested = reply.elements[4].str;
+  entry.cancel_reason = reply.elements[5].str;
+  return entry;
+}
+
 absl::StatusOr<std::optional<JobQueue::Entry>> JobQueue::ClaimEntry(
     absl::Duration block) {
-  const std::vector<std::string> keys = {options_.stream};
-  const std::vector<std::string> args = {options_.group, options_.consumer,
-                                         Millis(options_.lease)};
-  CIAGENT_ASSIGN_OR_RETURN(RedisReply reply,
-                           redis_.Eval(ClaimScript(), keys, args));
-  Entry entry;
-  if (reply.is_array() && reply.elements.size() == 3) {
-    entry.id = reply.elements[0].str;
-    CIAGENT_ASSIGN_OR_RETURN(entry.fields, EntryFields(reply.elements[1]));
-    entry.deliveries = static_cast<int>(reply.elements[2].integer);
-    return entry;
-  }
-  if (block <= absl::ZeroDuration()) return std::nullopt;
+  std::vector<std::string> args = {options_.group, options_.consumer};
+  for (std::string& arg : ClaimArgs()) args.push_back(std::move(arg));
+  CIAGENT_ASSIGN_OR_RETURN(
+      RedisReply reply, redis_.Eval(ClaimScript(), {options_.stream}, args));
+  CIAGENT_ASSIGN_OR_RETURN(std::optional<Entry> entry, ParseClaimReply(reply));
+  if (entry.has_value() || block <= absl::ZeroDuration()) return entry;
   // Nothing to take now: wait for a new entry, one slice at a time so a
   // stop request is noticed promptly.
   CIAGENT_ASSIGN_OR_RETURN(
@@ -209,10 +228,10 @@ absl::StatusOr<std::optional<JobQueue::Entry>> JobQueue::ClaimEntry(
   if (!reply.is_array() || reply.elements.empty()) return std::nullopt;
   const RedisReply& entries = reply.elements[0].elements[1];
   if (entries.elements.empty()) return std::nullopt;
-  entry.id = entries.elements[0].elements[0].str;
-  CIAGENT_ASSIGN_OR_RETURN(entry.fields,
+  entry.emplace();
+  entry->id = entries.elements[0].elements[0].str;
+  CIAGENT_ASSIGN_OR_RETURN(entry->fields,
                            EntryFields(entries.elements[0].elements[1]));
-  entry.deliveries = 1;
   return entry;
 }
 
@@ -247,6 +266,28 @@ absl::StatusOr<std::optional<ClaimedJob>> JobQueue::Start(const Entry& entry) {
   claim.consumer = options_.consumer;
   claim.started_at = clock_->Now();
   claim.job_json = *job_json;
+  RenewResult begun{.cancel_requested = !entry.cancel_requested.empty(),
+                    .cancel_reason = entry.cancel_reason};
+  if (!entry.begun) {
+    CIAGENT_ASSIGN_OR_RETURN(std::optional<RenewResult> started, Begin(claim));
+    if (!started.has_value()) return std::nullopt;
+    begun = *std::move(started);
+  }
+  if (begun.cancel_requested) {
+    const std::string& cancel_reason = begun.cancel_reason;
+    CIAGENT_RETURN_IF_ERROR(Finalize(
+        claim, {JobStatus::kCancelled,
+                absl::StrCat("cancelled before start",
+                             cancel_reason.empty() ? "" : ": ", cancel_reason),
+                {}}));
+    LogInfo("job cancelled before start", {{"cancelled_job_id", claim.job.job_id}});
+    return std::nullopt;
+  }
+  return claim;
+}
+
+absl::StatusOr<std::optional<RenewResult>> JobQueue::Begin(
+    const ClaimedJob& claim) {
   const std::string now = FormatTimestamp(claim.started_at);
   std::vector<std::string> args = FenceArgs(options_, claim);
   args.push_back(now);
@@ -271,17 +312,8 @@ absl::StatusOr<std::optional<ClaimedJob>> JobQueue::Start(const Entry& entry) {
     LogWarning("claimed entry lost before start", {{"error", fenced}});
     return std::nullopt;
   }
-  if (!reply.elements[1].str.empty()) {
-    const std::string cancel_reason = reply.elements[2].str;
-    CIAGENT_RETURN_IF_ERROR(Finalize(
-        claim, {JobStatus::kCancelled,
-                absl::StrCat("cancelled before start",
-                             cancel_reason.empty() ? "" : ": ", cancel_reason),
-                {}}));
-    LogInfo("job cancelled before start", {{"cancelled_job_id", claim.job.job_id}});
-    return std::nullopt;
-  }
-  return claim;
+  return RenewResult{.cancel_requested = !reply.elements[1].str.empty(),
+                     .cancel_reason = reply.elements[2].str};
 }
 
 absl::Status JobQueue::DeadLetter(const Entry& entry,
@@ -345,6 +377,25 @@ absl::StatusOr<RenewResult> JobQueue::Renew(const ClaimedJob& claim) {
   return result;
 }
 
+std::vector<std::string> JobQueue::FinalizeArgs(const ClaimedJob& claim,
+                                                const JobOutcome& outcome) const {
+  const absl::Time now = clock_->Now();
+  const std::string stamp = FormatTimestamp(now);
+  std::vector<std::string> fields;
+  AppendFields(&fields,
+               {{"status", std::string(JobStatusName(outcome.status))},
+                {"reason", outcome.reason},
+                {"finished_at", stamp},
+                {"updated_at", stamp},
+                {"duration_ms", Millis(now - claim.started_at)}});
+  AppendFields(&fields, outcome.fields);
+  std::vector<std::string> args = FenceArgs(options_, claim);
+  args.push_back(absl::StrCat(absl::ToInt64Seconds(options_.result_ttl)));
+  args.push_back(absl::StrCat(fields.size()));
+  args.insert(args.end(), fields.begin(), fields.end());
+  return args;
+}
+
 absl::Status JobQueue::Finalize(const ClaimedJob& claim,
                                 const JobOutcome& outcome) {
   if (!IsTerminal(outcome.status)) {
@@ -352,24 +403,38 @@ absl::Status JobQueue::Finalize(const ClaimedJob& claim,
         absl::StrCat("finalize: status ", JobStatusName(outcome.status),
                      " is not terminal"));
   }
-  const absl::Time now = clock_->Now();
-  const std::string stamp = FormatTimestamp(now);
-  std::vector<std::string> args = FenceArgs(options_, claim);
-  args.push_back(absl::StrCat(absl::ToInt64Seconds(options_.result_ttl)));
-  AppendFields(&args,
-               {{"status", std::string(JobStatusName(outcome.status))},
-                {"reason", outcome.reason},
-                {"finished_at", stamp},
-                {"updated_at", stamp},
-                {"duration_ms", Millis(now - claim.started_at)}});
-  AppendFields(&args, outcome.fields);
   CIAGENT_ASSIGN_OR_RETURN(
       RedisReply reply,
       redis_.Eval(FinalizeScript(),
                   {options_.stream, options_.StatusKey(claim.job.job_id),
                    options_.LogKey(claim.job.job_id)},
-                  args));
+                  FinalizeArgs(claim, outcome)));
   return Fenced("finalize", reply, claim.stream_id);
+}
+
+absl::StatusOr<std::optional<ClaimedJob>> JobQueue::FinalizeAndClaimNext(
+    const ClaimedJob& claim, const JobOutcome& outcome) {
+  if (!IsTerminal(outcome.status)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("finalize: status ", JobStatusName(outcome.status),
+                     " is not terminal"));
+  }
+  std::vector<std::string> args = FinalizeArgs(claim, outcome);
+  for (std::string& arg : ClaimArgs()) args.push_back(std::move(arg));
+  CIAGENT_ASSIGN_OR_RETURN(
+      RedisReply reply,
+      redis_.Eval(FinalizeAndClaimScript(),
+                  {options_.stream, options_.StatusKey(claim.job.job_id),
+                   options_.LogKey(claim.job.job_id)},
+                  args));
+  CIAGENT_RETURN_IF_ERROR(Fenced("finalize", reply, claim.stream_id));
+  if (reply.elements.size() < 2) return std::nullopt;
+  CIAGENT_ASSIGN_OR_RETURN(std::optional<Entry> entry,
+                           ParseClaimReply(reply.elements[1]));
+  if (!entry.has_value()) return std::nullopt;
+  // A malformed or cancelled next entry is disposed of; the caller then
+  // claims again.
+  return Start(*entry);
 }
 
 absl::Status JobQueue::Requeue(const ClaimedJob& claim,

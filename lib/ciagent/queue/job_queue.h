@@ -142,7 +142,7 @@ class JobQueue {
   absl::Status EnsureGroup();
 
   // Adds `job` to the stream and marks it queued. Returns the entry id.
-  // For producers and tests; also ensures the group exists.
+  // For producers and tests; the first call also ensures the group exists.
   absl::StatusOr<std::string> Enqueue(const Job& job);
 
   // Claims one job, waiting up to `wait` (see the header comment).
@@ -159,6 +159,13 @@ class JobQueue {
   // Writes the terminal status and acks the entry in one atomic step, if
   // this delivery still owns it. kAborted otherwise, with nothing written.
   absl::Status Finalize(const ClaimedJob& claim, const JobOutcome& outcome);
+
+  // Finalize, then claim the next job without waiting, in one atomic step
+  // and one round trip: what a long-running worker does between jobs.
+  // nullopt when no job is ready now (call Claim() to wait for one).
+  // kAborted as for Finalize, and then nothing was claimed either.
+  absl::StatusOr<std::optional<ClaimedJob>> FinalizeAndClaimNext(
+      const ClaimedJob& claim, const JobOutcome& outcome);
 
   // Makes the entry claimable at once by any consumer and marks the job
   // queued with `reason`. The delivery count is kept, so requeues count
@@ -177,6 +184,12 @@ class JobQueue {
  private:
   struct Entry;
   absl::StatusOr<std::optional<Entry>> ClaimEntry(absl::Duration block);
+  absl::StatusOr<std::optional<Entry>> ParseClaimReply(const RedisReply& reply);
+  std::vector<std::string> ClaimArgs() const;
+  std::vector<std::string> FinalizeArgs(const ClaimedJob& claim,
+                                        const JobOutcome& outcome) const;
+  // Marks the claimed job running; nullopt when the entry was lost.
+  absl::StatusOr<std::optional<RenewResult>> Begin(const ClaimedJob& claim);
   // Turns an entry into a running job, or disposes of it (dead letter,
   // cancel) and returns nullopt.
   absl::StatusOr<std::optional<ClaimedJob>> Start(const Entry& entry);
@@ -189,6 +202,7 @@ class JobQueue {
   RedisClient redis_;
   QueueOptions options_;
   Clock* clock_;
+  bool group_ensured_ = false;  // by this object's Enqueue, once
 };
 
 }  // namespace ciagent

@@ -24,34 +24,98 @@ local lost = fence()
 if lost then return {'lost', lost} end
 )lua";
 
-const RedisScript& Fenced(const char* body) {
+const RedisScript& Fenced(absl::string_view body) {
   // Callers hold the result in a function-local static.
   return *new RedisScript(absl::StrCat(kFence, body));
 }
 
+// claim_next(stream, group, consumer, lease_ms, max_deliveries, prefix, now):
+// reclaims one entry idle longer than the lease (counting the delivery), else
+// reads one new entry without blocking. An entry that looks runnable (a job
+// document with a well-formed job_id, within max_deliveries) is started at
+// once — status `running` — saving the agent a round trip; the agent still
+// validates the job fully and dead-letters it if that fails.
+// Returns {id, {field, value, ...}, deliveries, begun, cancel, cancel_reason}
+// or false.
+constexpr char kClaimNext[] = R"lua(
+local function claim_next(stream, group, consumer, lease_ms, max_deliveries,
+                          prefix, now)
+  local id, fields, deliveries
+  local cursor = '0-0'
+  repeat
+    local r = redis.call('XAUTOCLAIM', stream, group, consumer, lease_ms,
+                         cursor, 'COUNT', 1)
+    cursor = r[1]
+    local e = r[2][1]
+    if e then
+      local p = redis.call('XPENDING', stream, group, e[1], e[1], 1)
+      id, fields, deliveries = e[1], e[2], tonumber(p[1][4])
+      break
+    end
+  until cursor == '0-0'
+  if not id then
+    local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', 1,
+                         'STREAMS', stream, '>')
+    if not r then return false end
+    local e = r[1][2][1]
+    id, fields, deliveries = e[1], e[2], 1
+  end
+  local begun, cancel, cancel_reason = 0, '', ''
+  local doc
+  for i = 1, #fields, 2 do
+    if fields[i] == 'job' then doc = fields[i + 1] end
+  end
+  local ok, job = pcall(cjson.decode, doc or '')
+  if deliveries <= tonumber(max_deliveries) and ok and type(job) == 'table' and
+     type(job.job_id) == 'string' and #job.job_id <= 128 and
+     string.match(job.job_id, '^[%w._-]+$') and job.job_id ~= '.' and
+     job.job_id ~= '..' and type(job.repo) == 'string' and
+     type(job.branch) == 'string' and type(job.commit) == 'string' then
+    local key = prefix .. '{' .. job.job_id .. '}'
+    local c = redis.call('HMGET', key, 'cancel_requested', 'cancel_reason')
+    cancel, cancel_reason = c[1] or '', c[2] or ''
+    redis.call('HDEL', key, 'finished_at', 'duration_ms', 'reason')
+    redis.call('HSET', key, 'status', 'running', 'job_id', job.job_id,
+               'repo', job.repo, 'branch', job.branch,
+               'commit', string.lower(job.commit), 'attempt', deliveries,
+               'consumer', consumer, 'stream_id', id, 'started_at', now,
+               'lease_renewed_at', now, 'updated_at', now)
+    begun = 1
+  end
+  return {id, fields, deliveries, begun, cancel, cancel_reason}
+end
+)lua";
+
+// Writes a terminal status from ARGV[first..first+count-1], acks, expires.
+constexpr char kFinalize[] = R"lua(
+local function finalize(first, count, ttl)
+  redis.call('HSET', KEYS[2], unpack(ARGV, first, first + count - 1))
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+  ttl = tonumber(ttl)
+  if ttl > 0 then
+    redis.call('EXPIRE', KEYS[2], ttl)
+    redis.call('EXPIRE', KEYS[3], ttl)
+  end
+end
+)lua";
+
 }  // namespace
 
 const RedisScript& ClaimScript() {
-  static const RedisScript& script = *new RedisScript(R"lua(
-local cursor = '0-0'
-repeat
-  local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3],
-                       cursor, 'COUNT', 1)
-  cursor = r[1]
-  local e = r[2][1]
-  if e then
-    local p = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)
-    return {e[1], e[2], p[1][4]}
-  end
-until cursor == '0-0'
-local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', 1,
-                     'STREAMS', KEYS[1], '>')
-if r then
-  local e = r[1][2][1]
-  return {e[1], e[2], 1}
-end
-return false
-)lua");
+  static const RedisScript& script = *new RedisScript(absl::StrCat(kClaimNext, R"lua(
+return claim_next(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+)lua"));
+  return script;
+}
+
+const RedisScript& FinalizeAndClaimScript() {
+  static const RedisScript& script = Fenced(absl::StrCat(kFinalize, kClaimNext, R"lua(
+local n = tonumber(ARGV[6])
+finalize(7, n, ARGV[5])
+local c = 7 + n
+return {'ok', claim_next(KEYS[1], ARGV[1], ARGV[3], ARGV[c], ARGV[c + 1],
+                         ARGV[c + 2], ARGV[c + 3])}
+)lua"));
   return script;
 }
 
@@ -76,16 +140,10 @@ return {'ok', cancel[1] or '', cancel[2] or ''}
 }
 
 const RedisScript& FinalizeScript() {
-  static const RedisScript& script = Fenced(R"lua(
-redis.call('HSET', KEYS[2], unpack(ARGV, 6))
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-local ttl = tonumber(ARGV[5])
-if ttl > 0 then
-  redis.call('EXPIRE', KEYS[2], ttl)
-  redis.call('EXPIRE', KEYS[3], ttl)
-end
+  static const RedisScript& script = Fenced(absl::StrCat(kFinalize, R"lua(
+finalize(7, tonumber(ARGV[6]), ARGV[5])
 return {'ok'}
-)lua");
+)lua"));
   return script;
 }
 

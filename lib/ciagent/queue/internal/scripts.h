@@ -12,21 +12,31 @@
 
 namespace ciagent::queue_internal {
 
-// KEYS: stream. ARGV: group, consumer, lease_ms.
+// KEYS: stream. ARGV: group, consumer, lease_ms, max_deliveries,
+// status key prefix, now.
 // Reclaims one entry idle longer than the lease (counting the delivery),
-// else reads one new entry without blocking. Returns {id, {field, value,
-// ...}, delivery_count} or nil.
+// else reads one new entry without blocking, and marks it running when it
+// looks runnable. Returns {id, {field, value, ...}, deliveries, begun,
+// cancel_requested, cancel_reason} or nil. The status key is derived from
+// the entry, so on Redis Cluster it must share the stream's hash tag.
 const RedisScript& ClaimScript();
 
+// KEYS: stream, status, log. ARGV: fence, ttl_seconds, n, n field/value
+// strings, then lease_ms, max_deliveries, status key prefix, now.
+// Finalize, then the claim above, atomically: {"ok", <claim reply>}.
+const RedisScript& FinalizeAndClaimScript();
+
 // KEYS: stream, status. ARGV: fence, now, then field/value pairs.
-// Marks the job running; returns {"ok", cancel_requested, cancel_reason}.
+// Marks the job running (when the claim script did not); returns {"ok",
+// cancel_requested, cancel_reason}.
 const RedisScript& BeginScript();
 
 // KEYS: stream, status. ARGV: fence, now.
 // Resets the entry's idle time; returns {"ok", cancel_requested, cancel_reason}.
 const RedisScript& RenewScript();
 
-// KEYS: stream, status, log. ARGV: fence, ttl_seconds, then field/value pairs.
+// KEYS: stream, status, log. ARGV: fence, ttl_seconds, n, then n
+// field/value strings.
 // Writes the terminal status, acks, and sets the keys' expiry.
 const RedisScript& FinalizeScript();
 
