@@ -16,6 +16,7 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   redis-server redis-tools
+  git openssl python3
   # fuzzing and sanitizers (clang builds)
   clang libclang-rt-14-dev
 )

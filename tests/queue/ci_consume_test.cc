@@ -81,9 +81,11 @@ class CiConsumeTest : public ::testing::Test {
 
   std::vector<std::string> Argv(const std::string& redis_url,
                                 std::vector<std::string> flags) const {
+    // The queue side of the tool; its fetch is covered against a real git
+    // server in tests/git/ci_consume_fetch_test.cc.
     std::vector<std::string> argv = {tool_, "--redis=" + redis_url,
                                      "--workdir=" + workdir_,
-                                     "--consumer=agent-a"};
+                                     "--consumer=agent-a", "--no-fetch"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     return argv;
   }

@@ -27,13 +27,13 @@ void PrintHelp(absl::string_view usage) {
   for (const auto& [name, flag] : absl::GetAllFlags()) {
     if (IsToolFlag(*flag)) flags.push_back(flag);
   }
-  std::sort(flags.begin(), flags.end(), [](const auto* a, const auto* b) {
-    return a->Name() < b->Name();
-  });
+  std::sort(flags.begin(), flags.end(),
+            [](const auto* a, const auto* b) { return a->Name() < b->Name(); });
   for (const absl::CommandLineFlag* flag : flags) {
     const std::string default_value = flag->DefaultValue();
-    absl::StrAppend(&text, "  --", absl::StrReplaceAll(flag->Name(), {{"_", "-"}}),
-                    "\n      ", flag->Help());
+    absl::StrAppend(&text, "  --",
+                    absl::StrReplaceAll(flag->Name(), {{"_", "-"}}), "\n      ",
+                    flag->Help());
     if (!default_value.empty()) {
       absl::StrAppend(&text, " (default: ", default_value, ")");
     }
@@ -46,7 +46,8 @@ void PrintHelp(absl::string_view usage) {
 
 absl::StatusOr<ToolStart> StartTool(int argc, char** argv,
                                     absl::string_view usage) {
-  if (LogLevel level; ParseLogLevel(EnvOr("CIAGENT_LOG_LEVEL", "info"), &level)) {
+  if (LogLevel level;
+      ParseLogLevel(EnvOr("CIAGENT_LOG_LEVEL", "info"), &level)) {
     SetMinLogLevel(level);
   }
   ToolStart start;
@@ -68,10 +69,14 @@ absl::StatusOr<ToolStart> StartTool(int argc, char** argv,
     if (eq != absl::string_view::npos) value = std::string(arg.substr(eq + 1));
 
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-    if ((flag == nullptr || !IsToolFlag(*flag)) && absl::StartsWith(name, "no") &&
-        !value.has_value()) {
-      absl::CommandLineFlag* negated = absl::FindCommandLineFlag(name.substr(2));
-      if (negated != nullptr && IsToolFlag(*negated) && negated->IsOfType<bool>()) {
+    if ((flag == nullptr || !IsToolFlag(*flag)) &&
+        absl::StartsWith(name, "no") && !value.has_value()) {
+      // --noflag, --no-flag and --no_flag all negate a bool.
+      const size_t skip = absl::StartsWith(name, "no_") ? 3 : 2;
+      absl::CommandLineFlag* negated =
+          absl::FindCommandLineFlag(name.substr(skip));
+      if (negated != nullptr && IsToolFlag(*negated) &&
+          negated->IsOfType<bool>()) {
         flag = negated;
         value = "false";
       }
@@ -92,8 +97,8 @@ absl::StatusOr<ToolStart> StartTool(int argc, char** argv,
     }
     std::string error;
     if (!flag->ParseFrom(*value, &error)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "flag --", arg.substr(0, eq), ": ", error));
+      return absl::InvalidArgumentError(
+          absl::StrCat("flag --", arg.substr(0, eq), ": ", error));
     }
   }
   CIAGENT_RETURN_IF_ERROR(InstallStopHandlers());

@@ -3,7 +3,7 @@
 //
 // - flags may be spelled --kebab-case (--create-group) or as declared
 //   (--create_group); "--flag value" and "--flag=value" both work; a bool
-//   flag alone means true and --noflag false;
+//   flag alone means true and --no-flag (or --noflag) false;
 // - an unknown flag or a bad value is a kInvalidArgument status (the tool
 //   exits 2), not absl's exit(1);
 // - --help / -h prints the usage message and the tool's own flags with
