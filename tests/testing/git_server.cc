@@ -235,17 +235,12 @@ absl::StatusOr<std::unique_ptr<GitServer>> GitServer::Start(
         0600);
     if (!s.ok()) return s;
   }
-  // The port is free when picked but could be taken before the server binds
-  // it; a few attempts make that race harmless.
-  absl::Status status;
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    auto port = PickFreePort();
-    if (!port.ok()) return port.status();
-    server->port_ = *port;
-    status = server->Launch();
-    if (status.ok() || status.code() == absl::StatusCode::kNotFound) break;
-  }
-  if (!status.ok()) return status;
+  GitServer* raw = server.get();
+  absl::StatusOr<int> port = LaunchOnFreePort([raw](int port) {
+    raw->port_ = port;
+    return raw->Launch();
+  });
+  if (!port.ok()) return port.status();
   return server;
 }
 

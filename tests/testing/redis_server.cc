@@ -60,6 +60,19 @@ absl::StatusOr<int> PickFreePort() {
   return ntohs(addr.sin_port);
 }
 
+absl::StatusOr<int> LaunchOnFreePort(
+    const std::function<absl::Status(int port)>& launch) {
+  absl::Status status;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    absl::StatusOr<int> port = PickFreePort();
+    if (!port.ok()) return port.status();
+    status = launch(*port);
+    if (status.ok()) return *port;
+    if (status.code() == absl::StatusCode::kNotFound) break;
+  }
+  return status;
+}
+
 absl::StatusOr<std::string> MakeTempDir(const std::string& prefix) {
   const char* tmp = std::getenv("TMPDIR");
   std::string pattern =
@@ -83,17 +96,12 @@ absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(
   auto dir = MakeTempDir("ciagent-redis-");
   if (!dir.ok()) return dir.status();
   server->dir_ = *dir;
-  // The port is free when picked but could be taken before redis binds it;
-  // a few attempts make that race harmless.
-  absl::Status status;
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    auto port = PickFreePort();
-    if (!port.ok()) return port.status();
-    server->port_ = *port;
-    status = server->Launch();
-    if (status.ok() || status.code() == absl::StatusCode::kNotFound) break;
-  }
-  if (!status.ok()) return status;
+  RedisServer* raw = server.get();
+  absl::StatusOr<int> port = LaunchOnFreePort([raw](int port) {
+    raw->port_ = port;
+    return raw->Launch();
+  });
+  if (!port.ok()) return port.status();
   return server;
 }
 

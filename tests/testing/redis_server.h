@@ -10,6 +10,7 @@
 #ifndef CIAGENT_TESTS_TESTING_REDIS_SERVER_H_
 #define CIAGENT_TESTS_TESTING_REDIS_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -57,6 +58,13 @@ class RedisServer {
 
 // Picks a currently free TCP port on 127.0.0.1.
 absl::StatusOr<int> PickFreePort();
+
+// Calls `launch` with free ports until it succeeds (or fails with
+// kNotFound, a missing binary): a port free when picked can be taken before
+// the server binds it, and a few attempts make that race harmless. Returns
+// the port the server got.
+absl::StatusOr<int> LaunchOnFreePort(
+    const std::function<absl::Status(int port)>& launch);
 
 // A new empty temporary directory (mkdtemp under TMPDIR or /tmp).
 absl::StatusOr<std::string> MakeTempDir(const std::string& prefix);

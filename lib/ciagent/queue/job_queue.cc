@@ -68,8 +68,9 @@ std::vector<std::string> FenceArgs(const QueueOptions& options,
           absl::StrCat(claim.attempt)};
 }
 
-void AppendFields(std::vector<std::string>* args,
-                  const std::vector<std::pair<std::string, std::string>>& fields) {
+void AppendFields(
+    std::vector<std::string>* args,
+    const std::vector<std::pair<std::string, std::string>>& fields) {
   for (const auto& [key, value] : fields) {
     args->push_back(key);
     args->push_back(value);
@@ -93,13 +94,20 @@ std::string QueueOptions::LogKey(absl::string_view job_id) const {
 
 absl::string_view JobStatusName(JobStatus status) {
   switch (status) {
-    case JobStatus::kQueued: return "queued";
-    case JobStatus::kRunning: return "running";
-    case JobStatus::kSuccess: return "success";
-    case JobStatus::kFailed: return "failed";
-    case JobStatus::kTimeout: return "timeout";
-    case JobStatus::kCancelled: return "cancelled";
-    case JobStatus::kError: return "error";
+    case JobStatus::kQueued:
+      return "queued";
+    case JobStatus::kRunning:
+      return "running";
+    case JobStatus::kSuccess:
+      return "success";
+    case JobStatus::kFailed:
+      return "failed";
+    case JobStatus::kTimeout:
+      return "timeout";
+    case JobStatus::kCancelled:
+      return "cancelled";
+    case JobStatus::kError:
+      return "error";
   }
   return "error";
 }
@@ -117,9 +125,8 @@ absl::Status JobQueue::EnsureGroup() {
   if (!reply.ok() && absl::StrContains(reply.status().message(), "BUSYGROUP")) {
     return absl::OkStatus();
   }
-  return Annotate(reply.status(),
-                  absl::StrCat("create group ", options_.group, " on stream ",
-                               options_.stream));
+  return Annotate(reply.status(), absl::StrCat("create group ", options_.group,
+                                               " on stream ", options_.stream));
 }
 
 absl::StatusOr<std::string> JobQueue::Enqueue(const Job& job) {
@@ -150,8 +157,8 @@ absl::StatusOr<ClaimedJob> JobQueue::Claim(absl::Duration wait) {
     if (StopRequested()) {
       return absl::CancelledError("stop requested while waiting for a job");
     }
-    const absl::Duration left = std::max(deadline - clock_->Now(),
-                                         absl::ZeroDuration());
+    const absl::Duration left =
+        std::max(deadline - clock_->Now(), absl::ZeroDuration());
     absl::StatusOr<std::optional<Entry>> entry =
         ClaimEntry(std::min(left, options_.block_slice));
     absl::StatusOr<std::optional<ClaimedJob>> claimed = std::nullopt;
@@ -161,10 +168,10 @@ absl::StatusOr<ClaimedJob> JobQueue::Claim(absl::Duration wait) {
     if (status.code() == absl::StatusCode::kFailedPrecondition &&
         absl::StrContains(status.message(), "NOGROUP")) {
       if (!options_.create_group) {
-        return Annotate(status, absl::StrCat("consumer group ", options_.group,
-                                             " does not exist on stream ",
-                                             options_.stream,
-                                             " (create it, or enable create_group)"));
+        return Annotate(
+            status, absl::StrCat("consumer group ", options_.group,
+                                 " does not exist on stream ", options_.stream,
+                                 " (create it, or enable create_group)"));
       }
       CIAGENT_RETURN_IF_ERROR(EnsureGroup());
       continue;
@@ -213,8 +220,8 @@ absl::StatusOr<std::optional<JobQueue::Entry>> JobQueue::ClaimEntry(
     absl::Duration block) {
   std::vector<std::string> args = {options_.group, options_.consumer};
   for (std::string& arg : ClaimArgs()) args.push_back(std::move(arg));
-  CIAGENT_ASSIGN_OR_RETURN(
-      RedisReply reply, redis_.Eval(ClaimScript(), {options_.stream}, args));
+  CIAGENT_ASSIGN_OR_RETURN(RedisReply reply,
+                           redis_.Eval(ClaimScript(), {options_.stream}, args));
   CIAGENT_ASSIGN_OR_RETURN(std::optional<Entry> entry, ParseClaimReply(reply));
   if (entry.has_value() || block <= absl::ZeroDuration()) return entry;
   // Nothing to take now: wait for a new entry, one slice at a time so a
@@ -242,9 +249,9 @@ absl::StatusOr<std::optional<ClaimedJob>> JobQueue::Start(const Entry& entry) {
   if (entry.deliveries > options_.max_deliveries) {
     CIAGENT_RETURN_IF_ERROR(DeadLetter(
         entry, job_id,
-        absl::StrCat("delivered ", entry.deliveries,
-                     " times, more than max_deliveries=",
-                     options_.max_deliveries)));
+        absl::StrCat(
+            "delivered ", entry.deliveries,
+            " times, more than max_deliveries=", options_.max_deliveries)));
     return std::nullopt;
   }
   if (job_json == nullptr) {
@@ -254,8 +261,9 @@ absl::StatusOr<std::optional<ClaimedJob>> JobQueue::Start(const Entry& entry) {
   }
   absl::StatusOr<Job> job = ParseJob(*job_json, options_.parse);
   if (!job.ok()) {
-    CIAGENT_RETURN_IF_ERROR(DeadLetter(
-        entry, job_id, absl::StrCat("malformed job: ", job.status().message())));
+    CIAGENT_RETURN_IF_ERROR(
+        DeadLetter(entry, job_id,
+                   absl::StrCat("malformed job: ", job.status().message())));
     return std::nullopt;
   }
 
@@ -280,10 +288,18 @@ absl::StatusOr<std::optional<ClaimedJob>> JobQueue::Start(const Entry& entry) {
                 absl::StrCat("cancelled before start",
                              cancel_reason.empty() ? "" : ": ", cancel_reason),
                 {}}));
-    LogInfo("job cancelled before start", {{"cancelled_job_id", claim.job.job_id}});
+    LogInfo("job cancelled before start",
+            {{"cancelled_job_id", claim.job.job_id}});
     return std::nullopt;
   }
   return claim;
+}
+
+absl::StatusOr<RedisReply> JobQueue::EvalForJob(
+    const RedisScript& script, const ClaimedJob& claim,
+    absl::Span<const std::string> args) {
+  return redis_.Eval(
+      script, {options_.stream, options_.StatusKey(claim.job.job_id)}, args);
 }
 
 absl::StatusOr<std::optional<RenewResult>> JobQueue::Begin(
@@ -301,11 +317,8 @@ absl::StatusOr<std::optional<RenewResult>> JobQueue::Begin(
                        {"stream_id", claim.stream_id},
                        {"started_at", now},
                        {"lease_renewed_at", now}});
-  CIAGENT_ASSIGN_OR_RETURN(
-      RedisReply reply,
-      redis_.Eval(BeginScript(),
-                  {options_.stream, options_.StatusKey(claim.job.job_id)},
-                  args));
+  CIAGENT_ASSIGN_OR_RETURN(RedisReply reply,
+                           EvalForJob(BeginScript(), claim, args));
   if (absl::Status fenced = Fenced("start", reply, claim.stream_id);
       !fenced.ok()) {
     // Someone else owns it now (we were slower than the lease). Not ours.
@@ -339,12 +352,11 @@ absl::Status JobQueue::DeadLetter(const Entry& entry,
     LogWarning("entry lost before dead-lettering", {{"error", fenced}});
     return absl::OkStatus();
   }
-  LogWarning("dead-lettered entry",
-             {{"stream_id", entry.id},
-              {"dead_letter_id", reply.elements[1].str},
-              {"dead_job_id", job_id.value_or("")},
-              {"deliveries", entry.deliveries},
-              {"reason", reason}});
+  LogWarning("dead-lettered entry", {{"stream_id", entry.id},
+                                     {"dead_letter_id", reply.elements[1].str},
+                                     {"dead_job_id", job_id.value_or("")},
+                                     {"deliveries", entry.deliveries},
+                                     {"reason", reason}});
   return absl::OkStatus();
 }
 
@@ -365,11 +377,8 @@ absl::Status JobQueue::Fenced(absl::string_view operation,
 absl::StatusOr<RenewResult> JobQueue::Renew(const ClaimedJob& claim) {
   std::vector<std::string> args = FenceArgs(options_, claim);
   args.push_back(FormatTimestamp(clock_->Now()));
-  CIAGENT_ASSIGN_OR_RETURN(
-      RedisReply reply,
-      redis_.Eval(RenewScript(),
-                  {options_.stream, options_.StatusKey(claim.job.job_id)},
-                  args));
+  CIAGENT_ASSIGN_OR_RETURN(RedisReply reply,
+                           EvalForJob(RenewScript(), claim, args));
   CIAGENT_RETURN_IF_ERROR(Fenced("renew lease of", reply, claim.stream_id));
   RenewResult result;
   result.cancel_requested = !reply.elements[1].str.empty();
@@ -377,17 +386,16 @@ absl::StatusOr<RenewResult> JobQueue::Renew(const ClaimedJob& claim) {
   return result;
 }
 
-std::vector<std::string> JobQueue::FinalizeArgs(const ClaimedJob& claim,
-                                                const JobOutcome& outcome) const {
+std::vector<std::string> JobQueue::FinalizeArgs(
+    const ClaimedJob& claim, const JobOutcome& outcome) const {
   const absl::Time now = clock_->Now();
   const std::string stamp = FormatTimestamp(now);
   std::vector<std::string> fields;
-  AppendFields(&fields,
-               {{"status", std::string(JobStatusName(outcome.status))},
-                {"reason", outcome.reason},
-                {"finished_at", stamp},
-                {"updated_at", stamp},
-                {"duration_ms", Millis(now - claim.started_at)}});
+  AppendFields(&fields, {{"status", std::string(JobStatusName(outcome.status))},
+                         {"reason", outcome.reason},
+                         {"finished_at", stamp},
+                         {"updated_at", stamp},
+                         {"duration_ms", Millis(now - claim.started_at)}});
   AppendFields(&fields, outcome.fields);
   std::vector<std::string> args = FenceArgs(options_, claim);
   args.push_back(absl::StrCat(absl::ToInt64Seconds(options_.result_ttl)));
@@ -446,11 +454,8 @@ absl::Status JobQueue::Requeue(const ClaimedJob& claim,
                        {"reason", absl::StrCat("requeued: ", reason)},
                        {"requeued_at", stamp},
                        {"updated_at", stamp}});
-  CIAGENT_ASSIGN_OR_RETURN(
-      RedisReply reply,
-      redis_.Eval(RequeueScript(),
-                  {options_.stream, options_.StatusKey(claim.job.job_id)},
-                  args));
+  CIAGENT_ASSIGN_OR_RETURN(RedisReply reply,
+                           EvalForJob(RequeueScript(), claim, args));
   return Fenced("requeue", reply, claim.stream_id);
 }
 

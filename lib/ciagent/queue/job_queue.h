@@ -51,6 +51,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "ciagent/base/clock.h"
 #include "ciagent/job/job.h"
 #include "ciagent/queue/redis_client.h"
@@ -188,6 +189,10 @@ class JobQueue {
   std::vector<std::string> ClaimArgs() const;
   std::vector<std::string> FinalizeArgs(const ClaimedJob& claim,
                                         const JobOutcome& outcome) const;
+  // Runs a fenced script with KEYS = {stream, the job's status key}.
+  absl::StatusOr<RedisReply> EvalForJob(const RedisScript& script,
+                                        const ClaimedJob& claim,
+                                        absl::Span<const std::string> args);
   // Marks the claimed job running; nullopt when the entry was lost.
   absl::StatusOr<std::optional<RenewResult>> Begin(const ClaimedJob& claim);
   // Turns an entry into a running job, or disposes of it (dead letter,
