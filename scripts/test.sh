@@ -16,5 +16,16 @@ if [[ ! -f $build_dir/build.ninja ]]; then
     -Dintegration_tests=enabled -Dbenchmarks=enabled
 fi
 ninja -C "$build_dir"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
 meson test -C "$build_dir" --suite unit --suite integration --print-errorlogs \
-  --num-processes 2
+  --num-processes 2 | tee "$log" || status=$?
+# One closing line a reader (or CI) can take in at a glance.
+count() {
+  local n
+  n=$(awk -v k="$1:" 'index($0, k) == 1 { print $NF }' "$log" | tail -n 1)
+  echo "${n:-0}"
+}
+echo "$(( $(count Ok) + $(count "Expected Fail") )) passed, $(( $(count Fail) + $(count Timeout) + $(count "Unexpected Pass") )) failed, $(count Skipped) skipped"
+exit "$status"
