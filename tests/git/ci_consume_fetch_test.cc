@@ -1,6 +1,10 @@
 // ci-consume end to end with a real Redis and a real git server: the claimed
 // job's commit is fetched into <workdir>/src, and fetch failures end the job
 // (final errors) or requeue it (transient ones).
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <map>
 #include <string>
@@ -47,29 +51,32 @@ class CiConsumeFetchTest : public ::testing::Test {
   }
   void TearDown() override { ::ciagent::testing::RemoveTree(dir_); }
 
-  void Enqueue(const std::string& commit) {
+  void Enqueue(const std::string& commit, std::string repo = "") {
+    if (repo.empty()) repo = git_->RepoUrl("app");
     JobQueue queue(redis_options_, QueueOptions{});
     ASSERT_OK(queue
                   .Enqueue(Job{.job_id = "j1",
-                               .repo = git_->RepoUrl("app"),
+                               .repo = repo,
                                .branch = "main",
                                .commit = commit})
                   .status());
   }
 
   // Runs ci-consume once; returns its exit code.
-  int Run(const std::string& token_file) {
+  int Run(const std::string& token_file,
+          std::vector<std::string> extra_flags = {}) {
     ::ciagent::testing::SubprocessOptions options;
     options.env = {{"GIT_USERNAME", "ci"}, {"GIT_TOKEN_FILE", token_file}};
     options.unset_env = {"GIT_TOKEN", "GITEA_TOKEN", "GITEA_TOKEN_FILE",
                          "CI_CACHE_DIR", "CI_WORKDIR", "REDIS_URL"};
     options.stdout_path = dir_ + "/stdout";
     options.stderr_path = dir_ + "/stderr";
-    auto process = ::ciagent::testing::Subprocess::Start(
-        {tool_, "--redis=" + redis_->url(), "--workdir=" + dir_ + "/work",
-         "--cache-dir=" + dir_ + "/cache", "--consumer=agent-a", "--wait=2",
-         "--lease=5"},
-        options);
+    std::vector<std::string> argv = {
+        tool_, "--redis=" + redis_->url(), "--workdir=" + dir_ + "/work",
+        "--cache-dir=" + dir_ + "/cache", "--consumer=agent-a", "--wait=2",
+        "--lease=5"};
+    argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+    auto process = ::ciagent::testing::Subprocess::Start(argv, options);
     EXPECT_OK(process.status());
     if (!process.ok()) return -1;
     auto code = (*process)->Wait(absl::Seconds(60));
@@ -144,6 +151,35 @@ TEST_F(CiConsumeFetchTest, GitServerDownRequeuesTheJobForPromptRedelivery) {
   EXPECT_EQ(Run(dir_ + "/token"), 1) << ReadFileOrEmpty(dir_ + "/stderr");
   EXPECT_EQ(Status()["status"], "queued");
   // Another agent gets it at once, well inside the 5 s lease.
+  QueueOptions options;
+  options.consumer = "agent-b";
+  JobQueue queue(redis_options_, options);
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::ZeroDuration()));
+  EXPECT_EQ(claim.attempt, 2);
+}
+
+TEST_F(CiConsumeFetchTest, StalledGitServerTimesOutAndRequeuesTheJob) {
+  // A server that accepts connections (the kernel completes them from the
+  // listen backlog) and never answers.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  Enqueue(commit_, absl::StrCat("http://127.0.0.1:", ntohs(addr.sin_port),
+                                "/app.git"));
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(Run(dir_ + "/token", {"--fetch-timeout=2"}), 1)
+      << ReadFileOrEmpty(dir_ + "/stderr");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(15));
+  ::close(fd);
+  auto status = Status();
+  EXPECT_EQ(status["status"], "queued");
+  EXPECT_THAT(status["reason"], HasSubstr("fetch timed out"));
   QueueOptions options;
   options.consumer = "agent-b";
   JobQueue queue(redis_options_, options);

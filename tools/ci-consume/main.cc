@@ -38,6 +38,8 @@ ABSL_FLAG(std::string, cache_dir, "",
 ABSL_FLAG(std::string, ca_file, "",
           "PEM CA bundle for HTTPS git servers; default: env CI_CA_FILE");
 ABSL_FLAG(bool, fetch, true, "fetch the source into <workdir>/src");
+ABSL_FLAG(int, fetch_timeout, 1200,
+          "seconds a fetch may take before the job is requeued (exit 1)");
 ABSL_FLAG(bool, allow_file_urls, false,
           "accept file:// repository URLs (local testing only)");
 
@@ -99,6 +101,9 @@ absl::StatusOr<ciagent::IntakeOptions> OptionsFromFlags() {
   o.workdir =
       FlagOr(absl::GetFlag(FLAGS_workdir), EnvOr("CI_WORKDIR", "ci-work"));
   o.fetch_source = absl::GetFlag(FLAGS_fetch);
+  o.fetch_timeout = absl::Seconds(absl::GetFlag(FLAGS_fetch_timeout));
+  // A stalled transfer cannot be interrupted: leave, the job is requeued.
+  o.on_fetch_timeout = [] { std::_Exit(kExitFailure); };
   o.fetch.cache_dir =
       FlagOr(absl::GetFlag(FLAGS_cache_dir), EnvOr("CI_CACHE_DIR", ""));
   o.fetch.ca_file =

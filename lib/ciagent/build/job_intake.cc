@@ -1,10 +1,12 @@
 #include "ciagent/build/job_intake.h"
 
 #include <filesystem>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "ciagent/base/log.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/base/stop_signal.h"
@@ -61,6 +63,41 @@ absl::StatusOr<FetchResult> FetchClaimed(const IntakeOptions& options,
   return result;
 }
 
+// libgit2 (1.5) has no network timeouts: a server that accepts and then
+// stalls would hold the fetch, and the renewed lease would hold the job,
+// forever. Past fetch_timeout the watchdog stops renewing, requeues the job
+// on its own connection and calls on_fetch_timeout (the tool exits there:
+// a blocked transfer cannot be interrupted from another thread).
+class FetchWatchdog {
+ public:
+  FetchWatchdog(const IntakeOptions& options, const ClaimedJob& claim,
+                LeaseRenewer& renewer)
+      : thread_([this, &options, &claim, &renewer] {
+          if (done_.WaitForNotificationWithTimeout(options.fetch_timeout)) {
+            return;
+          }
+          renewer.Stop();
+          const std::string reason =
+              absl::StrCat("fetch timed out after ",
+                           absl::FormatDuration(options.fetch_timeout));
+          JobQueue queue(options.redis, options.queue);
+          const absl::Status requeued = queue.Requeue(claim, reason);
+          LogError("fetch timed out; job requeued",
+                   {{"timeout", options.fetch_timeout}, {"requeue", requeued}});
+          if (options.on_fetch_timeout) options.on_fetch_timeout();
+        }) {}
+  ~FetchWatchdog() { Disarm(); }
+
+  void Disarm() {
+    if (!done_.HasBeenNotified()) done_.Notify();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  absl::Notification done_;
+  std::thread thread_;
+};
+
 }  // namespace
 
 absl::StatusOr<IntakeResult> TakeJob(const IntakeOptions& options) {
@@ -89,8 +126,10 @@ absl::StatusOr<IntakeResult> TakeJob(const IntakeOptions& options) {
   absl::Status failure;
   if (options.fetch_source) {
     LeaseRenewer renewer(options.redis, options.queue, *claim);
+    FetchWatchdog watchdog(options, *claim, renewer);
     absl::StatusOr<FetchResult> fetched =
         FetchClaimed(options, queue, *claim, renewer);
+    watchdog.Disarm();
     renewer.Stop();
     if (renewer.lease_lost()) {
       result.outcome = IntakeOutcome::kLeaseLost;

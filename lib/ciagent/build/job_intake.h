@@ -17,6 +17,7 @@
 #ifndef CIAGENT_BUILD_JOB_INTAKE_H_
 #define CIAGENT_BUILD_JOB_INTAKE_H_
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -37,6 +38,11 @@ struct IntakeOptions {
   // Fetch the source into <workdir>/src (off: the caller fetches).
   bool fetch_source = true;
   FetchOptions fetch;
+  // Longest a fetch may take. Past it the job is requeued and
+  // on_fetch_timeout runs (on another thread, while the fetch may still be
+  // blocked in the network): a tool exits there.
+  absl::Duration fetch_timeout = absl::Minutes(20);
+  std::function<void()> on_fetch_timeout;
 };
 
 enum class IntakeOutcome {
