@@ -1,7 +1,5 @@
 // ci-consume: claims one CI job from the Redis stream and writes
 // <workdir>/job.json for the tools that run it. See --help.
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -14,8 +12,7 @@
 #include "ciagent/build/job_intake.h"
 #include "tool_flags.h"
 
-// Defaults that come from the environment are resolved after parsing, so
-// --help never prints an environment value (REDIS_URL may hold a password).
+// Defaults from the environment are resolved after parsing (FlagOrEnv).
 ABSL_FLAG(std::string, redis, "",
           "Redis URL redis://[user@]host:port[/db]; default: env REDIS_URL, "
           "else redis://127.0.0.1:6379");
@@ -45,11 +42,7 @@ ABSL_FLAG(bool, allow_file_urls, false,
 
 namespace {
 
-std::string DefaultConsumer() {
-  char host[256] = {};
-  ::gethostname(host, sizeof(host) - 1);
-  return ciagent::EnvOr("POD_NAME", host);
-}
+constexpr char kDefaultRedis[] = "redis://127.0.0.1:6379";
 
 constexpr char kUsage[] =
     R"(Claims one CI job from a Redis stream and fetches its source.
@@ -67,7 +60,7 @@ GIT_USERNAME and GIT_TOKEN / GIT_TOKEN_FILE (or GITEA_TOKEN[_FILE]).
 Exit codes:
   0  a job is ready: the path of job.json is on stdout
   1  failure (Redis unreachable until the deadline, transient fetch or disk
-     error, SIGTERM while fetching); a claimed job was requeued
+     error, --fetch-timeout, SIGTERM while fetching); the job was requeued
   2  usage or configuration error (bad flag, bad URL, missing group without
      --create-group, rejected Redis password)
   3  no job within --wait, or SIGTERM/SIGINT while waiting (nothing claimed)
@@ -76,38 +69,32 @@ Exit codes:
 
 Logs: one JSON object per line on stderr (CIAGENT_LOG_LEVEL=debug|info|...).)";
 
-std::string FlagOr(const std::string& flag, std::string fallback) {
-  return flag.empty() ? fallback : flag;
-}
-
 // Fills IntakeOptions from flags and environment.
 absl::StatusOr<ciagent::IntakeOptions> OptionsFromFlags() {
   using namespace ciagent;
   IntakeOptions o;
   CIAGENT_ASSIGN_OR_RETURN(
-      o.redis, RedisOptionsFromUrl(
-                   FlagOr(absl::GetFlag(FLAGS_redis),
-                          EnvOr("REDIS_URL", "redis://127.0.0.1:6379"))));
+      o.redis, RedisOptionsFromUrl(FlagOrEnv(absl::GetFlag(FLAGS_redis),
+                                             "REDIS_URL", kDefaultRedis)));
   CIAGENT_RETURN_IF_ERROR(ApplyRedisPasswordFromEnv(&o.redis));
   o.queue.stream = absl::GetFlag(FLAGS_stream);
   o.queue.group = absl::GetFlag(FLAGS_group);
-  o.queue.consumer = FlagOr(absl::GetFlag(FLAGS_consumer), DefaultConsumer());
+  o.queue.consumer = absl::GetFlag(FLAGS_consumer);
+  if (o.queue.consumer.empty()) o.queue.consumer = DefaultConsumerName();
   o.queue.lease = absl::Seconds(absl::GetFlag(FLAGS_lease));
   o.queue.renew_interval = o.queue.lease / 3;
   o.queue.max_deliveries = absl::GetFlag(FLAGS_max_deliveries);
   o.queue.create_group = absl::GetFlag(FLAGS_create_group);
   o.queue.parse.allow_file_urls = absl::GetFlag(FLAGS_allow_file_urls);
   o.wait = absl::Seconds(absl::GetFlag(FLAGS_wait));
-  o.workdir =
-      FlagOr(absl::GetFlag(FLAGS_workdir), EnvOr("CI_WORKDIR", "ci-work"));
+  o.workdir = FlagOrEnv(absl::GetFlag(FLAGS_workdir), "CI_WORKDIR", "ci-work");
   o.fetch_source = absl::GetFlag(FLAGS_fetch);
   o.fetch_timeout = absl::Seconds(absl::GetFlag(FLAGS_fetch_timeout));
   // A stalled transfer cannot be interrupted: leave, the job is requeued.
   o.on_fetch_timeout = [] { std::_Exit(kExitFailure); };
   o.fetch.cache_dir =
-      FlagOr(absl::GetFlag(FLAGS_cache_dir), EnvOr("CI_CACHE_DIR", ""));
-  o.fetch.ca_file =
-      FlagOr(absl::GetFlag(FLAGS_ca_file), EnvOr("CI_CA_FILE", ""));
+      FlagOrEnv(absl::GetFlag(FLAGS_cache_dir), "CI_CACHE_DIR", "");
+  o.fetch.ca_file = FlagOrEnv(absl::GetFlag(FLAGS_ca_file), "CI_CA_FILE", "");
   o.fetch.allow_file_urls = o.queue.parse.allow_file_urls;
   CIAGENT_ASSIGN_OR_RETURN(o.fetch.credentials, GitCredentialsFromEnv());
   if (o.queue.consumer.empty() || o.wait < absl::ZeroDuration() ||

@@ -1,5 +1,7 @@
 #include "tool_flags.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -109,6 +111,17 @@ std::string EnvOr(const char* name, absl::string_view fallback) {
   const char* value = std::getenv(name);
   return value != nullptr && *value != '\0' ? std::string(value)
                                             : std::string(fallback);
+}
+
+std::string FlagOrEnv(const std::string& flag, const char* env,
+                      absl::string_view fallback) {
+  return flag.empty() ? EnvOr(env, fallback) : flag;
+}
+
+std::string DefaultConsumerName() {
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  return EnvOr("POD_NAME", host);
 }
 
 }  // namespace ciagent

@@ -33,6 +33,15 @@ absl::StatusOr<ToolStart> StartTool(int argc, char** argv,
 // The value of environment variable `name`, or `fallback` when unset/empty.
 std::string EnvOr(const char* name, absl::string_view fallback);
 
+// `flag` when set; else EnvOr(env, fallback). Flags whose default comes from
+// the environment keep an empty declared default, so --help never prints an
+// environment value (REDIS_URL may hold a password).
+std::string FlagOrEnv(const std::string& flag, const char* env,
+                      absl::string_view fallback);
+
+// This agent's name among consumers: POD_NAME, else the hostname.
+std::string DefaultConsumerName();
+
 }  // namespace ciagent
 
 #endif  // CIAGENT_TOOLS_COMMON_TOOL_FLAGS_H_
