@@ -13,7 +13,6 @@
 // fetched). Submodules are not followed, as `git clone` without
 // --recurse-submodules does not. Exit status 1 with the status on stderr
 // when the fetch fails, 2 on wrong usage.
-#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <utility>

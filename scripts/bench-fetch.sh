@@ -1,0 +1,409 @@
+#!/usr/bin/env bash
+# Source fetch, libciagent against `git clone`, over local HTTP: one larger
+# repository (>= 50 MB packed, >= 1000 commits) served by git http-backend,
+# and in one run, rounds in alternation of
+#   git clone   plain `git clone` of the repository (with checkout);
+#   cold        bench/fetch_source with an empty cache directory: the mirror
+#               is cloned, then the work tree checked out from it;
+#   warm        bench/fetch_source again with that cache, after one new
+#               commit was added to the served repository, into a fresh
+#               work tree: an incremental fetch, then the checkout;
+#   no cache    bench/fetch_source without a cache directory.
+# It prints the medians, cold / git clone (target <= 1.0) and cold / warm
+# (target >= 10) with PASS/FAIL.
+#
+#   scripts/bench-fetch.sh [BUILD_DIR]      (default: build)
+#
+# The repository is generated, reproducibly, from the text files (headers,
+# Python and Perl modules, scripts) of Debian packages that every machine
+# with the build dependencies has (scripts/bootstrap.sh), taken in sorted
+# order: 1200 commits, each adding the next files and rewriting runs of lines
+# in files already present with lines pasted from elsewhere in the corpus.
+# Authors, dates and choices are fixed, so the same package versions give the
+# same commits. It is cached, keyed by the generator version and the package
+# versions, under ${XDG_CACHE_HOME:-$HOME/.cache}/libciagent-bench/, and each
+# run serves a copy of it.
+#
+# Page caches are not dropped (that needs root and would measure the disk):
+# every side reads a served repository that is already in memory and writes
+# its work tree into the page cache; `sync` runs before each timed step.
+# Each step writes into a new directory, removed when the run ends: about
+# 0.8 GB per round under TMPDIR.
+#
+# Environment: CIAGENT_BENCH_ROUNDS (rounds per side, default 3).
+# Exit status: 0 when all sides were measured (whether or not the targets are
+# met), 1 when a step failed, 2 when a tool or package is missing.
+# docs/performance.md explains the method and keeps the figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo_root=$PWD
+build_dir=${1:-build}
+rounds=${CIAGENT_BENCH_ROUNDS:-3}
+target_cold_vs_git=1.0
+target_cold_vs_warm=10
+
+# Bump when the generator below changes: the cache key includes it.
+generator_version=1
+commits=1200
+edits_per_commit=20
+min_pack_bytes=$((50 * 1024 * 1024))
+# The corpus: Debian 12 packages pulled in by scripts/bootstrap.sh (directly
+# or as dependencies of g++, python3, git, meson, clang and the -dev
+# packages). Only their files under /usr/include, /usr/lib, /usr/share/perl*
+# and /usr/src that contain no NUL byte are taken.
+corpus_packages=(
+  libc6-dev linux-libc-dev libstdc++-12-dev libclang-common-14-dev
+  libabsl-dev libssl-dev libcurl4-openssl-dev libgit2-dev libmbedtls-dev
+  libpcre2-dev libssh2-1-dev zlib1g-dev libhiredis-dev libsimdjson-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libpython3.11-minimal libpython3.11-stdlib meson
+  perl-modules-5.36 libperl5.36 git
+)
+
+for tool in git python3 dpkg-query meson ninja; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "bench-fetch: $tool not found (scripts/bootstrap.sh installs everything)" >&2
+    exit 2
+  fi
+done
+if ! package_versions=$(dpkg-query -W -f='${Package}=${Version}\n' \
+    "${corpus_packages[@]}" 2>&1); then
+  echo "bench-fetch: a corpus package is missing (scripts/bootstrap.sh installs them):" >&2
+  echo "$package_versions" >&2
+  exit 2
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/ciagent-bench-fetch.XXXXXX")
+server_pid=""
+staging=""
+cleanup() {
+  if [[ -n $server_pid ]]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+  if [[ -n $staging ]]; then rm -rf "$staging"; fi
+}
+trap cleanup EXIT
+# Turn signals into an ordinary exit, so the EXIT trap stops the server.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Neither side reads the user's or the system's git configuration.
+git_clean() {
+  HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config" \
+    GIT_CONFIG_NOSYSTEM=1 git "$@"
+}
+mkdir -p "$work/home"
+
+# --- build ---------------------------------------------------------------------
+if [[ ! -f $build_dir/build.ninja ]]; then
+  meson setup "$build_dir" -Dbenchmarks=enabled
+elif ! grep -q '^bench/fetch_source:' <<<"$(ninja -C "$build_dir" -t targets all)"; then
+  meson configure "$build_dir" -Dbenchmarks=enabled
+fi
+ninja -C "$build_dir" bench/fetch_source >/dev/null
+fetch_source="$(cd "$build_dir" && pwd)/bench/fetch_source"
+
+# --- the repository -----------------------------------------------------------------
+cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/libciagent-bench"
+key=$(printf 'generator=%s commits=%s edits=%s\n%s\n' "$generator_version" \
+  "$commits" "$edits_per_commit" "$package_versions" | sha256sum | cut -c1-16)
+cached="$cache_root/fetch-$key"
+
+generate() {
+  local dest=$1 list="$work/corpus.list"
+  dpkg-query -L "${corpus_packages[@]}" |
+    grep -E '^/usr/(include|lib|share/perl5?|src)/' | LC_ALL=C sort -u >"$list"
+  git_clean init --quiet --bare --initial-branch=main "$dest/big.git"
+  # Writes a git fast-import stream. Commit i adds the next files of the
+  # corpus and, from the second commit on, makes edits_per_commit edits: each
+  # replaces a run of lines of a file already in the tree with about as many
+  # consecutive lines of the corpus read backwards (code moved in from
+  # elsewhere), mostly a few lines, sometimes hundreds. random.random() is
+  # guaranteed to give the same sequence for a seed on every Python 3.
+  python3 - "$list" "$commits" "$edits_per_commit" "$generator_version" <<'PY' |
+import hashlib
+import os
+import random
+import sys
+
+list_path, commits, edits_per_commit, seed = sys.argv[1:5]
+commits, edits_per_commit = int(commits), int(edits_per_commit)
+EPOCH = 1577836800  # 2020-01-01T00:00:00Z
+STEP = 6 * 3600 + 17 * 60
+AUTHOR = b"Bench Author <author@bench.invalid>"
+COMMITTER = b"Bench Committer <committer@bench.invalid>"
+
+corpus = []
+with open(list_path, "rb") as paths:
+    for line in paths:
+        src = line.rstrip(b"\n")
+        if os.path.islink(src) or not os.path.isfile(src):
+            continue
+        with open(src, "rb") as f:
+            data = f.read()
+        if data and b"\0" not in data:
+            corpus.append((src[len(b"/usr/"):], data))
+
+rng = random.Random(int(hashlib.sha256(seed.encode()).hexdigest()[:16], 16))
+
+
+def pick(n):
+    return min(int(rng.random() * n), n - 1)
+
+
+donor = [l for _, data in reversed(corpus)
+         for l in data.splitlines(keepends=True)]
+donor_at = 0
+
+
+def take(k):
+    global donor_at
+    lines = donor[donor_at:donor_at + k]
+    donor_at = (donor_at + k) % len(donor)
+    return lines
+
+
+out = sys.stdout.buffer
+present = []
+content = {}
+per_commit = -(-len(corpus) // commits)
+next_file = 0
+pasted = 0
+for i in range(commits):
+    batch = corpus[next_file:next_file + per_commit]
+    next_file += len(batch)
+    changed = {}
+    for path, data in batch:
+        present.append(path)
+        content[path] = changed[path] = data
+    edits = edits_per_commit if i > 0 else 0
+    for _ in range(edits):
+        path = present[pick(len(present))]
+        lines = content[path].splitlines(keepends=True)
+        r = rng.random()
+        k = 1 + int(r * r * 600)
+        d = min(len(lines), max(0, k + pick(21) - 10))
+        at = pick(len(lines) - d + 1)
+        new = take(k)
+        lines[at:at + d] = new
+        pasted += sum(map(len, new))
+        content[path] = changed[path] = b"".join(lines)
+    parts = []
+    if batch:
+        parts.append("add %d files under %s" %
+                     (len(batch), os.path.dirname(batch[0][0]).decode()))
+    if edits:
+        parts.append("update %d files" % edits)
+    msg = ("; ".join(parts).capitalize() + "\n").encode()
+    when = EPOCH + i * STEP
+    out.write(b"commit refs/heads/main\n")
+    out.write(b"author %s %d +0000\n" % (AUTHOR, when))
+    out.write(b"committer %s %d +0000\n" % (COMMITTER, when + 60))
+    out.write(b"data %d\n%s" % (len(msg), msg))
+    for path in sorted(changed):
+        data = changed[path]
+        out.write(b"M 100644 inline %s\ndata %d\n" % (path, len(data)))
+        out.write(data)
+        out.write(b"\n")
+    out.write(b"\n")
+sys.stderr.write("bench-fetch: corpus of %d files, %.1f MB; %.1f MB pasted\n"
+                 % (len(corpus), sum(len(d) for _, d in corpus) / 1e6,
+                    pasted / 1e6))
+PY
+    git_clean -C "$dest/big.git" fast-import --quiet
+  # fast-import deltas each blob against the one before it in the stream;
+  # a full repack finds real delta bases, as a server's `git gc` would.
+  git_clean -C "$dest/big.git" repack -a -d -f -q
+  local pack_kib
+  pack_kib=$(git_clean -C "$dest/big.git" count-objects -v | awk '$1 == "size-pack:" { print $2 }')
+  if ((pack_kib * 1024 < min_pack_bytes)); then
+    echo "bench-fetch: generated pack is only $pack_kib KiB (< 50 MiB)" >&2
+    exit 1
+  fi
+}
+
+if [[ ! -d $cached/big.git ]]; then
+  echo "bench-fetch: generating the repository (once; cached in $cached)"
+  mkdir -p "$cache_root"
+  staging=$(mktemp -d "$cache_root/.staging.XXXXXX")
+  start=$(date +%s)
+  generate "$staging"
+  echo "bench-fetch: generated in $(($(date +%s) - start)) s"
+  # Another run may have won the race; its copy is as good as ours.
+  mv -T "$staging" "$cached" 2>/dev/null || true
+  rm -rf "$staging"
+  staging=""
+fi
+
+serve_root="$work/serve"
+served="$serve_root/big.git"
+mkdir -p "$serve_root"
+cp -a "$cached/big.git" "$served"
+commit_count=$(git_clean -C "$served" rev-list --count main)
+pack_size=$(git_clean -C "$served" count-objects -vH | awk '$1 == "size-pack:" { print $2, $3 }')
+object_count=$(git_clean -C "$served" count-objects -v | awk '$1 == "in-pack:" { print $2 }')
+read -r tree_files tree_bytes < <(git_clean -C "$served" ls-tree -r -l main |
+  awk '{ n++; s += $4 } END { print n, s }')
+echo "bench-fetch: repository: $commit_count commits, $object_count objects," \
+  "pack $pack_size; work tree $tree_files files, $((tree_bytes / 1000000)) MB;" \
+  "main at $(git_clean -C "$served" rev-parse main)"
+
+# Adds one commit to main of the served repository (a new 53 KB file and a
+# one-line one), straight into the bare repository, as a push would.
+add_commit() {
+  local round=$1
+  local when=$((1577836800 + 1300 * 86400 + round * 3600))
+  {
+    printf 'commit refs/heads/main\n'
+    printf 'author Bench Author <author@bench.invalid> %d +0000\n' "$when"
+    printf 'committer Bench Committer <committer@bench.invalid> %d +0000\n' "$when"
+    printf 'data <<EOF\nRound %d\nEOF\n' "$round"
+    printf 'from refs/heads/main^0\n'
+    printf 'M 100644 inline bench/round-%d.txt\ndata <<EOF\n' "$round"
+    seq -f "round $round line %g" 3000
+    printf 'EOF\n'
+    printf 'M 100644 inline BENCH_ROUND\ndata <<EOF\n%d\nEOF\n\n' "$round"
+  } | git_clean -C "$served" fast-import --quiet
+}
+
+# --- the server ---------------------------------------------------------------------
+"$repo_root/tests/testing/git_http_server.py" --root "$serve_root" --port 0 \
+  >"$work/server.out" 2>"$work/server.err" &
+server_pid=$!
+port=""
+for _ in $(seq 100); do
+  port=$(awk '$1 == "ready" { print $2 }' "$work/server.out")
+  [[ -n $port ]] && break
+  if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+if [[ -z $port ]]; then
+  echo "bench-fetch: git_http_server.py did not start:" >&2
+  cat "$work/server.err" >&2
+  exit 1
+fi
+url="http://127.0.0.1:$port/big.git"
+
+# --- the rounds -------------------------------------------------------------------------
+results="$work/results.tsv"   # side, round, seconds, received bytes, objects
+: >"$results"
+
+# Runs "$@" and appends one line to the results; the clock is the shell's,
+# around the whole process, for every side alike.
+timed() {
+  local side=$1 round=$2
+  shift 2
+  sync
+  local t0 t1
+  t0=$(date +%s%N)
+  if ! "$@" >"$work/out" 2>"$work/err"; then
+    echo "bench-fetch: $side (round $round) failed: $*" >&2
+    cat "$work/err" >&2
+    exit 1
+  fi
+  t1=$(date +%s%N)
+  local bytes=- objects=-
+  if grep -q '"received_bytes"' "$work/out"; then
+    bytes=$(sed -n 's/.*"received_bytes":\([0-9]*\).*/\1/p' "$work/out")
+    objects=$(sed -n 's/.*"received_objects":\([0-9]*\).*/\1/p' "$work/out")
+  fi
+  local seconds
+  seconds=$(awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.3f", ns / 1e9 }')
+  printf '%s\t%s\t%s\t%s\t%s\n' "$side" "$round" "$seconds" "$bytes" "$objects" >>"$results"
+  printf '  %-9s %7s s' "$side" "$seconds"
+  [[ $bytes == - ]] || printf '  (%s bytes, %s objects received)' "$bytes" "$objects"
+  printf '\n'
+}
+
+expect_head() {
+  local dest=$1 commit=$2 head
+  head=$(git_clean -C "$dest" rev-parse HEAD)
+  if [[ $head != "$commit" ]]; then
+    echo "bench-fetch: $dest is at $head, expected $commit" >&2
+    exit 1
+  fi
+}
+
+# Every step writes into a directory of its own, and nothing is deleted
+# before the run ends: ext4 scans past recently freed inodes when it
+# allocates new ones, which made a checkout right after `rm -rf` of the
+# previous one up to 1.5 s slower, whichever side came next.
+run_git_clone() {
+  timed git "$round" git_clean clone --quiet "$url" "$dir/git"
+  expect_head "$dir/git" "$head"
+}
+
+run_cold() {
+  mkdir "$dir/cache"
+  timed cold "$round" env HOME="$work/home" \
+    "$fetch_source" "$url" main "$head" "$dir/cold" "$dir/cache"
+  expect_head "$dir/cold" "$head"
+}
+
+echo "bench-fetch: $rounds rounds, served on 127.0.0.1:$port"
+for round in $(seq "$rounds"); do
+  echo " round $round"
+  dir="$work/round-$round"
+  mkdir "$dir"
+  head=$(git_clean -C "$served" rev-parse main)
+  # git clone and cold swap places every round, so that neither always
+  # runs first.
+  if ((round % 2)); then
+    run_git_clone
+    run_cold
+  else
+    run_cold
+    run_git_clone
+  fi
+  add_commit "$round"
+  head=$(git_clean -C "$served" rev-parse main)
+  timed warm "$round" env HOME="$work/home" \
+    "$fetch_source" "$url" main "$head" "$dir/warm" "$dir/cache"
+  expect_head "$dir/warm" "$head"
+  if ! grep -q '"warm":true' "$work/out"; then
+    echo "bench-fetch: the warm fetch did not find its mirror" >&2
+    exit 1
+  fi
+  timed nocache "$round" env HOME="$work/home" \
+    "$fetch_source" "$url" main "$head" "$dir/nocache"
+  expect_head "$dir/nocache" "$head"
+  # The floor under any warm path: git writing the same work tree from a
+  # local repository, no transfer at all.
+  git_clean clone --quiet --no-checkout --shared "$served" "$dir/checkout"
+  timed checkout "$round" git_clean -C "$dir/checkout" checkout --quiet --force main
+  expect_head "$dir/checkout" "$head"
+done
+
+# --- the table ------------------------------------------------------------------------------
+awk -F'\t' -v rounds="$rounds" -v git_version="$(git --version)" \
+  -v t_git="$target_cold_vs_git" -v t_warm="$target_cold_vs_warm" '
+function median(side,   n, i, j, v, t) {
+  n = 0
+  for (i = 1; i <= count[side]; i++) v[++n] = s[side, i]
+  for (i = 2; i <= n; i++) {
+    t = v[i]
+    for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]
+    v[j + 1] = t
+  }
+  return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}
+{ s[$1, ++count[$1]] = $3; if ($4 != "-") bytes[$1] = $4 }
+END {
+  g = median("git"); c = median("cold"); w = median("warm"); n = median("nocache")
+  k = median("checkout")
+  printf "\nfull clone with checkout, median of %d rounds\n", rounds
+  printf "%-36s%9.2f s\n", git_version " clone", g
+  printf "%-36s%9.2f s\n", "libciagent cold (empty cache)", c
+  printf "%-36s%9.2f s\n", "libciagent warm (mirror, +1 commit)", w
+  printf "%-36s%9.2f s\n", "libciagent without cache", n
+  printf "%-36s%9.2f s\n", "git checkout alone (no transfer)", k
+  printf "%-36s%9.3f x   target <= %s: %s\n", "cold / git clone", c / g, t_git,
+         (c / g <= t_git) ? "PASS" : "FAIL"
+  printf "%-36s%9.1f x   target >= %s: %s\n", "cold / warm", c / w, t_warm,
+         (c / w >= t_warm) ? "PASS" : "FAIL"
+  printf "%-36s%9.2f x\n", "without cache / git clone", n / g
+  printf "%-36s%9.1f MB cold, %.2f MB warm\n", "received", bytes["cold"] / 1e6,
+         bytes["warm"] / 1e6
+}' "$results"
