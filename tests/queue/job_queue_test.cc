@@ -210,7 +210,7 @@ TEST_F(JobQueueTest, ReclaimsJobOfKilledConsumerAfterLeaseExpires) {
   ASSERT_OK_AND_ASSIGN(
       auto holder, ::ciagent::testing::Subprocess::Start(
                        {hold_job, server_->url(), "ci-jobs", "ci-workers",
-                        "agent-dies", "400"},
+                        "agent-dies", "1000"},
                        {.stdout_path = out}));
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (::ciagent::testing::ReadFileOrEmpty(out).empty() &&
@@ -219,9 +219,11 @@ TEST_F(JobQueueTest, ReclaimsJobOfKilledConsumerAfterLeaseExpires) {
   }
   ASSERT_THAT(::ciagent::testing::ReadFileOrEmpty(out), HasSubstr("claimed"));
   // While the holder lives and renews, nobody can take the job, even well
-  // past the lease.
-  JobQueue survivor = Queue("agent-b");
-  EXPECT_THAT(survivor.Claim(absl::Milliseconds(1200)),
+  // past its 1 s lease.
+  QueueOptions survivor_options = Options("agent-b");
+  survivor_options.lease = absl::Seconds(1);  // the lease the holder keeps
+  JobQueue survivor(redis_, survivor_options);
+  EXPECT_THAT(survivor.Claim(absl::Milliseconds(2500)),
               StatusIs(absl::StatusCode::kDeadlineExceeded));
 
   holder->Signal(SIGKILL);
