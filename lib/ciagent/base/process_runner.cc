@@ -265,13 +265,15 @@ absl::StatusOr<ProcessResult> RunProcess(const ProcessOptions& options,
   // Everything the child needs is built before fork(): after it, the child
   // of a multi-threaded parent may only make async-signal-safe calls.
   std::vector<std::pair<std::string, std::string>> env;
-  for (const auto& [name, value] : options.env) {
+  for (const auto& variable : options.env) {
+    const std::string& name = variable.first;
+    const std::string& value = variable.second;
     if (name.empty() || name.find('=') != std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat(
           "run ", program, ": bad environment variable name \"", name, "\""));
     }
     auto it = std::find_if(env.begin(), env.end(),
-                           [&](const auto& e) { return e.first == name; });
+                           [&name](const auto& e) { return e.first == name; });
     if (it != env.end()) {
       it->second = value;
     } else {
