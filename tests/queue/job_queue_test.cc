@@ -290,7 +290,8 @@ TEST_F(JobQueueTest, DeadLettersMalformedJobAtOnceAndGoesOn) {
   ASSERT_OK(Queue("producer").Enqueue(MakeJob("good")).status());
 
   JobQueue queue = Queue("agent-a");
-  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
+  // Even without waiting, the malformed entries ahead do not hide the job.
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::ZeroDuration()));
   EXPECT_EQ(claim.job.job_id, "good");
 
   auto dead = DeadLetters();

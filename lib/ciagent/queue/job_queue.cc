@@ -190,6 +190,9 @@ absl::StatusOr<ClaimedJob> JobQueue::Claim(absl::Duration wait) {
     }
     backoff.Reset();
     if (claimed.ok() && claimed->has_value()) return **std::move(claimed);
+    // An entry was taken and disposed of (dead letter, cancel): look again
+    // at once, even past the deadline, since more may be waiting behind it.
+    if (entry->has_value()) continue;
     if (clock_->Now() >= deadline) {
       return absl::DeadlineExceededError(
           absl::StrCat("no job on stream ", options_.stream, " within ",
