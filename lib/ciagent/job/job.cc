@@ -421,6 +421,16 @@ absl::StatusOr<absl::string_view> ReadString(dom::element value,
   return AbslView(text);
 }
 
+// Reads `field` as a string that must pass `validate`, into `out`.
+absl::Status ReadValidatedString(dom::element value, absl::string_view field,
+                                 absl::Status (*validate)(absl::string_view),
+                                 std::string* out) {
+  CIAGENT_ASSIGN_OR_RETURN(absl::string_view text, ReadString(value, field));
+  CIAGENT_RETURN_IF_ERROR(validate(text));
+  *out = std::string(text);
+  return absl::OkStatus();
+}
+
 // One member of a JSON object the parser knows: its key, the field name
 // used in messages, and how to store it into a T.
 template <typename T>
@@ -462,11 +472,7 @@ absl::Status ParseMembers(dom::object object, const MemberRule<T> (&rules)[N],
 
 absl::Status ParseJobIdField(dom::element value, const JobParseOptions&,
                              Job* job) {
-  CIAGENT_ASSIGN_OR_RETURN(absl::string_view job_id,
-                           ReadString(value, "job_id"));
-  CIAGENT_RETURN_IF_ERROR(ValidateJobId(job_id));
-  job->job_id = std::string(job_id);
-  return absl::OkStatus();
+  return ReadValidatedString(value, "job_id", ValidateJobId, &job->job_id);
 }
 
 absl::Status ParseRepoField(dom::element value, const JobParseOptions& options,
@@ -479,19 +485,14 @@ absl::Status ParseRepoField(dom::element value, const JobParseOptions& options,
 
 absl::Status ParseBranchField(dom::element value, const JobParseOptions&,
                               Job* job) {
-  CIAGENT_ASSIGN_OR_RETURN(absl::string_view branch,
-                           ReadString(value, "branch"));
-  CIAGENT_RETURN_IF_ERROR(ValidateBranchName(branch));
-  job->branch = std::string(branch);
-  return absl::OkStatus();
+  return ReadValidatedString(value, "branch", ValidateBranchName, &job->branch);
 }
 
 absl::Status ParseCommitField(dom::element value, const JobParseOptions&,
                               Job* job) {
-  CIAGENT_ASSIGN_OR_RETURN(absl::string_view commit,
-                           ReadString(value, "commit"));
-  CIAGENT_RETURN_IF_ERROR(ValidateCommit(commit));
-  job->commit = absl::AsciiStrToLower(commit);
+  CIAGENT_RETURN_IF_ERROR(
+      ReadValidatedString(value, "commit", ValidateCommit, &job->commit));
+  absl::AsciiStrToLower(&job->commit);
   return absl::OkStatus();
 }
 
@@ -553,20 +554,13 @@ absl::Status ParseStepsField(dom::element value, const JobParseOptions&,
 
 absl::Status ParseImageNameField(dom::element value, const JobParseOptions&,
                                  ImageSpec* image) {
-  CIAGENT_ASSIGN_OR_RETURN(absl::string_view name,
-                           ReadString(value, "image.name"));
-  CIAGENT_RETURN_IF_ERROR(ValidateImageName(name));
-  image->name = std::string(name);
-  return absl::OkStatus();
+  return ReadValidatedString(value, "image.name", ValidateImageName,
+                             &image->name);
 }
 
 absl::Status ParseImageTagField(dom::element value, const JobParseOptions&,
                                 ImageSpec* image) {
-  CIAGENT_ASSIGN_OR_RETURN(absl::string_view tag,
-                           ReadString(value, "image.tag"));
-  CIAGENT_RETURN_IF_ERROR(ValidateImageTag(tag));
-  image->tag = std::string(tag);
-  return absl::OkStatus();
+  return ReadValidatedString(value, "image.tag", ValidateImageTag, &image->tag);
 }
 
 constexpr MemberRule<ImageSpec> kImageRules[] = {
