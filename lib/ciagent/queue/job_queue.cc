@@ -389,8 +389,13 @@ absl::StatusOr<RenewResult> JobQueue::Renew(const ClaimedJob& claim) {
   return result;
 }
 
-std::vector<std::string> JobQueue::FinalizeArgs(
+absl::StatusOr<std::vector<std::string>> JobQueue::FinalizeArgs(
     const ClaimedJob& claim, const JobOutcome& outcome) const {
+  if (!IsTerminal(outcome.status)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("finalize: status ", JobStatusName(outcome.status),
+                     " is not terminal"));
+  }
   const absl::Time now = clock_->Now();
   const std::string stamp = FormatTimestamp(now);
   std::vector<std::string> fields;
@@ -409,28 +414,21 @@ std::vector<std::string> JobQueue::FinalizeArgs(
 
 absl::Status JobQueue::Finalize(const ClaimedJob& claim,
                                 const JobOutcome& outcome) {
-  if (!IsTerminal(outcome.status)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("finalize: status ", JobStatusName(outcome.status),
-                     " is not terminal"));
-  }
+  CIAGENT_ASSIGN_OR_RETURN(std::vector<std::string> args,
+                           FinalizeArgs(claim, outcome));
   CIAGENT_ASSIGN_OR_RETURN(
       RedisReply reply,
       redis_.Eval(FinalizeScript(),
                   {options_.stream, options_.StatusKey(claim.job.job_id),
                    options_.LogKey(claim.job.job_id)},
-                  FinalizeArgs(claim, outcome)));
+                  args));
   return Fenced("finalize", reply, claim.stream_id);
 }
 
 absl::StatusOr<std::optional<ClaimedJob>> JobQueue::FinalizeAndClaimNext(
     const ClaimedJob& claim, const JobOutcome& outcome) {
-  if (!IsTerminal(outcome.status)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("finalize: status ", JobStatusName(outcome.status),
-                     " is not terminal"));
-  }
-  std::vector<std::string> args = FinalizeArgs(claim, outcome);
+  CIAGENT_ASSIGN_OR_RETURN(std::vector<std::string> args,
+                           FinalizeArgs(claim, outcome));
   for (std::string& arg : ClaimArgs()) args.push_back(std::move(arg));
   CIAGENT_ASSIGN_OR_RETURN(
       RedisReply reply,

@@ -187,8 +187,9 @@ class JobQueue {
   absl::StatusOr<std::optional<Entry>> ClaimEntry(absl::Duration block);
   absl::StatusOr<std::optional<Entry>> ParseClaimReply(const RedisReply& reply);
   std::vector<std::string> ClaimArgs() const;
-  std::vector<std::string> FinalizeArgs(const ClaimedJob& claim,
-                                        const JobOutcome& outcome) const;
+  // kInvalidArgument unless outcome.status is terminal.
+  absl::StatusOr<std::vector<std::string>> FinalizeArgs(
+      const ClaimedJob& claim, const JobOutcome& outcome) const;
   // Runs a fenced script with KEYS = {stream, the job's status key}.
   absl::StatusOr<RedisReply> EvalForJob(const RedisScript& script,
                                         const ClaimedJob& claim,
