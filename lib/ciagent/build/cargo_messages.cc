@@ -1,0 +1,1 @@
+#include "ciagent/build/cargo_messages.h"

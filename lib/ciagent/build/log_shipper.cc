@@ -1,0 +1,1 @@
+#include "ciagent/build/log_shipper.h"

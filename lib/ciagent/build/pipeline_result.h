@@ -1,0 +1,73 @@
+// What one run of the Rust pipeline produced: the record of each step, the
+// test results, the release executables and the job's final status. The
+// pipeline (pipeline.h) fills a PipelineResult; report.h turns it into the
+// --result JSON file, the status-hash fields, Prometheus metrics and the
+// summary printed in local mode.
+//
+// Plain values; no behaviour. Safe to copy between threads.
+#ifndef CIAGENT_BUILD_PIPELINE_RESULT_H_
+#define CIAGENT_BUILD_PIPELINE_RESULT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "ciagent/build/test_results.h"
+#include "ciagent/queue/job_queue.h"
+
+namespace ciagent {
+
+enum class StepStatus {
+  kOk,         // ran and exited 0
+  kFailed,     // ran and failed (exit code or signal in StepRecord)
+  kSkipped,    // not run: not selected, a step it needs failed, tool absent
+  kTimeout,    // terminated by the step or job timeout
+  kCancelled,  // terminated by a cancel request or an agent shutdown
+};
+
+// "ok", "failed", "skipped", "timeout", "cancelled".
+absl::string_view StepStatusName(StepStatus status);
+
+struct StepRecord {
+  // "check", "build", "test", "clippy", "audit", "image" (job.h kKnownSteps).
+  std::string name;
+  StepStatus status = StepStatus::kSkipped;
+  // Exit code of the step's command; -1 when it did not exit normally or
+  // did not run.
+  int exit_code = -1;
+  absl::Duration duration = absl::ZeroDuration();
+  // Why, for anything but kOk: "exit code 101", "cargo-audit is not
+  // installed", "needs build, which failed", "not selected by the job".
+  std::string reason;
+  // clippy: warnings reported (0 for other steps).
+  int64_t warnings = 0;
+};
+
+struct Artifact {
+  std::string name;  // the executable's file name, e.g. "app"
+  std::string path;  // absolute path in the target directory
+  int64_t size_bytes = 0;
+  std::string sha256;  // lowercase hex
+};
+
+struct PipelineResult {
+  // kSuccess, kFailed, kTimeout, kCancelled or kError.
+  JobStatus status = JobStatus::kSuccess;
+  // Why, for anything but kSuccess, e.g. "test failed: 2 tests failed".
+  std::string reason;
+  // Every step of the plan, in order, including skipped ones.
+  std::vector<StepRecord> steps;
+  TestResults tests;
+  std::vector<Artifact> artifacts;
+  int64_t clippy_warnings = 0;
+  absl::Duration duration = absl::ZeroDuration();
+  // The agent was asked to shut down (SIGTERM) mid-run: the job should be
+  // requeued rather than finalized.
+  bool interrupted = false;
+};
+
+}  // namespace ciagent
+
+#endif  // CIAGENT_BUILD_PIPELINE_RESULT_H_

@@ -1,0 +1,1 @@
+#include "ciagent/build/report.h"
