@@ -16,6 +16,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "ciagent/queue/job_queue.h"
 #include "ciagent/queue/redis_client.h"
@@ -31,6 +32,21 @@ std::string ClaimFileJson(const ClaimedJob& claim, const QueueOptions& queue,
 absl::Status WriteClaimFile(absl::string_view path, const ClaimedJob& claim,
                             const QueueOptions& queue,
                             const RedisOptions& redis);
+
+// A claim file read back: everything a later tool needs to renew, log and
+// finalize the job. `redis` has no password: apply ApplyRedisPasswordFromEnv.
+struct ClaimFile {
+  std::string path;  // where it was read from
+  ClaimedJob claim;
+  QueueOptions queue;
+  RedisOptions redis;
+};
+
+// Reads and validates a claim file written by WriteClaimFile. The job inside
+// is validated again with ParseJob (with `parse`). kNotFound when the file is
+// missing; kInvalidArgument when it is not a claim file (field named).
+absl::StatusOr<ClaimFile> ReadClaimFile(absl::string_view path,
+                                        const JobParseOptions& parse = {});
 
 }  // namespace ciagent
 
