@@ -17,6 +17,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   redis-server redis-tools
   git openssl python3
+  # crates the Rust fixture tests/fixtures/with_deps builds offline
+  # (vendored under /usr/share/cargo/registry)
+  librust-itoa-dev librust-csv-core-dev librust-memchr-dev
   # fuzzing and sanitizers (clang builds)
   clang libclang-rt-14-dev
 )
