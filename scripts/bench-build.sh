@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Agent overhead: `ci-build --local` against a plain shell script
+# (scripts/bench-build-peer.sh) running the same cargo commands on the same
+# crate. Target: ci-build's median <= 1.05 x the peer's.
+#
+#   scripts/bench-build.sh [--rounds N] [--ci-build PATH] [--steps LIST]
+#                          [--cargo-config FILE] [CRATE]
+#
+#   CRATE           a cargo project (default: tests/fixtures/with_deps)
+#   --rounds N      timed rounds per side (default 5); the medians are compared
+#   --ci-build PATH the binary to measure (default: build/tools/ci-build/ci-build)
+#   --steps LIST    passed to both sides (default: check,build,test,clippy)
+#   --cargo-config FILE
+#                   installed as config.toml of the benchmark's CARGO_HOME
+#                   (default: tests/fixtures/cargo-config-debian.toml, which
+#                   builds from Debian's vendored crates, offline); `none`
+#                   for no configuration
+#
+# Both sides run every round from the same state: a new, empty target
+# directory each, one CARGO_HOME shared by all runs and warmed by one untimed
+# run of the peer before the first round (registry, page cache). The crate is
+# copied once into the work directory, so the checkout stays clean. The sides
+# alternate which goes first. Each run is timed by the shell around the whole
+# process (date +%s%N), after a `sync`; stdout and stderr of both go to files.
+# Both sides get CARGO_INCREMENTAL=0 and CARGO_TERM_COLOR=never (ci-build sets
+# them itself too).
+#
+# `--ci-build scripts/bench-build-peer.sh` measures the peer against itself:
+# the ratio it prints is the noise of the machine, not overhead.
+#
+# Exit status: 0 when both sides were measured (whether or not the target is
+# met), 1 when a run failed, 2 on a usage error or a missing tool.
+# docs/performance.md explains the method and keeps the figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo_root=$PWD
+rounds=5
+ci_build=build/tools/ci-build/ci-build
+steps=check,build,test,clippy
+cargo_config=tests/fixtures/cargo-config-debian.toml
+crate=tests/fixtures/with_deps
+target_ratio=1.05
+
+usage() {
+  sed -n '6,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+while (($#)); do
+  case $1 in
+    --rounds) rounds=${2:-}; shift 2 || usage ;;
+    --ci-build) ci_build=${2:-}; shift 2 || usage ;;
+    --steps) steps=${2:-}; shift 2 || usage ;;
+    --cargo-config) cargo_config=${2:-}; shift 2 || usage ;;
+    -h | --help) usage ;;
+    -*) echo "bench-build: unknown option: $1" >&2; usage ;;
+    *) crate=$1; shift ;;
+  esac
+done
+if ! [[ $rounds =~ ^[1-9][0-9]*$ ]]; then
+  echo "bench-build: --rounds wants a positive number, got '$rounds'" >&2
+  exit 2
+fi
+if [[ -d ${HOME:-/nonexistent}/.cargo/bin ]]; then PATH=$HOME/.cargo/bin:$PATH; fi
+for tool in cargo python3; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "bench-build: $tool not found" >&2
+    exit 2
+  fi
+done
+if [[ ,$steps, == *,clippy,* ]] && ! cargo clippy --version >/dev/null 2>&1; then
+  echo "bench-build: the clippy step needs cargo clippy" >&2
+  exit 2
+fi
+if [[ ! -f $crate/Cargo.toml ]]; then
+  echo "bench-build: $crate has no Cargo.toml" >&2
+  exit 2
+fi
+if [[ $cargo_config != none && ! -f $cargo_config ]]; then
+  echo "bench-build: cargo config $cargo_config not found" >&2
+  exit 2
+fi
+# A bare name is looked up on PATH; anything with a slash is a path.
+if [[ $ci_build != */* ]]; then ci_build=$(command -v "$ci_build" || echo "$ci_build"); fi
+if [[ ! -x $ci_build ]]; then
+  echo "bench-build: $ci_build is not an executable (build it, or pass --ci-build)" >&2
+  exit 2
+fi
+ci_build=$(cd "$(dirname "$ci_build")" && pwd)/$(basename "$ci_build")
+peer=$repo_root/scripts/bench-build-peer.sh
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/ciagent-bench-build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+# Turn signals into an ordinary exit, so the EXIT trap cleans up.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+cp -r "$crate" "$work/crate"
+rm -rf "$work/crate/target"
+src=$work/crate
+cargo_home=$work/cargo-home
+mkdir -p "$cargo_home"
+if [[ $cargo_config != none ]]; then cp "$cargo_config" "$cargo_home/config.toml"; fi
+# Neither side may pick up settings from the caller's environment.
+unset CI_CARGO_CONFIG CARGO_TARGET_DIR RUSTFLAGS RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER
+export CARGO_HOME=$cargo_home CARGO_INCREMENTAL=0 CARGO_TERM_COLOR=never
+
+results=$work/results.tsv   # side, round, seconds
+: >"$results"
+
+# run SIDE ROUND: one timed run of a side into a new target directory.
+run() {
+  local side=$1 round=$2 target="$work/target-$1-$2" cmd
+  case $side in
+    peer) cmd=("$peer") ;;
+    ci-build) cmd=("$ci_build") ;;
+  esac
+  cmd+=(--local "$src" --steps "$steps" --cargo-home "$cargo_home" --target-dir "$target")
+  if [[ $side == ci-build ]]; then cmd+=(--result "$work/result-$round.json"); fi
+  sync
+  local t0 t1 rc=0
+  t0=$(date +%s%N)
+  "${cmd[@]}" >"$work/$side-$round.out" 2>"$work/$side-$round.err" </dev/null || rc=$?
+  t1=$(date +%s%N)
+  if ((rc != 0)); then
+    echo "bench-build: $side (round $round) exited $rc: ${cmd[*]}" >&2
+    tail -n 30 "$work/$side-$round.err" >&2
+    exit 1
+  fi
+  # A side that skipped the work would win for free.
+  if [[ ,$steps, == *,build,* && ! -d $target/release ]]; then
+    echo "bench-build: $side (round $round) left no release build in $target" >&2
+    exit 1
+  fi
+  local seconds
+  seconds=$(awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.3f", ns / 1e9 }')
+  printf '%s\t%s\t%s\n' "$side" "$round" "$seconds" >>"$results"
+  printf '  %-9s %8s s\n' "$side" "$seconds"
+  rm -rf "$target"
+}
+
+echo "bench-build: $(cargo --version); crate $crate; steps $steps; $rounds rounds; $(nproc) CPUs"
+echo "bench-build: ci-build is $ci_build"
+echo " warm-up (untimed)"
+run peer warmup
+for round in $(seq "$rounds"); do
+  echo " round $round"
+  if ((round % 2)); then
+    run peer "$round"
+    run ci-build "$round"
+  else
+    run ci-build "$round"
+    run peer "$round"
+  fi
+done
+
+# ci-build's own view, when it wrote one: its status and duration_ms.
+python3 - "$work" "$rounds" <<'PY'
+import json, os, statistics, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+durations, statuses = [], set()
+for r in range(1, rounds + 1):
+    path = os.path.join(work, "result-%d.json" % r)
+    if not os.path.exists(path):
+        continue
+    with open(path) as f:
+        result = json.load(f)
+    statuses.add(str(result.get("status")))
+    if isinstance(result.get("duration_ms"), (int, float)):
+        durations.append(result["duration_ms"])
+if not statuses:
+    print("bench-build: ci-build wrote no --result file")
+else:
+    line = "bench-build: ci-build result status: %s" % ", ".join(sorted(statuses))
+    if durations:
+        line += "; median duration_ms %.0f" % statistics.median(durations)
+    print(line)
+PY
+
+awk -F'\t' -v rounds="$rounds" -v target="$target_ratio" '
+function median(side,   n, i, j, v, t) {
+  n = 0
+  for (i = 1; i <= count[side]; i++) v[++n] = s[side, i]
+  for (i = 2; i <= n; i++) {
+    t = v[i]
+    for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]
+    v[j + 1] = t
+  }
+  return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}
+$2 != "warmup" { s[$1, ++count[$1]] = $3 }
+END {
+  p = median("peer"); c = median("ci-build")
+  printf "\nmedian of %d rounds\n", rounds
+  printf "%-28s%9.3f s\n", "plain script (peer)", p
+  printf "%-28s%9.3f s\n", "ci-build --local", c
+  printf "%-28s%9.3f x   target <= %s: %s\n", "ci-build / peer", c / p, target,
+         (c / p <= target) ? "PASS" : "FAIL"
+}' "$results"
