@@ -5,12 +5,16 @@
 // Checks out COMMIT of BRANCH into DEST (emptied first), through the mirror
 // cache under CACHE_DIR when given, and prints one JSON line on stdout:
 //
-//   {"seconds":1.234,"warm":false,"received_bytes":123,"received_objects":4}
+//   {"seconds":1.234,"warm":false,"reused":false,"transfer_seconds":0.8,
+//    "checkout_seconds":0.4,"received_bytes":123,"received_objects":4}
 //
 // `seconds` is the wall-clock time of the FetchCommit call, process start-up
 // excluded; `warm` says whether the mirror existed before the call;
-// `received_*` are the totals of the transfer (zero when nothing was
-// fetched). Submodules are not followed, as `git clone` without
+// `reused` whether DEST held a previous work tree that was updated in place;
+// `transfer_seconds` (fetch and indexing of the received pack) and
+// `checkout_seconds` are its two phases; `received_*` are the totals of the
+// transfer (zero when nothing was fetched). Submodules are not followed, as
+// `git clone` without
 // --recurse-submodules does not. Exit status 1 with the status on stderr
 // when the fetch fails, 2 on wrong usage.
 #include <cstdio>
@@ -47,12 +51,17 @@ int main(int argc, char** argv) {
 
   // JsonObjectBuilder writes integers only; the seconds go in raw, with
   // millisecond resolution.
-  char seconds[32];
-  std::snprintf(seconds, sizeof(seconds), "%.3f",
-                absl::ToDoubleSeconds(elapsed));
+  auto seconds = [](absl::Duration d) {
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.3f", absl::ToDoubleSeconds(d));
+    return std::string(text);
+  };
   ciagent::JsonObjectBuilder json;
-  json.AddRaw("seconds", seconds)
+  json.AddRaw("seconds", seconds(elapsed))
       .Add("warm", result->mirror_was_warm)
+      .Add("reused", result->work_tree_reused)
+      .AddRaw("transfer_seconds", seconds(result->transfer_duration))
+      .AddRaw("checkout_seconds", seconds(result->checkout_duration))
       .Add("received_bytes", result->transfer.received_bytes)
       .Add("received_objects", result->transfer.received_objects);
   std::printf("%s\n", std::move(json).Build().c_str());

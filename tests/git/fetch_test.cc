@@ -3,6 +3,8 @@
 // corruption recovery, retries, TLS trust and submodules.
 #include "ciagent/git/fetch.h"
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -38,7 +40,8 @@ constexpr char kToken[] = "tok-9f8e7d6c5b4a";
 class FetchTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_OK_AND_ASSIGN(dir_, ::ciagent::testing::MakeTempDir("ciagent-fetch-"));
+    ASSERT_OK_AND_ASSIGN(dir_,
+                         ::ciagent::testing::MakeTempDir("ciagent-fetch-"));
     cache_ = dir_ + "/cache";
   }
   void TearDown() override { ::ciagent::testing::RemoveTree(dir_); }
@@ -82,15 +85,16 @@ class FetchTest : public ::testing::Test {
 TEST_F(FetchTest, ChecksOutTheExactCommitDetached) {
   StartServer();
   const std::string first = MakeRepo();
-  ASSERT_OK(CommitFiles(bare_, "main", {{"src/main.rs", "fn main() { v2() }\n"}},
-                        "second")
+  ASSERT_OK(CommitFiles(bare_, "main",
+                        {{"src/main.rs", "fn main() { v2() }\n"}}, "second")
                 .status());
-  ASSERT_OK_AND_ASSIGN(FetchResult result,
-                       FetchCommit(server_->RepoUrl("app"), "main", first,
-                                   Dest(), Options()));
+  ASSERT_OK_AND_ASSIGN(
+      FetchResult result,
+      FetchCommit(server_->RepoUrl("app"), "main", first, Dest(), Options()));
   EXPECT_EQ(result.commit, first);
   EXPECT_EQ(ReadFileOrEmpty(Dest() + "/src/main.rs"), "fn main() {}\n");
-  EXPECT_EQ(ReadFileOrEmpty(Dest() + "/Cargo.toml"), "[package]\nname = \"app\"\n");
+  EXPECT_EQ(ReadFileOrEmpty(Dest() + "/Cargo.toml"),
+            "[package]\nname = \"app\"\n");
   EXPECT_EQ(ReadFileOrEmpty(Dest() + "/.git/HEAD"), first + "\n");
   EXPECT_FALSE(result.mirror_was_warm);
   EXPECT_EQ(result.attempts, 1);
@@ -101,9 +105,9 @@ TEST_F(FetchTest, FetchesWithoutACacheStraightIntoTheWorkTree) {
   const std::string commit = MakeRepo();
   FetchOptions options = Options();
   options.cache_dir.clear();
-  ASSERT_OK_AND_ASSIGN(FetchResult result,
-                       FetchCommit(server_->RepoUrl("app"), "main", commit,
-                                   Dest(), options));
+  ASSERT_OK_AND_ASSIGN(
+      FetchResult result,
+      FetchCommit(server_->RepoUrl("app"), "main", commit, Dest(), options));
   EXPECT_TRUE(result.mirror_path.empty());
   EXPECT_EQ(ReadFileOrEmpty(Dest() + "/src/main.rs"), "fn main() {}\n");
   EXPECT_FALSE(fs::exists(cache_));
@@ -112,9 +116,9 @@ TEST_F(FetchTest, FetchesWithoutACacheStraightIntoTheWorkTree) {
 TEST_F(FetchTest, WarmMirrorPicksUpNewCommits) {
   StartServer();
   const std::string first = MakeRepo();
-  ASSERT_OK(FetchCommit(server_->RepoUrl("app"), "main", first, Dest("a"),
-                        Options())
-                .status());
+  ASSERT_OK(
+      FetchCommit(server_->RepoUrl("app"), "main", first, Dest("a"), Options())
+          .status());
   ASSERT_OK_AND_ASSIGN(
       std::string second,
       CommitFiles(bare_, "main", {{"NEW", "new file\n"}}, "second"));
@@ -124,7 +128,98 @@ TEST_F(FetchTest, WarmMirrorPicksUpNewCommits) {
   EXPECT_TRUE(result.mirror_was_warm);
   EXPECT_EQ(ReadFileOrEmpty(Dest("b") + "/NEW"), "new file\n");
   EXPECT_EQ(result.mirror_path, MirrorPath(cache_, server_->RepoUrl("app")));
-  EXPECT_TRUE(fs::exists(result.mirror_path + "/" + std::string(kLastUseStampName)));
+  EXPECT_TRUE(
+      fs::exists(result.mirror_path + "/" + std::string(kLastUseStampName)));
+}
+
+// The inode of a file: the same one after an update means it was not
+// written again.
+ino_t InodeOf(const std::string& path) {
+  struct stat st = {};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+TEST_F(FetchTest, UpdatesThePreviousWorkTreeInPlaceAndCleansIt) {
+  StartServer();
+  const std::string first = MakeRepo({{"Cargo.toml", "[package]\n"},
+                                      {"src/main.rs", "fn main() {}\n"},
+                                      {"src/util.rs", "// util\n"},
+                                      {".gitignore", "/target/\n"}});
+  ASSERT_OK(
+      FetchCommit(server_->RepoUrl("app"), "main", first, Dest(), Options())
+          .status());
+  const ino_t untouched = InodeOf(Dest() + "/Cargo.toml");
+  ASSERT_NE(untouched, 0u);
+  // What a job may leave behind: edits, deletions, build output, new
+  // files, and changes to the repository itself.
+  std::ofstream(Dest() + "/src/main.rs") << "fn main() { edited() }\n";
+  fs::remove(Dest() + "/src/util.rs");
+  fs::create_directories(Dest() + "/target/debug");
+  std::ofstream(Dest() + "/target/debug/app") << "binary";
+  std::ofstream(Dest() + "/scratch.txt") << "untracked";
+  std::ofstream(Dest() + "/.git/config", std::ios::app)
+      << "[core]\n\tautocrlf = true\n";
+  fs::create_directories(Dest() + "/.git/objects/ab");
+  std::ofstream(Dest() + "/.git/objects/ab/cdef") << "not an object";
+
+  ASSERT_OK_AND_ASSIGN(
+      std::string second,
+      CommitFiles(bare_, "main", {{"NEW", "new file\n"}}, "second"));
+  ASSERT_OK_AND_ASSIGN(
+      FetchResult result,
+      FetchCommit(server_->RepoUrl("app"), "main", second, Dest(), Options()));
+  EXPECT_TRUE(result.work_tree_reused);
+  EXPECT_EQ(ReadFileOrEmpty(Dest() + "/.git/HEAD"), second + "\n");
+  EXPECT_EQ(ReadFileOrEmpty(Dest() + "/NEW"), "new file\n");
+  EXPECT_EQ(ReadFileOrEmpty(Dest() + "/src/main.rs"), "fn main() {}\n");
+  EXPECT_EQ(ReadFileOrEmpty(Dest() + "/src/util.rs"), "// util\n");
+  EXPECT_FALSE(fs::exists(Dest() + "/target"));
+  EXPECT_FALSE(fs::exists(Dest() + "/scratch.txt"));
+  EXPECT_FALSE(fs::exists(Dest() + "/.git/objects/ab"));
+  EXPECT_THAT(ReadFileOrEmpty(Dest() + "/.git/config"),
+              Not(HasSubstr("autocrlf")));
+  EXPECT_EQ(InodeOf(Dest() + "/Cargo.toml"), untouched);
+
+  // Back to the first commit: the file the second one added goes.
+  ASSERT_OK_AND_ASSIGN(result, FetchCommit(server_->RepoUrl("app"), "main",
+                                           first, Dest(), Options()));
+  EXPECT_TRUE(result.work_tree_reused);
+  EXPECT_FALSE(fs::exists(Dest() + "/NEW"));
+  EXPECT_EQ(ReadFileOrEmpty(Dest() + "/.git/HEAD"), first + "\n");
+}
+
+TEST_F(FetchTest, ChecksOutAfreshWhenThePreviousWorkTreeIsBroken) {
+  StartServer();
+  const std::string commit = MakeRepo();
+  ASSERT_OK(
+      FetchCommit(server_->RepoUrl("app"), "main", commit, Dest(), Options())
+          .status());
+  std::ofstream(Dest() + "/.git/index", std::ios::trunc) << "garbage";
+  std::ofstream(Dest() + "/src/main.rs") << "edited\n";
+  ASSERT_OK_AND_ASSIGN(
+      FetchResult result,
+      FetchCommit(server_->RepoUrl("app"), "main", commit, Dest(), Options()));
+  EXPECT_FALSE(result.work_tree_reused);
+  EXPECT_EQ(ReadFileOrEmpty(Dest() + "/src/main.rs"), "fn main() {}\n");
+  EXPECT_EQ(ReadFileOrEmpty(Dest() + "/.git/HEAD"), commit + "\n");
+}
+
+TEST_F(FetchTest, DoesNotReuseACheckoutOfAnotherRepository) {
+  StartServer();
+  const std::string commit = MakeRepo();
+  ASSERT_OK_AND_ASSIGN(std::string other_bare,
+                       server_->CreateBareRepo("other"));
+  ASSERT_OK_AND_ASSIGN(std::string other, CommitFiles(other_bare, "main",
+                                                      {{"OTHER", "x\n"}}, "o"));
+  ASSERT_OK(
+      FetchCommit(server_->RepoUrl("other"), "main", other, Dest(), Options())
+          .status());
+  ASSERT_OK_AND_ASSIGN(
+      FetchResult result,
+      FetchCommit(server_->RepoUrl("app"), "main", commit, Dest(), Options()));
+  EXPECT_FALSE(result.work_tree_reused);
+  EXPECT_FALSE(fs::exists(Dest() + "/OTHER"));
+  EXPECT_EQ(ReadFileOrEmpty(Dest() + "/src/main.rs"), "fn main() {}\n");
 }
 
 TEST_F(FetchTest, AuthenticatesWithTokenAndFailsFastOnAWrongOne) {
@@ -135,56 +230,59 @@ TEST_F(FetchTest, AuthenticatesWithTokenAndFailsFastOnAWrongOne) {
                 .status());
 
   std::vector<std::string> lines;
-  SetLogSinkForTesting([&](absl::string_view line) { lines.emplace_back(line); });
+  SetLogSinkForTesting(
+      [&](absl::string_view line) { lines.emplace_back(line); });
   FetchOptions wrong = Options();
   wrong.credentials.token = "wrong-token-1234";
   wrong.cache_dir.clear();
   const absl::Time start = absl::Now();
-  absl::StatusOr<FetchResult> rejected = FetchCommit(
-      server_->RepoUrl("app"), "main", commit, Dest("bad"), wrong);
+  absl::StatusOr<FetchResult> rejected =
+      FetchCommit(server_->RepoUrl("app"), "main", commit, Dest("bad"), wrong);
   const absl::Duration took = absl::Now() - start;
   SetLogSinkForTesting(nullptr);
   EXPECT_THAT(rejected, StatusIs(absl::StatusCode::kUnauthenticated));
   EXPECT_LT(took, absl::Seconds(2));
   EXPECT_THAT(rejected.status().message(), Not(HasSubstr("wrong-token-1234")));
-  for (const auto& line : lines) EXPECT_THAT(line, Not(HasSubstr("wrong-token")));
+  for (const auto& line : lines)
+    EXPECT_THAT(line, Not(HasSubstr("wrong-token")));
   EXPECT_THAT(server_->RequestLog(), Not(HasSubstr(kToken)));
 
   FetchOptions anonymous = Options();
   anonymous.credentials = {};
-  EXPECT_THAT(FetchCommit(server_->RepoUrl("app"), "main", commit, Dest("anon"),
-                          anonymous),
-              StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("GIT_TOKEN")));
+  EXPECT_THAT(
+      FetchCommit(server_->RepoUrl("app"), "main", commit, Dest("anon"),
+                  anonymous),
+      StatusIs(absl::StatusCode::kUnauthenticated, HasSubstr("GIT_TOKEN")));
 }
 
 TEST_F(FetchTest, UnknownCommitIsNotFoundNamingCommitAndBranch) {
   StartServer();
   MakeRepo();
   const std::string missing(40, 'e');
-  EXPECT_THAT(FetchCommit(server_->RepoUrl("app"), "main", missing, Dest(),
-                          Options()),
-              StatusIs(absl::StatusCode::kNotFound,
-                       ::testing::AllOf(HasSubstr(missing), HasSubstr("main"))));
+  EXPECT_THAT(
+      FetchCommit(server_->RepoUrl("app"), "main", missing, Dest(), Options()),
+      StatusIs(absl::StatusCode::kNotFound,
+               ::testing::AllOf(HasSubstr(missing), HasSubstr("main"))));
 }
 
 TEST_F(FetchTest, UnknownRepositoryIsNotFound) {
   StartServer();
-  EXPECT_THAT(FetchCommit(server_->RepoUrl("nope"), "main", std::string(40, 'a'),
-                          Dest(), Options()),
+  EXPECT_THAT(FetchCommit(server_->RepoUrl("nope"), "main",
+                          std::string(40, 'a'), Dest(), Options()),
               StatusIs(absl::StatusCode::kNotFound));
 }
 
 TEST_F(FetchTest, RecoversFromACorruptRefInTheMirror) {
   StartServer();
   const std::string commit = MakeRepo();
-  ASSERT_OK_AND_ASSIGN(FetchResult cold, FetchCommit(server_->RepoUrl("app"),
-                                                     "main", commit, Dest("a"),
-                                                     Options()));
+  ASSERT_OK_AND_ASSIGN(FetchResult cold,
+                       FetchCommit(server_->RepoUrl("app"), "main", commit,
+                                   Dest("a"), Options()));
   // Loose and packed forms of the branch both garbled.
   std::ofstream(cold.mirror_path + "/refs/heads/main") << "garbage\n";
-  ASSERT_OK_AND_ASSIGN(FetchResult again, FetchCommit(server_->RepoUrl("app"),
-                                                      "main", commit, Dest("b"),
-                                                      Options()));
+  ASSERT_OK_AND_ASSIGN(FetchResult again,
+                       FetchCommit(server_->RepoUrl("app"), "main", commit,
+                                   Dest("b"), Options()));
   EXPECT_TRUE(again.mirror_recovered);
   EXPECT_EQ(ReadFileOrEmpty(Dest("b") + "/src/main.rs"), "fn main() {}\n");
 }
@@ -196,9 +294,9 @@ TEST_F(FetchTest, RecoversFromATruncatedPackInTheMirror) {
     files[absl::StrCat("src/f", i, ".rs")] = std::string(2000 + i, 'x');
   }
   const std::string commit = MakeRepo(files);
-  ASSERT_OK_AND_ASSIGN(FetchResult cold, FetchCommit(server_->RepoUrl("app"),
-                                                     "main", commit, Dest("a"),
-                                                     Options()));
+  ASSERT_OK_AND_ASSIGN(FetchResult cold,
+                       FetchCommit(server_->RepoUrl("app"), "main", commit,
+                                   Dest("a"), Options()));
   int truncated = 0;
   for (const auto& entry :
        fs::directory_iterator(cold.mirror_path + "/objects/pack")) {
@@ -208,9 +306,9 @@ TEST_F(FetchTest, RecoversFromATruncatedPackInTheMirror) {
     }
   }
   ASSERT_GT(truncated, 0);
-  ASSERT_OK_AND_ASSIGN(FetchResult again, FetchCommit(server_->RepoUrl("app"),
-                                                      "main", commit, Dest("b"),
-                                                      Options()));
+  ASSERT_OK_AND_ASSIGN(FetchResult again,
+                       FetchCommit(server_->RepoUrl("app"), "main", commit,
+                                   Dest("b"), Options()));
   EXPECT_TRUE(again.mirror_recovered);
   EXPECT_EQ(ReadFileOrEmpty(Dest("b") + "/src/f7.rs"), std::string(2007, 'x'));
 }
@@ -218,9 +316,9 @@ TEST_F(FetchTest, RecoversFromATruncatedPackInTheMirror) {
 TEST_F(FetchTest, RetriesTransientServerErrors) {
   StartServer({.fail_first_requests = 1});
   const std::string commit = MakeRepo();
-  ASSERT_OK_AND_ASSIGN(FetchResult result,
-                       FetchCommit(server_->RepoUrl("app"), "main", commit,
-                                   Dest(), Options()));
+  ASSERT_OK_AND_ASSIGN(
+      FetchResult result,
+      FetchCommit(server_->RepoUrl("app"), "main", commit, Dest(), Options()));
   EXPECT_EQ(result.attempts, 2);
 }
 
@@ -228,8 +326,8 @@ TEST_F(FetchTest, ServerDownIsRetriedThenUnavailable) {
   StartServer();
   const std::string commit = MakeRepo();
   ASSERT_OK(server_->Stop());
-  absl::StatusOr<FetchResult> result = FetchCommit(
-      server_->RepoUrl("app"), "main", commit, Dest(), Options());
+  absl::StatusOr<FetchResult> result =
+      FetchCommit(server_->RepoUrl("app"), "main", commit, Dest(), Options());
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kUnavailable,
                                HasSubstr("after 3 attempts")));
 }
@@ -237,9 +335,9 @@ TEST_F(FetchTest, ServerDownIsRetriedThenUnavailable) {
 TEST_F(FetchTest, HttpsNeedsTheConfiguredCa) {
   StartServer({.https = true});
   const std::string commit = MakeRepo();
-  ASSERT_OK(FetchCommit(server_->RepoUrl("app"), "main", commit, Dest("a"),
-                        Options())
-                .status());
+  ASSERT_OK(
+      FetchCommit(server_->RepoUrl("app"), "main", commit, Dest("a"), Options())
+          .status());
   EXPECT_EQ(ReadFileOrEmpty(Dest("a") + "/src/main.rs"), "fn main() {}\n");
 }
 
@@ -250,26 +348,26 @@ TEST_F(FetchTest, HttpsFailsWithoutTrustingTheCa) {
   const std::string commit = MakeRepo();
   FetchOptions options = Options();
   options.ca_file.clear();
-  EXPECT_THAT(FetchCommit(server_->RepoUrl("app"), "main", commit, Dest(),
-                          options),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("certificate")));
+  EXPECT_THAT(
+      FetchCommit(server_->RepoUrl("app"), "main", commit, Dest(), options),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               HasSubstr("certificate")));
 }
 
 TEST_F(FetchTest, ChecksOutSubmodulesRecursively) {
   StartServer();
   ASSERT_OK_AND_ASSIGN(std::string lib_bare, server_->CreateBareRepo("lib"));
-  ASSERT_OK_AND_ASSIGN(std::string lib_commit,
-                       CommitFiles(lib_bare, "main", {{"lib.rs", "pub fn f() {}\n"}},
-                                   "lib"));
+  ASSERT_OK_AND_ASSIGN(
+      std::string lib_commit,
+      CommitFiles(lib_bare, "main", {{"lib.rs", "pub fn f() {}\n"}}, "lib"));
   MakeRepo();
   ASSERT_OK_AND_ASSIGN(
       std::string commit,
       CommitSubmodule(bare_, "main", "vendor/lib", server_->RepoUrl("lib"),
                       lib_commit, "add lib"));
-  ASSERT_OK_AND_ASSIGN(FetchResult result,
-                       FetchCommit(server_->RepoUrl("app"), "main", commit,
-                                   Dest(), Options()));
+  ASSERT_OK_AND_ASSIGN(
+      FetchResult result,
+      FetchCommit(server_->RepoUrl("app"), "main", commit, Dest(), Options()));
   EXPECT_EQ(ReadFileOrEmpty(Dest() + "/vendor/lib/lib.rs"), "pub fn f() {}\n");
   EXPECT_THAT(result.submodules, ::testing::ElementsAre("vendor/lib"));
 }
@@ -284,18 +382,18 @@ TEST_F(FetchTest, ReportsProgressAndHonoursAbort) {
     ++reports;
     EXPECT_GE(p.received_objects, 0);
   };
-  ASSERT_OK_AND_ASSIGN(FetchResult result,
-                       FetchCommit(server_->RepoUrl("app"), "main", commit,
-                                   Dest("a"), options));
+  ASSERT_OK_AND_ASSIGN(
+      FetchResult result,
+      FetchCommit(server_->RepoUrl("app"), "main", commit, Dest("a"), options));
   EXPECT_GT(reports, 0);
   EXPECT_GT(result.transfer.received_objects, 0);
 
   FetchOptions aborting = Options();
   aborting.cache_dir.clear();
   aborting.should_abort = [] { return true; };
-  EXPECT_THAT(FetchCommit(server_->RepoUrl("app"), "main", commit, Dest("b"),
-                          aborting),
-              StatusIs(absl::StatusCode::kCancelled));
+  EXPECT_THAT(
+      FetchCommit(server_->RepoUrl("app"), "main", commit, Dest("b"), aborting),
+      StatusIs(absl::StatusCode::kCancelled));
 }
 
 TEST_F(FetchTest, TwoProcessesFetchTheSameRepositoryAtOnce) {
@@ -305,11 +403,11 @@ TEST_F(FetchTest, TwoProcessesFetchTheSameRepositoryAtOnce) {
                        ::ciagent::testing::PathFromEnv("CIAGENT_FETCH_ONCE"));
   std::vector<std::unique_ptr<::ciagent::testing::Subprocess>> fetchers;
   for (const char* name : {"p1", "p2"}) {
-    ASSERT_OK_AND_ASSIGN(
-        auto process,
-        ::ciagent::testing::Subprocess::Start(
-            {helper, server_->RepoUrl("app"), "main", commit, Dest(name), cache_},
-            {.stderr_path = Dest(name) + ".log"}));
+    ASSERT_OK_AND_ASSIGN(auto process,
+                         ::ciagent::testing::Subprocess::Start(
+                             {helper, server_->RepoUrl("app"), "main", commit,
+                              Dest(name), cache_},
+                             {.stderr_path = Dest(name) + ".log"}));
     fetchers.push_back(std::move(process));
   }
   for (auto& process : fetchers) {
@@ -325,9 +423,11 @@ TEST(RepoUrlTest, NormalizesForTheMirrorKey) {
             "https://git.example.com/Acme/App");
   EXPECT_EQ(NormalizeRepoUrl("http://h:80/a"), "http://h/a");
   EXPECT_EQ(NormalizeRepoUrl("http://h:8080/a.git"), "http://h:8080/a");
-  EXPECT_EQ(MirrorPath("/c", "https://h/a.git"), MirrorPath("/c", "https://H/a"));
+  EXPECT_EQ(MirrorPath("/c", "https://h/a.git"),
+            MirrorPath("/c", "https://H/a"));
   EXPECT_NE(MirrorPath("/c", "https://h/a"), MirrorPath("/c", "https://h/b"));
-  EXPECT_THAT(MirrorPath("/c", "https://h/a"), ::testing::StartsWith("/c/git/"));
+  EXPECT_THAT(MirrorPath("/c", "https://h/a"),
+              ::testing::StartsWith("/c/git/"));
 }
 
 }  // namespace

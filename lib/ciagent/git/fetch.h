@@ -5,9 +5,15 @@
 //   <cache_dir>/git/<sha256 of the normalized URL>.git
 // which is fetched incrementally (only the job's branch), then the work tree
 // is checked out from it. The work tree borrows the mirror's objects
-// (objects/info/alternates) instead of copying them, so a warm checkout
-// costs the files written and little else. Without a cache directory the
-// work tree's own repository is fetched into directly.
+// (objects/info/alternates) instead of copying them. When the destination
+// still holds the work tree of an earlier fetch from the same mirror (an
+// agent that reuses its work directory, as Buildkite agents keep theirs),
+// that tree is updated in place: files that differ from the commit are
+// rewritten, files the commit lacks (build output, untracked and ignored
+// files) deleted, and unchanged files cost one lstat each. Otherwise the
+// destination is emptied and the whole tree written. Without a cache
+// directory the work tree's own repository is fetched into directly, and
+// the destination is always emptied first.
 //
 // Safety on a shared volume: a mirror is used under an exclusive file lock
 // (<mirror>.lock, waiting up to lock_timeout), so concurrent agents fetch the
@@ -106,15 +112,23 @@ struct FetchResult {
   std::string mirror_path;  // empty without a cache
   bool mirror_was_warm = false;
   bool mirror_recovered = false;  // a corrupt mirror was re-cloned
+  // The previous job's work tree at the destination was updated in place
+  // (only changed files written) instead of a full checkout.
+  bool work_tree_reused = false;
   int attempts = 0;
   FetchProgress transfer;               // the last transfer's totals
   std::vector<std::string> submodules;  // paths checked out, recursively
   absl::Duration duration;
+  // Phases of the top-level repository (submodules not included): the
+  // fetch, with the indexing of the pack it received, and the checkout.
+  absl::Duration transfer_duration;
+  absl::Duration checkout_duration;
 };
 
 // Fetches `branch` of `repo_url` (all branches when empty, as for
-// submodules) and checks out `commit` into `dest_dir`, which is created, or
-// emptied when it exists.
+// submodules) and checks out `commit` into `dest_dir`: created; updated in
+// place when it holds a checkout from the same mirror; else emptied. The
+// caller owns `dest_dir`: no one else may use it during the call.
 absl::StatusOr<FetchResult> FetchCommit(absl::string_view repo_url,
                                         absl::string_view branch,
                                         absl::string_view commit,
