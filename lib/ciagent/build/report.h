@@ -22,6 +22,7 @@
 #ifndef CIAGENT_BUILD_REPORT_H_
 #define CIAGENT_BUILD_REPORT_H_
 
+#include <cstddef>
 #include <string>
 #include <utility>
 #include <vector>
