@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 
 scripts/bootstrap.sh
+# The pipeline tests run real cargo; a rustup toolchain lives here.
+if [[ -x $HOME/.cargo/bin/cargo ]]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
 
 if [[ ! -f $build_dir/build.ninja ]]; then
   meson setup "$build_dir" -Dwerror=true -Dtests=enabled \

@@ -1,0 +1,144 @@
+// The Rust pipeline: the steps an agent runs on a checked-out crate or
+// workspace, and what they produced.
+//
+// Steps, in order (job.h kKnownSteps), each a cargo command run through
+// RunProcess (base/process_runner.h) in its own process group:
+//   check   cargo check --workspace --all-targets [--locked]
+//   build   cargo build --workspace --release [--locked]
+//             --message-format=json-render-diagnostics   (needs check)
+//   test    cargo nextest run --workspace --no-fail-fast --profile ciagent
+//             when cargo-nextest is in PATH (JUnit output), else
+//           cargo test --workspace --no-fail-fast [--locked] (needs check)
+//   clippy  cargo clippy --workspace --all-targets [--locked]
+//             --message-format=json                      (needs check)
+//   audit   cargo audit, then cargo deny check, each when installed;
+//           skipped when neither is
+//   image   PipelineOptions::image_step, when set    (needs build and test)
+// `--locked` is passed when Cargo.lock exists. A step whose needs failed,
+// timed out or was cancelled is skipped with that reason; a step that is not
+// selected (PipelineOptions::steps) is skipped and satisfies its dependents.
+// A failed test step does not stop clippy or audit: a developer sees every
+// problem of the push at once.
+//
+// Environment. Every step gets exactly: PATH, HOME, RUSTUP_HOME (when set),
+// CARGO_HOME, CARGO_TARGET_DIR, CARGO_INCREMENTAL=0, CARGO_TERM_COLOR=never,
+// CI=true, then `env` (the job's variables) and `secret_env`. Nothing else
+// from the agent's environment reaches a build. When `cargo_config` is set,
+// that file is installed as <cargo_home>/config.toml first (private
+// registries, mirrors, source replacement).
+//
+// Output. Lines go to the PipelineObserver as they come. cargo's JSON
+// messages (build, clippy stdout) are consumed, not forwarded; diagnostics
+// reach the observer rendered, as `stderr` lines, as cargo prints them. Before each command the observer
+// gets one `agent` line with the command.
+//
+// Termination. The whole run has `job_timeout`; each step also has
+// `step_timeout`. On either, or when `cancel_requested`/`stop_requested`
+// turns true, the step's process group gets SIGTERM, `grace`, then SIGKILL
+// (run the tool as a child subreaper so grandchildren that escaped the group
+// die too; see process_runner.h). The remaining steps are skipped.
+//
+// Results. PipelineResult::status: kTimeout when a timeout hit, kCancelled
+// on cancel or stop (and `interrupted` on stop), kFailed when a step failed
+// (or clippy warned while clippy_warnings_fail), else kSuccess. Test results
+// come from libtest output or nextest's JUnit file; a JUnit file is written
+// to `junit_path` either way. Artifacts are the workspace's release
+// executables, with size and sha256.
+//
+// Example:
+//   PipelineOptions options;
+//   options.source_dir = "/work/job/src";
+//   options.work_dir = "/work/job";
+//   options.cargo_home = "/cache/cargo";
+//   options.job_timeout = absl::Minutes(30);
+//   options.cancel_requested = [&] { return renewer.cancel_requested(); };
+//   CIAGENT_ASSIGN_OR_RETURN(PipelineResult result,
+//                            RunPipeline(options, &observer));
+//
+// Errors: a step that fails is a result, not an error. RunPipeline returns
+// an error only when the agent itself could not do its work, which says
+// what to do with the job:
+//   kUnavailable        out of processes/descriptors/disk: requeue.
+//   kInvalidArgument    bad options (no source_dir, unknown step): fix them.
+//   kFailedPrecondition source_dir has no Cargo.toml, cargo is not in PATH,
+//                       cargo_config unreadable: the job cannot build here.
+//
+// Thread-safety: RunPipeline runs on the calling thread; the observer and
+// the callbacks are called on that thread only. One pipeline per process at
+// a time (see process_runner.h on subreapers).
+#ifndef CIAGENT_BUILD_PIPELINE_H_
+#define CIAGENT_BUILD_PIPELINE_H_
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "ciagent/base/process_runner.h"
+#include "ciagent/build/pipeline_result.h"
+
+namespace ciagent {
+
+// Sees the run as it happens. Default implementations do nothing.
+class PipelineObserver {
+ public:
+  virtual ~PipelineObserver() = default;
+  virtual void StepStarted(absl::string_view /*step*/) {}
+  // One line of a step's output; `stream` is "stdout", "stderr" or "agent".
+  virtual void StepOutput(absl::string_view /*step*/,
+                          absl::string_view /*stream*/,
+                          absl::string_view /*line*/) {}
+  virtual void StepFinished(const StepRecord& /*record*/) {}
+};
+
+struct PipelineOptions {
+  // The checkout; Cargo.toml at its root. Required.
+  std::string source_dir;
+  // Where the agent keeps its files for this job (JUnit, nextest config).
+  // Empty: source_dir's parent.
+  std::string work_dir;
+  // Empty: <source_dir>/target.
+  std::string target_dir;
+  // CARGO_HOME of the steps. Empty: $CARGO_HOME of the agent, else
+  // $HOME/.cargo.
+  std::string cargo_home;
+  // An operator cargo config.toml installed into cargo_home; empty: none.
+  std::string cargo_config;
+  // PATH of the steps. Empty: the agent's PATH.
+  std::string path;
+  // The job's variables (job.h: validated, non-secret).
+  std::vector<std::pair<std::string, std::string>> env;
+  // Variables the operator passes to builds that are secret (registry
+  // tokens): given to the steps; the caller masks their values in logs.
+  std::vector<std::pair<std::string, std::string>> secret_env;
+  // Steps to run, a subset of kKnownSteps in any order; empty: all.
+  std::vector<std::string> steps;
+  absl::Duration job_timeout = absl::Minutes(30);
+  absl::Duration step_timeout = absl::InfiniteDuration();
+  // SIGTERM → SIGKILL delay when terminating a step.
+  absl::Duration grace = absl::Seconds(10);
+  // Fail the clippy step when it reports warnings.
+  bool clippy_warnings_fail = false;
+  // Empty: <work_dir>/junit.xml.
+  std::string junit_path;
+  // Polled about every 100 ms while a step runs. A cancel ends the job
+  // `cancelled`; a stop (agent shutdown) also sets `interrupted`.
+  std::function<bool()> cancel_requested;
+  std::function<bool()> stop_requested;
+  // Runs the image step (registry issue); unset: the step is skipped.
+  std::function<StepRecord(const PipelineResult& so_far)> image_step;
+};
+
+absl::StatusOr<PipelineResult> RunPipeline(const PipelineOptions& options,
+                                           PipelineObserver* observer);
+
+// `name` found in the colon-separated `path` as an executable file; "" when
+// absent.
+std::string FindExecutable(absl::string_view name, absl::string_view path);
+
+}  // namespace ciagent
+
+#endif  // CIAGENT_BUILD_PIPELINE_H_

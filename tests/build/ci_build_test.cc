@@ -1,0 +1,353 @@
+// Runs the ci-build binary against a real redis-server and real cargo, and
+// checks its documented contract: the job's final status and fields, the
+// log stream, the ack, cancel, SIGTERM, timeouts, masking, local mode and
+// exit codes.
+#include <signal.h>
+#include <simdjson.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "ciagent/job/job.h"
+#include "ciagent/queue/claim_file.h"
+#include "ciagent/queue/job_queue.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/cargo_fixture.h"
+#include "testing/redis_server.h"
+#include "testing/status_matchers.h"
+#include "testing/subprocess.h"
+
+namespace ciagent {
+namespace {
+
+using ::ciagent::testing::kClippyWarnings;
+using ::ciagent::testing::kFailingName;
+using ::ciagent::testing::kFailingPassed;
+using ::ciagent::testing::kPassingIgnored;
+using ::ciagent::testing::kPassingPassed;
+
+using ::ciagent::testing::ReadFileOrEmpty;
+using ::ciagent::testing::Subprocess;
+using ::ciagent::testing::SubprocessOptions;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// Exit codes as documented in `ci-build --help`.
+constexpr int kSuccess = 0;
+constexpr int kBuildFailed = 1;
+constexpr int kUsageError = 2;
+constexpr int kTimedOut = 124;
+constexpr int kCancelled = 130;
+constexpr int kTerminated = 143;
+
+constexpr char kSecret[] = "tok-9f8e7d6c5b4a";
+
+class CiBuildTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(tool_, testing::PathFromEnv("CIAGENT_CI_BUILD"));
+    ASSERT_OK_AND_ASSIGN(dir_, testing::MakeTempDir("ci-build"));
+    workdir_ = dir_ + "/work";
+    ASSERT_EQ(mkdir(workdir_.c_str(), 0755), 0);
+  }
+
+  // Claims a job for `fixture` as ci-consume would: the entry is pending
+  // for consumer "agent-a", job.json written, the crate in <workdir>/src.
+  void ClaimJob(const testing::RedisServer& redis, const std::string& fixture,
+                Job job = {}) {
+    if (job.job_id.empty()) job.job_id = "job-" + fixture;
+    job.repo = "https://git.example.com/acme/" + fixture + ".git";
+    job.branch = "main";
+    job.commit = std::string(40, 'c');
+    ASSERT_OK_AND_ASSIGN(redis_options_, RedisOptionsFromUrl(redis.url()));
+    queue_options_.consumer = "agent-a";
+    queue_options_.create_group = true;
+    JobQueue queue(redis_options_, queue_options_);
+    ASSERT_OK(queue.Enqueue(job).status());
+    ASSERT_OK_AND_ASSIGN(claim_, queue.Claim(absl::Seconds(5)));
+    ASSERT_OK(WriteClaimFile(workdir_ + "/job.json", claim_, queue_options_,
+                             redis_options_));
+    ASSERT_OK_AND_ASSIGN(std::string copied,
+                         testing::CopyFixture(fixture, workdir_));
+    ASSERT_EQ(rename(copied.c_str(), (workdir_ + "/src").c_str()), 0);
+  }
+
+  std::unique_ptr<Subprocess> Start(std::vector<std::string> flags,
+                                    std::map<std::string, std::string> env) {
+    std::vector<std::string> argv = {tool_};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    SubprocessOptions options;
+    options.env = std::move(env);
+    options.env["CI_TARGET_DIR"] = dir_ + "/target";
+    options.env["CI_CARGO_HOME"] = dir_ + "/cargo-home";
+    options.unset_env = {"REDIS_PASSWORD", "CI_SECRET_ENV", "CIAGENT_LOG_LEVEL"};
+    options.stdout_path = dir_ + "/stdout";
+    options.stderr_path = dir_ + "/stderr";
+    absl::StatusOr<std::unique_ptr<Subprocess>> process =
+        Subprocess::Start(argv, options);
+    EXPECT_OK(process.status());
+    return process.ok() ? *std::move(process) : nullptr;
+  }
+
+  int Run(std::vector<std::string> flags,
+          std::map<std::string, std::string> env) {
+    std::unique_ptr<Subprocess> process = Start(std::move(flags), std::move(env));
+    if (process == nullptr) return -1;
+    absl::StatusOr<int> code = process->Wait(absl::Minutes(5));
+    EXPECT_OK(code.status());
+    return code.value_or(-1);
+  }
+
+  std::string StatusField(const std::string& field) {
+    RedisClient redis(redis_options_);
+    absl::StatusOr<RedisReply> reply = redis.Command(
+        {"HGET", queue_options_.StatusKey(claim_.job.job_id), field});
+    return reply.ok() ? reply->str : "";
+  }
+
+  int64_t PendingEntries() {
+    RedisClient redis(redis_options_);
+    absl::StatusOr<RedisReply> reply = redis.Command(
+        {"XPENDING", queue_options_.stream, queue_options_.group});
+    if (!reply.ok() || !reply->is_array() || reply->elements.empty()) return -1;
+    return reply->elements[0].integer;
+  }
+
+  // "<step>|<stream>|<line>" for every entry of the job's log stream.
+  std::vector<std::string> LogLines() {
+    RedisClient redis(redis_options_);
+    absl::StatusOr<RedisReply> reply = redis.Command(
+        {"XRANGE", queue_options_.LogKey(claim_.job.job_id), "-", "+"});
+    std::vector<std::string> lines;
+    if (!reply.ok()) return lines;
+    for (const RedisReply& entry : reply->elements) {
+      std::map<std::string, std::string> fields;
+      const auto& kv = entry.elements[1].elements;
+      for (size_t i = 0; i + 1 < kv.size(); i += 2) {
+        fields[kv[i].str] = kv[i + 1].str;
+      }
+      lines.push_back(absl::StrCat(fields["step"], "|", fields["stream"], "|",
+                                   fields["line"]));
+    }
+    return lines;
+  }
+
+  bool LogContains(absl::string_view needle) {
+    for (const std::string& line : LogLines()) {
+      if (absl::StrContains(line, needle)) return true;
+    }
+    return false;
+  }
+
+  // A stand-in cargo (for behaviour that does not depend on what cargo
+  // does: environment, masking, timeouts): a shell script in PATH.
+  std::string StandInCargo(absl::string_view script) {
+    const std::string bin = dir_ + "/bin";
+    mkdir(bin.c_str(), 0755);
+    std::ofstream(bin + "/cargo") << "#!/bin/sh\n" << script << "\n";
+    chmod((bin + "/cargo").c_str(), 0755);
+    return bin + ":/usr/bin:/bin";
+  }
+
+  std::string tool_;
+  std::string dir_;
+  std::string workdir_;
+  RedisOptions redis_options_;
+  QueueOptions queue_options_;
+  ClaimedJob claim_;
+};
+
+TEST_F(CiBuildTest, PassingJobIsFinalizedSuccessWithResultsLogsAndAck) {
+  CIAGENT_REQUIRE_CARGO(path);
+  CIAGENT_START_REDIS(redis);
+  ClaimJob(*redis, "passing");
+  ASSERT_EQ(PendingEntries(), 1);
+
+  int code = Run({"--job", workdir_ + "/job.json", "--result",
+                  dir_ + "/result.json", "--metrics-file", dir_ + "/job.prom"},
+                 {{"PATH", path}});
+
+  EXPECT_EQ(code, kSuccess) << ReadFileOrEmpty(dir_ + "/stderr");
+  EXPECT_EQ(StatusField("status"), "success");
+  EXPECT_EQ(StatusField("tests_passed"), absl::StrCat(kPassingPassed));
+  EXPECT_EQ(StatusField("tests_failed"), "0");
+  EXPECT_THAT(StatusField("artifacts"), HasSubstr("\"name\":\"passing\""));
+  EXPECT_THAT(StatusField("steps"), HasSubstr("\"name\":\"clippy\""));
+  EXPECT_EQ(PendingEntries(), 0);
+  EXPECT_TRUE(LogContains("test|stdout|test result: ok."));
+  EXPECT_TRUE(LogContains("build|agent|step build ok"));
+  EXPECT_THAT(ReadFileOrEmpty(dir_ + "/result.json"),
+              HasSubstr("\"status\":\"success\""));
+  EXPECT_THAT(ReadFileOrEmpty(dir_ + "/job.prom"),
+              HasSubstr("ciagent_job_duration_seconds"));
+  EXPECT_THAT(ReadFileOrEmpty(workdir_ + "/junit.xml"), HasSubstr("<testsuite"));
+}
+
+TEST_F(CiBuildTest, FailingTestIsAFinalFailureNamingTheTest) {
+  CIAGENT_REQUIRE_CARGO(path);
+  CIAGENT_START_REDIS(redis);
+  ClaimJob(*redis, "failing_test", Job{.steps = {"check", "test"}});
+
+  int code = Run({"--job", workdir_ + "/job.json"}, {{"PATH", path}});
+
+  EXPECT_EQ(code, kBuildFailed);
+  EXPECT_EQ(StatusField("status"), "failed");
+  EXPECT_EQ(StatusField("reason"), "test failed: 1 test failed");
+  EXPECT_EQ(StatusField("tests_failed"), "1");
+  EXPECT_THAT(StatusField("failed_tests"), HasSubstr(kFailingName));
+  EXPECT_EQ(PendingEntries(), 0);
+}
+
+TEST_F(CiBuildTest, CancelRequestKillsTheBuildAndEveryProcessItStarted) {
+  CIAGENT_REQUIRE_CARGO(path);
+  CIAGENT_START_REDIS(redis);
+  ClaimJob(*redis, "hanging_test", Job{.steps = {"test"}});
+  // The fixture marks its processes with its own directory (a job cannot
+  // set CIAGENT_* variables).
+  const std::string marker = workdir_ + "/src";
+  std::unique_ptr<Subprocess> build =
+      Start({"--job", workdir_ + "/job.json", "--grace", "1"},
+            {{"PATH", path}});
+  ASSERT_NE(build, nullptr);
+  // Wait for the test's stubborn pair.
+  const absl::Time deadline = absl::Now() + absl::Minutes(3);
+  while (testing::ProcessesWithArgv0(marker) < 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  ASSERT_EQ(testing::ProcessesWithArgv0(marker), 2);
+  EXPECT_EQ(StatusField("status"), "running");
+  EXPECT_EQ(PendingEntries(), 1);
+
+  JobQueue api(redis_options_, queue_options_);
+  ASSERT_OK(api.RequestCancel(claim_.job.job_id, "superseded"));
+  const absl::Time cancelled_at = absl::Now();
+  ASSERT_OK_AND_ASSIGN(int code, build->Wait(absl::Seconds(30)));
+
+  EXPECT_EQ(code, kCancelled);
+  EXPECT_LT(absl::Now() - cancelled_at, absl::Seconds(5));
+  EXPECT_EQ(StatusField("status"), "cancelled");
+  EXPECT_THAT(StatusField("reason"), HasSubstr("superseded"));
+  EXPECT_EQ(PendingEntries(), 0);
+  EXPECT_EQ(testing::ProcessesWithMarker(marker), 0);
+}
+
+TEST_F(CiBuildTest, SigtermKillsTheBuildAndRequeuesTheJob) {
+  CIAGENT_REQUIRE_CARGO(path);
+  CIAGENT_START_REDIS(redis);
+  ClaimJob(*redis, "hanging_test", Job{.steps = {"test"}});
+  // The fixture marks its processes with its own directory (a job cannot
+  // set CIAGENT_* variables).
+  const std::string marker = workdir_ + "/src";
+  std::unique_ptr<Subprocess> build =
+      Start({"--job", workdir_ + "/job.json", "--grace", "1"},
+            {{"PATH", path}});
+  ASSERT_NE(build, nullptr);
+  const absl::Time deadline = absl::Now() + absl::Minutes(3);
+  while (testing::ProcessesWithArgv0(marker) < 2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  ASSERT_EQ(testing::ProcessesWithArgv0(marker), 2);
+
+  kill(build->pid(), SIGTERM);
+  ASSERT_OK_AND_ASSIGN(int code, build->Wait(absl::Seconds(15)));
+
+  EXPECT_EQ(code, kTerminated);
+  EXPECT_EQ(StatusField("status"), "queued");
+  EXPECT_EQ(testing::ProcessesWithMarker(marker), 0);
+  // Another agent gets it at once, as the second delivery.
+  QueueOptions other = queue_options_;
+  other.consumer = "agent-b";
+  JobQueue queue(redis_options_, other);
+  ASSERT_OK_AND_ASSIGN(ClaimedJob again, queue.Claim(absl::Seconds(2)));
+  EXPECT_EQ(again.job.job_id, claim_.job.job_id);
+  EXPECT_EQ(again.attempt, 2);
+}
+
+TEST_F(CiBuildTest, JobTimeoutEndsTheJobAsTimeout) {
+  CIAGENT_START_REDIS(redis);
+  ClaimJob(*redis, "passing",
+           Job{.timeout = absl::Seconds(2), .steps = {"check"}});
+  const std::string path = StandInCargo("exec sleep 60");
+
+  int code = Run({"--job", workdir_ + "/job.json", "--grace", "1"},
+                 {{"PATH", path}});
+
+  EXPECT_EQ(code, kTimedOut);
+  EXPECT_EQ(StatusField("status"), "timeout");
+  EXPECT_THAT(StatusField("reason"), HasSubstr("timed out"));
+  EXPECT_EQ(PendingEntries(), 0);
+}
+
+TEST_F(CiBuildTest, SecretValuesAreMaskedInTheLogAndNeverInOutput) {
+  CIAGENT_START_REDIS(redis);
+  ClaimJob(*redis, "passing", Job{.steps = {"check"}});
+  const std::string path = StandInCargo("echo \"token is $DEPLOY_TOKEN\"");
+
+  int code = Run({"--job", workdir_ + "/job.json", "--secret-env",
+                  "DEPLOY_TOKEN"},
+                 {{"PATH", path}, {"DEPLOY_TOKEN", kSecret},
+                  {"GIT_TOKEN", "git-tok-123456"}});
+
+  EXPECT_EQ(code, kSuccess) << ReadFileOrEmpty(dir_ + "/stderr");
+  EXPECT_TRUE(LogContains("check|stdout|token is [MASKED]"));
+  EXPECT_FALSE(LogContains(kSecret));
+  EXPECT_THAT(ReadFileOrEmpty(dir_ + "/stderr"), Not(HasSubstr(kSecret)));
+  EXPECT_THAT(ReadFileOrEmpty(dir_ + "/stderr"),
+              Not(HasSubstr("git-tok-123456")));
+}
+
+TEST_F(CiBuildTest, LogIsCappedWithOneTruncationMarker) {
+  CIAGENT_START_REDIS(redis);
+  ClaimJob(*redis, "passing", Job{.steps = {"check"}});
+  const std::string path = StandInCargo("seq 1 5000");
+
+  int code = Run({"--job", workdir_ + "/job.json", "--log-max-bytes", "2000"},
+                 {{"PATH", path}});
+
+  EXPECT_EQ(code, kSuccess);
+  int markers = 0;
+  for (const std::string& line : LogLines()) {
+    if (absl::StrContains(line, "truncat")) ++markers;
+  }
+  EXPECT_EQ(markers, 1);
+  EXPECT_FALSE(LogContains("check|stdout|5000"));
+}
+
+TEST_F(CiBuildTest, LocalModeBuildsACheckoutAndPrintsASummary) {
+  CIAGENT_REQUIRE_CARGO(path);
+  ASSERT_OK_AND_ASSIGN(std::string src, testing::CopyFixture("failing_test", dir_));
+
+  int code = Run({"--local", src, "--steps", "check,test", "--result",
+                  dir_ + "/result.json"},
+                 {{"PATH", path}});
+
+  EXPECT_EQ(code, kBuildFailed);
+  const std::string out = ReadFileOrEmpty(dir_ + "/stdout");
+  EXPECT_THAT(out, HasSubstr("[test] test result: FAILED."));
+  EXPECT_THAT(out, HasSubstr(kFailingName));
+  simdjson::dom::parser parser;
+  simdjson::dom::element result;
+  ASSERT_EQ(parser.load(dir_ + "/result.json").get(result), simdjson::SUCCESS);
+  EXPECT_EQ(std::string_view(result["status"]), "failed");
+  EXPECT_EQ(int64_t(result["tests"]["failed"]), 1);
+  EXPECT_EQ(std::string_view(result["failed_tests"].at(0)),
+            std::string_view(kFailingName));
+}
+
+TEST_F(CiBuildTest, UsageErrorsExitTwo) {
+  EXPECT_EQ(Run({}, {}), kUsageError);
+  EXPECT_EQ(Run({"--job", dir_ + "/missing.json"}, {}), kUsageError);
+  EXPECT_EQ(Run({"--local", dir_, "--job", dir_ + "/x"}, {}), kUsageError);
+  EXPECT_EQ(Run({"--local", dir_, "--timeout", "0"}, {}), kUsageError);
+}
+
+}  // namespace
+}  // namespace ciagent

@@ -1,0 +1,105 @@
+#include "build_flags.h"
+
+#include <cstdlib>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "ciagent/base/secret.h"
+#include "ciagent/base/status_macros.h"
+#include "tool_flags.h"
+
+ABSL_FLAG(std::string, cargo_home, "",
+          "CARGO_HOME of the builds (registry and git caches); default: env "
+          "CI_CARGO_HOME, else CARGO_HOME, else $HOME/.cargo");
+ABSL_FLAG(std::string, target_dir, "",
+          "cargo target directory; default: env CI_TARGET_DIR, else "
+          "<source>/target");
+ABSL_FLAG(std::string, cargo_config, "",
+          "operator cargo config.toml installed into CARGO_HOME; default: env "
+          "CI_CARGO_CONFIG");
+ABSL_FLAG(int, timeout, 1800,
+          "job timeout in seconds (a job's timeout_s overrides it)");
+ABSL_FLAG(int, step_timeout, 0, "per-step timeout in seconds; 0: none");
+ABSL_FLAG(int, grace, 10, "seconds between SIGTERM and SIGKILL of a step");
+ABSL_FLAG(bool, clippy_warnings_fail, false,
+          "fail the clippy step when it reports warnings");
+ABSL_FLAG(std::string, secret_env, "",
+          "comma-separated names of agent variables passed to builds as "
+          "secrets (masked in logs); default: env CI_SECRET_ENV");
+ABSL_FLAG(int64_t, log_max_bytes, int64_t{16} << 20,
+          "cap on a job's log in bytes; later lines are dropped");
+
+namespace ciagent {
+namespace {
+
+// The agent's own secrets: never given to builds, masked if one shows up.
+constexpr const char* kAgentSecrets[] = {"GIT_TOKEN", "GITEA_TOKEN",
+                                         "REGISTRY_TOKEN",
+                                         "REGISTRY_PASSWORD"};
+
+std::vector<std::string> SplitList(absl::string_view list) {
+  std::vector<std::string> items;
+  for (absl::string_view item : absl::StrSplit(list, ',')) {
+    item = absl::StripAsciiWhitespace(item);
+    if (!item.empty()) items.emplace_back(item);
+  }
+  return items;
+}
+
+}  // namespace
+
+std::vector<std::string> SplitSteps(absl::string_view steps) {
+  return SplitList(steps);
+}
+
+absl::StatusOr<PipelineOptions> PipelineOptionsFromFlags() {
+  PipelineOptions o;
+  o.cargo_home = FlagOrEnv(absl::GetFlag(FLAGS_cargo_home), "CI_CARGO_HOME", "");
+  o.target_dir = FlagOrEnv(absl::GetFlag(FLAGS_target_dir), "CI_TARGET_DIR", "");
+  o.cargo_config =
+      FlagOrEnv(absl::GetFlag(FLAGS_cargo_config), "CI_CARGO_CONFIG", "");
+  const int timeout = absl::GetFlag(FLAGS_timeout);
+  const int step_timeout = absl::GetFlag(FLAGS_step_timeout);
+  const int grace = absl::GetFlag(FLAGS_grace);
+  if (timeout <= 0 || step_timeout < 0 || grace < 0 ||
+      absl::GetFlag(FLAGS_log_max_bytes) <= 0) {
+    return absl::InvalidArgumentError(
+        "--timeout and --log-max-bytes must be > 0; --step-timeout and "
+        "--grace >= 0");
+  }
+  o.job_timeout = absl::Seconds(timeout);
+  if (step_timeout > 0) o.step_timeout = absl::Seconds(step_timeout);
+  o.grace = absl::Seconds(grace);
+  o.clippy_warnings_fail = absl::GetFlag(FLAGS_clippy_warnings_fail);
+  for (const std::string& name : SplitList(
+           FlagOrEnv(absl::GetFlag(FLAGS_secret_env), "CI_SECRET_ENV", ""))) {
+    CIAGENT_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                             ReadSecretFromEnv(name));
+    if (!value.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--secret-env: ", name, " (or ", name, "_FILE) is not set"));
+    }
+    o.secret_env.emplace_back(name, *std::move(value));
+  }
+  return o;
+}
+
+absl::StatusOr<std::vector<std::string>> SecretsToMask(
+    const PipelineOptions& pipeline) {
+  std::vector<std::string> secrets;
+  for (const char* name : kAgentSecrets) {
+    CIAGENT_ASSIGN_OR_RETURN(std::optional<std::string> value,
+                             ReadSecretFromEnv(name));
+    if (value.has_value()) secrets.push_back(*std::move(value));
+  }
+  for (const auto& [name, value] : pipeline.secret_env) {
+    secrets.push_back(value);
+  }
+  return secrets;
+}
+
+int64_t LogCapFromFlags() { return absl::GetFlag(FLAGS_log_max_bytes); }
+
+}  // namespace ciagent

@@ -1,0 +1,155 @@
+// ci-build: runs the Rust pipeline for a claimed job (--job) or on a local
+// checkout (--local). See --help.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "ciagent/base/atomic_file.h"
+#include "ciagent/base/exit_code.h"
+#include "ciagent/base/log.h"
+#include "ciagent/base/process_runner.h"
+#include "ciagent/base/status_macros.h"
+#include "ciagent/base/stop_signal.h"
+#include "ciagent/build/console_observer.h"
+#include "ciagent/build/queued_build.h"
+#include "ciagent/build/report.h"
+#include "build_flags.h"
+#include "tool_flags.h"
+
+ABSL_FLAG(std::string, job, "", "queue mode: the job.json written by ci-consume");
+ABSL_FLAG(std::string, local, "", "local mode: a checkout to build, no Redis");
+ABSL_FLAG(std::string, result, "", "write the JSON summary to this file");
+ABSL_FLAG(std::string, metrics_file, "",
+          "write Prometheus text-format metrics to this file");
+ABSL_FLAG(std::string, steps, "",
+          "local mode: comma-separated steps (default: all)");
+ABSL_FLAG(bool, allow_file_urls, false,
+          "accept a job with a file:// repository (local testing only)");
+
+namespace {
+
+constexpr char kUsage[] =
+    R"(Runs the Rust pipeline: cargo check, build --release, test (nextest when
+installed), clippy, audit/deny when installed, image.
+
+  ci-build --job <workdir>/job.json   a job claimed by ci-consume: renews its
+      lease, streams logs to Redis, finalizes the status and acks the entry
+  ci-build --local <path>             a checkout, no Redis; logs and a summary
+      on stdout
+
+Steps run with a controlled environment (PATH, HOME, CARGO_HOME,
+CARGO_TARGET_DIR, the job's env and --secret-env). Secrets come from the
+environment only (REDIS_PASSWORD[_FILE], GIT_TOKEN[_FILE], ...); their values
+are masked in the job log.
+
+Exit codes:
+  0    success
+  1    the build or its tests failed, or the job ended in error
+  2    usage or configuration error
+  75   not finished here: requeued after an agent failure, lease lost, or
+       Redis unreachable when finalizing (the job runs again elsewhere)
+  124  the job timed out
+  130  the job was cancelled
+  143  terminated (SIGTERM/SIGINT): the job was requeued)";
+
+constexpr int kExitRequeued = 75;
+
+int ExitCodeForResult(const ciagent::PipelineResult& result) {
+  using ciagent::JobStatus;
+  if (result.interrupted) return 143;
+  switch (result.status) {
+    case JobStatus::kSuccess:
+      return ciagent::kExitOk;
+    case JobStatus::kTimeout:
+      return 124;
+    case JobStatus::kCancelled:
+      return 130;
+    default:
+      return 1;
+  }
+}
+
+// Writes --result and --metrics-file when asked.
+absl::Status WriteReports(const ciagent::PipelineResult& result,
+                          absl::string_view job_id) {
+  using namespace ciagent;
+  const std::string result_file = absl::GetFlag(FLAGS_result);
+  if (!result_file.empty()) {
+    CIAGENT_RETURN_IF_ERROR(WriteFileAtomically(result_file, ResultJson(result)));
+  }
+  const std::string metrics_file = absl::GetFlag(FLAGS_metrics_file);
+  if (!metrics_file.empty()) {
+    CIAGENT_RETURN_IF_ERROR(
+        WriteFileAtomically(metrics_file, PrometheusText(result, job_id)));
+  }
+  return absl::OkStatus();
+}
+
+int Fail(int code, const absl::Status& status) {
+  ciagent::LogError("ci-build failed", {{"error", status}, {"exit_code", code}});
+  return code;
+}
+
+int RunLocal(ciagent::PipelineOptions pipeline) {
+  using namespace ciagent;
+  pipeline.source_dir = absl::GetFlag(FLAGS_local);
+  pipeline.steps = SplitSteps(absl::GetFlag(FLAGS_steps));
+  pipeline.stop_requested = [] { return StopRequested(); };
+  ConsoleObserver console(stdout);
+  absl::StatusOr<PipelineResult> result = RunPipeline(pipeline, &console);
+  if (!result.ok()) return Fail(ExitCodeFor(result.status()), result.status());
+  std::fputs(HumanSummary(*result).c_str(), stdout);
+  absl::Status written = WriteReports(*result, "local");
+  if (!written.ok()) return Fail(kExitFailure, written);
+  return ExitCodeForResult(*result);
+}
+
+int RunQueued(ciagent::PipelineOptions pipeline) {
+  using namespace ciagent;
+  JobParseOptions parse;
+  parse.allow_file_urls = absl::GetFlag(FLAGS_allow_file_urls);
+  absl::StatusOr<ClaimFile> claim =
+      ReadClaimFile(absl::GetFlag(FLAGS_job), parse);
+  if (!claim.ok()) return Fail(kExitUsage, claim.status());
+  absl::Status password = ApplyRedisPasswordFromEnv(&claim->redis);
+  if (!password.ok()) return Fail(kExitUsage, password);
+  QueuedBuildOptions options;
+  options.pipeline = std::move(pipeline);
+  absl::StatusOr<std::vector<std::string>> secrets = SecretsToMask(options.pipeline);
+  if (!secrets.ok()) return Fail(kExitUsage, secrets.status());
+  options.logs.secrets = *std::move(secrets);
+  if (!claim->redis.password.empty()) {
+    options.logs.secrets.push_back(claim->redis.password);
+  }
+  options.logs.max_bytes = LogCapFromFlags();
+  absl::StatusOr<QueuedBuildResult> done = RunQueuedBuild(*claim, options);
+  if (!done.ok()) return Fail(kExitRequeued, done.status());
+  absl::Status written = WriteReports(done->pipeline, claim->claim.job.job_id);
+  if (!written.ok()) LogWarning("reports not written", {{"error", written}});
+  if (done->disposition != BuildDisposition::kFinalized) {
+    LogWarning("job not finished here", {{"reason", done->reason}});
+    return done->pipeline.interrupted ? 143 : kExitRequeued;
+  }
+  return ExitCodeForResult(done->pipeline);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace ciagent;
+  absl::StatusOr<ToolStart> start = StartTool(argc, argv, kUsage);
+  if (!start.ok()) return Fail(ExitCodeFor(start.status()), start.status());
+  if (start->help_shown) return kExitOk;
+  const bool queued = !absl::GetFlag(FLAGS_job).empty();
+  if (queued == !absl::GetFlag(FLAGS_local).empty()) {
+    return Fail(kExitUsage, absl::InvalidArgumentError(
+                                "give exactly one of --job and --local"));
+  }
+  absl::StatusOr<PipelineOptions> pipeline = PipelineOptionsFromFlags();
+  if (!pipeline.ok()) return Fail(kExitUsage, pipeline.status());
+  absl::Status reaper = BecomeChildSubreaper();
+  if (!reaper.ok()) return Fail(kExitFailure, reaper);
+  return queued ? RunQueued(*std::move(pipeline)) : RunLocal(*std::move(pipeline));
+}
