@@ -305,6 +305,52 @@ TEST_F(PipelineTest, StepsGetTheJobEnvironmentAndNothingOfTheAgents) {
   EXPECT_FALSE(observer.Saw("agent-only"));
 }
 
+// cargo-nextest cannot be installed where these tests run: a stand-in
+// plays it, writing the JUnit file where nextest would for our profile and
+// exiting as nextest does when tests fail (100).
+TEST_F(PipelineTest, NextestWhenInstalledAndItsJunitGivesTheResults) {
+  ASSERT_EQ(mkdir((tmp_ + "/bin").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((tmp_ + "/src").c_str(), 0755), 0);
+  std::ofstream(tmp_ + "/src/Cargo.toml") << "[package]\n";
+  std::ofstream(tmp_ + "/bin/cargo-nextest") << "#!/bin/sh\nexit 0\n";
+  std::ofstream(tmp_ + "/bin/cargo")
+      << "#!/bin/sh\n"
+         "echo \"args: $*\"\n"
+         "[ \"$1\" = nextest ] || exit 0\n"
+         "mkdir -p \"$CARGO_TARGET_DIR/nextest/ciagent\"\n"
+         "cat > \"$CARGO_TARGET_DIR/nextest/ciagent/junit.xml\" <<'EOF'\n"
+         "<testsuites><testsuite name=\"app\" tests=\"3\">"
+         "<testcase name=\"adds\" classname=\"app\"/>"
+         "<testcase name=\"subtracts\" classname=\"app\">"
+         "<failure message=\"boom\"/></testcase>"
+         "<testcase name=\"later\" classname=\"app\"><skipped/></testcase>"
+         "</testsuite></testsuites>\n"
+         "EOF\n"
+         "exit 100\n";
+  for (const char* tool : {"/bin/cargo", "/bin/cargo-nextest"}) {
+    ASSERT_EQ(chmod((tmp_ + tool).c_str(), 0755), 0);
+  }
+  PipelineOptions options;
+  options.source_dir = tmp_ + "/src";
+  options.path = tmp_ + "/bin:/usr/bin:/bin";
+  options.steps = {"test"};
+  RecordingObserver observer;
+
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, &observer));
+
+  EXPECT_TRUE(observer.Saw(
+      "test|stdout|args: nextest run --workspace --no-fail-fast --profile "
+      "ciagent --tool-config-file ciagent:"));
+  EXPECT_EQ(result.status, JobStatus::kFailed);
+  EXPECT_EQ(result.reason, "test failed: 1 test failed");
+  EXPECT_EQ(result.tests.passed, 1);
+  EXPECT_EQ(result.tests.failed, 1);
+  EXPECT_EQ(result.tests.ignored, 1);
+  EXPECT_THAT(result.tests.failing_names, ElementsAre(HasSubstr("subtracts")));
+  EXPECT_THAT(testing::ReadFileOrEmpty(tmp_ + "/nextest.toml"),
+              HasSubstr("[profile.ciagent.junit]"));
+}
+
 TEST_F(PipelineTest, RefusesACheckoutWithoutCargoToml) {
   PipelineOptions options;
   options.source_dir = tmp_;
