@@ -1,10 +1,6 @@
 #include "ciagent/queue/claim_file.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -14,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "ciagent/base/atomic_file.h"
 #include "ciagent/base/clock.h"
 #include "ciagent/base/json_writer.h"
 #include "ciagent/base/status_macros.h"
@@ -44,35 +41,8 @@ std::string ClaimFileJson(const ClaimedJob& claim, const QueueOptions& queue,
 absl::Status WriteClaimFile(absl::string_view path, const ClaimedJob& claim,
                             const QueueOptions& queue,
                             const RedisOptions& redis) {
-  const std::string target(path);
-  const std::string temp = absl::StrCat(target, ".tmp");
-  const std::string json = ClaimFileJson(claim, queue, redis) + "\n";
-  const auto io_error = [&](absl::string_view op) {
-    return absl::UnavailableError(absl::StrCat(op, " ", target, ": ",
-                                               std::strerror(errno)));
-  };
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return io_error("create");
-  size_t written = 0;
-  while (written < json.size()) {
-    ssize_t n = ::write(fd, json.data() + written, json.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      absl::Status status = io_error("write");
-      ::close(fd);
-      ::unlink(temp.c_str());
-      return status;
-    }
-    written += static_cast<size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  if (::close(fd) != 0 || !synced) {
-    absl::Status status = io_error("sync");
-    ::unlink(temp.c_str());
-    return status;
-  }
-  if (::rename(temp.c_str(), target.c_str()) != 0) return io_error("rename");
-  return absl::OkStatus();
+  return WriteFileAtomically(path, ClaimFileJson(claim, queue, redis) + "\n",
+                             0600);
 }
 
 namespace {
