@@ -351,6 +351,27 @@ TEST_F(PipelineTest, NextestWhenInstalledAndItsJunitGivesTheResults) {
               HasSubstr("[profile.ciagent.junit]"));
 }
 
+// A full disk is the agent's problem, not the push's: the job is requeued
+// (kUnavailable) rather than failed.
+TEST_F(PipelineTest, StepFailingOnAFullDiskIsAnAgentFailure) {
+  ASSERT_EQ(mkdir((tmp_ + "/bin").c_str(), 0755), 0);
+  ASSERT_EQ(mkdir((tmp_ + "/src").c_str(), 0755), 0);
+  std::ofstream(tmp_ + "/src/Cargo.toml") << "[package]\n";
+  std::ofstream(tmp_ + "/bin/cargo")
+      << "#!/bin/sh\n"
+         "echo 'error: failed to write target/debug/deps/x.rmeta: "
+         "No space left on device (os error 28)' >&2\n"
+         "exit 101\n";
+  ASSERT_EQ(chmod((tmp_ + "/bin/cargo").c_str(), 0755), 0);
+  PipelineOptions options;
+  options.source_dir = tmp_ + "/src";
+  options.path = tmp_ + "/bin:/usr/bin:/bin";
+
+  EXPECT_THAT(RunPipeline(options, nullptr),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("step check: no space left on device")));
+}
+
 TEST_F(PipelineTest, RefusesACheckoutWithoutCargoToml) {
   PipelineOptions options;
   options.source_dir = tmp_;

@@ -12,6 +12,7 @@
 
 #include "absl/algorithm/container.h"
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -137,6 +138,8 @@ class PipelineRun {
   // Set when a step was terminated: the rest of the plan is skipped.
   std::optional<std::string> ended_;
   std::optional<StepStatus> ended_status_;
+  // A step's output said the disk is full: its failure is the agent's.
+  bool disk_full_ = false;
 };
 
 absl::StatusOr<PipelineResult> PipelineRun::Run() {
@@ -353,6 +356,12 @@ absl::StatusOr<StepRecord> PipelineRun::RunCargoSteps(
       record.reason = stop ? "agent shutting down" : "cancel requested";
       break;
     }
+    if (run.exit_code != 0 && disk_full_) {
+      return absl::UnavailableError(absl::StrCat(
+          "step ", name, ": no space left on device (",
+          absl::StrJoin(command.argv, " "), " exited with code ",
+          run.exit_code, ")"));
+    }
     if (run.exit_code != 0) {
       record.status = StepStatus::kFailed;
       record.reason =
@@ -408,6 +417,9 @@ absl::StatusOr<ProcessResult> PipelineRun::RunCommand(absl::string_view step,
   };
   return RunProcess(process, [&](StreamKind kind, absl::string_view line) {
     if (kind == StreamKind::kStderr) {
+      // cargo's and rustc's own errors come on stderr (a test printing the
+      // phrase on stdout is not a full disk).
+      if (absl::StrContains(line, "No space left on device")) disk_full_ = true;
       observer_->StepOutput(step, "stderr", line);
       return;
     }

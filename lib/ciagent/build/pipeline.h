@@ -58,7 +58,8 @@
 // Errors: a step that fails is a result, not an error. RunPipeline returns
 // an error only when the agent itself could not do its work, which says
 // what to do with the job:
-//   kUnavailable        out of processes/descriptors/disk: requeue.
+//   kUnavailable        out of processes/descriptors, or a step failed
+//                       saying "No space left on device": requeue.
 //   kInvalidArgument    bad options (no source_dir, unknown step): fix them.
 //   kFailedPrecondition source_dir has no Cargo.toml, cargo is not in PATH,
 //                       cargo_config unreadable: the job cannot build here.
