@@ -413,11 +413,11 @@ TEST(PrometheusTextTest, WritesEveryFamilyWithHelpAndType) {
       "status=\"ok\"} 2.000\n"
       "ciagent_step_duration_seconds{job_id=\"push-1234\",step=\"audit\","
       "status=\"skipped\"} 0.000\n"
-      "# HELP ciagent_tests_total Tests of the job, by outcome.\n"
-      "# TYPE ciagent_tests_total gauge\n"
-      "ciagent_tests_total{job_id=\"push-1234\",outcome=\"passed\"} 10\n"
-      "ciagent_tests_total{job_id=\"push-1234\",outcome=\"failed\"} 2\n"
-      "ciagent_tests_total{job_id=\"push-1234\",outcome=\"ignored\"} 1\n"
+      "# HELP ciagent_tests Tests of the job, by outcome.\n"
+      "# TYPE ciagent_tests gauge\n"
+      "ciagent_tests{job_id=\"push-1234\",outcome=\"passed\"} 10\n"
+      "ciagent_tests{job_id=\"push-1234\",outcome=\"failed\"} 2\n"
+      "ciagent_tests{job_id=\"push-1234\",outcome=\"ignored\"} 1\n"
       "# HELP ciagent_clippy_warnings Warnings reported by cargo clippy.\n"
       "# TYPE ciagent_clippy_warnings gauge\n"
       "ciagent_clippy_warnings{job_id=\"push-1234\"} 3\n"
@@ -438,7 +438,7 @@ TEST(PrometheusTextTest, LeavesOutTheJobIdLabelWhenThereIsNoJobId) {
   EXPECT_EQ(samples.at("ciagent_job_result{status=failed}"), 1);
   EXPECT_EQ(samples.at("ciagent_step_duration_seconds{step=build,status=ok}"),
             12.3);
-  EXPECT_EQ(samples.at("ciagent_tests_total{outcome=ignored}"), 1);
+  EXPECT_EQ(samples.at("ciagent_tests{outcome=ignored}"), 1);
 }
 
 TEST(PrometheusTextTest, EscapesLabelValues) {

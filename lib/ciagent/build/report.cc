@@ -317,12 +317,12 @@ std::string PrometheusText(const PipelineResult& result,
                step.duration);
   }
 
-  out.Family("ciagent_tests_total", "Tests of the job, by outcome.");
-  out.Sample("ciagent_tests_total", {{"outcome", "passed"}},
+  out.Family("ciagent_tests", "Tests of the job, by outcome.");
+  out.Sample("ciagent_tests", {{"outcome", "passed"}},
              result.tests.passed);
-  out.Sample("ciagent_tests_total", {{"outcome", "failed"}},
+  out.Sample("ciagent_tests", {{"outcome", "failed"}},
              result.tests.failed);
-  out.Sample("ciagent_tests_total", {{"outcome", "ignored"}},
+  out.Sample("ciagent_tests", {{"outcome", "ignored"}},
              result.tests.ignored);
 
   out.Family("ciagent_clippy_warnings", "Warnings reported by cargo clippy.");

@@ -68,7 +68,7 @@ std::vector<std::pair<std::string, std::string>> StatusFields(
 //   ciagent_job_result{status="success"|"failed"|"timeout"|"cancelled"|"error"}
 //       1 for the job's status, 0 for the others
 //   ciagent_step_duration_seconds{step="check",status="ok"}  one per step
-//   ciagent_tests_total{outcome="passed"|"failed"|"ignored"}
+//   ciagent_tests{outcome="passed"|"failed"|"ignored"}
 //   ciagent_clippy_warnings
 //   ciagent_artifact_size_bytes{artifact="app"}  one per artifact
 // When `job_id` is not empty every sample carries a `job_id` label: then
