@@ -39,10 +39,10 @@ if [[ -n $target_dir ]]; then common+=(--target-dir "$target_dir"); fi
 IFS=, read -ra wanted <<<"$steps"
 for step in "${wanted[@]}"; do
   case $step in
-    check) cargo check "${common[@]}" ;;
-    build) cargo build --release "${common[@]}" --message-format=json-render-diagnostics ;;
-    test) cargo test --no-fail-fast "${common[@]}" ;;
-    clippy) cargo clippy "${common[@]}" --message-format=json-render-diagnostics ;;
+    check) cargo check --workspace --all-targets "${common[@]}" ;;
+    build) cargo build --workspace --release "${common[@]}" --message-format=json-render-diagnostics ;;
+    test) cargo test --workspace --no-fail-fast "${common[@]}" ;;
+    clippy) cargo clippy --workspace --all-targets "${common[@]}" --message-format=json ;;
     *) echo "bench-build-peer: unknown step: $step" >&2; exit 2 ;;
   esac
 done
