@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# Container entrypoint of the CI agent: one job per run.
+#
+#   ci-consume   claims a job from the Redis stream, fetches its commit into
+#                <workdir>/src and prints the path of <workdir>/job.json
+#   ci-build     --job <workdir>/job.json: runs the Rust pipeline, streams the
+#                log to Redis, finalizes the job's status and acks it
+#
+# Settings come from the environment only (the tools read most of them
+# themselves; the others are turned into flags here). No argument is taken
+# but --help.
+#
+#   read by ci-consume   REDIS_URL, REDIS_PASSWORD[_FILE], POD_NAME,
+#                        CI_WORKDIR, CI_CACHE_DIR, CI_CA_FILE,
+#                        GIT_USERNAME, GIT_TOKEN[_FILE]
+#   read by ci-build     REDIS_PASSWORD[_FILE], CI_CARGO_HOME, CI_TARGET_DIR,
+#                        CI_CARGO_CONFIG, CI_SECRET_ENV
+#   flags of ci-consume  CI_STREAM (--stream), CI_GROUP (--group),
+#                        CI_WAIT (--wait, seconds), CI_LEASE (--lease),
+#                        CI_MAX_DELIVERIES (--max-deliveries),
+#                        CI_CREATE_GROUP=true|false (--create-group),
+#                        CI_FETCH_TIMEOUT (--fetch-timeout)
+#   flags of ci-build    CI_JOB_TIMEOUT (--timeout), CI_STEP_TIMEOUT
+#                        (--step-timeout), CI_GRACE (--grace),
+#                        CI_CLIPPY_WARNINGS_FAIL=true|false,
+#                        CI_LOG_MAX_BYTES (--log-max-bytes),
+#                        CI_RESULT_FILE (--result), CI_METRICS_FILE
+#                        (--metrics-file)
+#   this script          CI_CONSUME_BIN, CI_BUILD_BIN: the tools (default:
+#                        ci-consume and ci-build on PATH);
+#                        CI_EXIT_CODE=agent|job (below)
+#
+# Secrets (REDIS_PASSWORD, GIT_TOKEN, ...) stay in the environment: they are
+# never put on a command line, and this script prints no setting's value.
+# Prefer REDIS_PASSWORD to a password inside REDIS_URL.
+#
+# Exit codes. With CI_EXIT_CODE=agent (the default) the exit code says
+# whether the agent did its part; the job's own outcome is in its status hash
+# (ci:job:{<id>}). A pod of a KEDA ScaledJob therefore completes whenever the
+# job reached a final state, and fails only when a retry could help or the
+# setup needs fixing:
+#
+#   ci-consume / ci-build exit            meaning                      exit
+#   ci-consume 3                          no job within CI_WAIT          0
+#   ci-consume 4                          job finalized during intake    0
+#                                         (error, e.g. bad git token or
+#                                         unknown commit; or cancelled)
+#   ci-consume 1                          transient failure; the job,    1
+#                                         if any, was requeued
+#   ci-consume 2 / ci-build 2             configuration or usage error   2
+#   ci-build 0                            job finalized success          0
+#   ci-build 1                            job finalized failed or error  0
+#   ci-build 124 / 130                    job finalized timeout /        0
+#                                         cancelled
+#   ci-build 75                           not finished here: requeued,  75
+#                                         lease lost, or Redis
+#                                         unreachable when finalizing
+#   ci-build 143, or SIGTERM/SIGINT       terminated; a claimed job was 143
+#   received by this script               requeued
+#   anything else (a tool killed, ...)    passed through
+#
+# With CI_EXIT_CODE=job, finalized outcomes are not folded into 0: ci-build's
+# 1, 124 and 130 pass through and ci-consume 4 gives 1, so a person or a
+# script running one job sees its result in the exit code.
+#
+# SIGTERM and SIGINT are forwarded (as SIGTERM) to the tool that is running:
+# ci-consume stops waiting, or requeues the job it is fetching; ci-build stops
+# the build and requeues the job (its processes get SIGTERM, then SIGKILL
+# after CI_GRACE seconds: give the pod a termination grace period longer
+# than that). If the signal lands after ci-consume has claimed a job but
+# before ci-build runs, ci-build is still started and then stopped, because
+# only it can requeue the job at once (else it waits for its lease to lapse).
+#
+# Logs: one JSON object per line on stderr, like the tools'.
+set -euo pipefail
+
+usage() {
+  sed -n '2,/^set -euo pipefail$/{/^set /d;s/^# \{0,1\}//;p}' "$0"
+}
+
+json_escape() {
+  local s=$1
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//$'\n'/\\n}
+  s=${s//$'\t'/\\t}
+  printf '%s' "$s"
+}
+
+# log LEVEL MESSAGE [KEY VALUE]...: one JSON line on stderr. Integers are
+# written as numbers. Never pass a setting's value here.
+log() {
+  local level=$1 msg=$2 line
+  shift 2
+  line=$(printf '{"ts":"%s","level":"%s","msg":"%s"' \
+    "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$level" "$(json_escape "$msg")")
+  while (($# >= 2)); do
+    if [[ $2 =~ ^-?[0-9]+$ ]]; then
+      line+=",\"$1\":$2"
+    else
+      line+=",\"$1\":\"$(json_escape "$2")\""
+    fi
+    shift 2
+  done
+  printf '%s}\n' "$line" >&2
+}
+
+case "${1:-}" in
+  "") ;;
+  -h | --help)
+    usage
+    exit 0
+    ;;
+  *)
+    log error "entrypoint: unexpected argument; settings come from the environment (see --help)"
+    exit 2
+    ;;
+esac
+
+exit_mode=${CI_EXIT_CODE:-agent}
+if [[ $exit_mode != agent && $exit_mode != job ]]; then
+  log error "entrypoint: CI_EXIT_CODE must be agent or job"
+  exit 2
+fi
+
+consume_bin=${CI_CONSUME_BIN:-ci-consume}
+build_bin=${CI_BUILD_BIN:-ci-build}
+for tool in "$consume_bin" "$build_bin"; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    log error "entrypoint: tool not found (set CI_CONSUME_BIN / CI_BUILD_BIN or PATH)" tool "$tool"
+    exit 2
+  fi
+done
+
+# add_flag ARRAY FLAG VARIABLE: appends FLAG=value when VARIABLE is set.
+# Only non-secret settings go through here.
+add_flag() {
+  local -n args_ref=$1
+  local value=${!3:-}
+  if [[ -n $value ]]; then args_ref+=("$2=$value"); fi
+}
+
+consume_args=()
+add_flag consume_args --stream CI_STREAM
+add_flag consume_args --group CI_GROUP
+add_flag consume_args --wait CI_WAIT
+add_flag consume_args --lease CI_LEASE
+add_flag consume_args --max-deliveries CI_MAX_DELIVERIES
+add_flag consume_args --create-group CI_CREATE_GROUP
+add_flag consume_args --fetch-timeout CI_FETCH_TIMEOUT
+
+build_args=()
+add_flag build_args --timeout CI_JOB_TIMEOUT
+add_flag build_args --step-timeout CI_STEP_TIMEOUT
+add_flag build_args --grace CI_GRACE
+add_flag build_args --clippy-warnings-fail CI_CLIPPY_WARNINGS_FAIL
+add_flag build_args --log-max-bytes CI_LOG_MAX_BYTES
+add_flag build_args --result CI_RESULT_FILE
+add_flag build_args --metrics-file CI_METRICS_FILE
+
+# --- running a tool with signal forwarding --------------------------------
+
+child=""        # pid of the running tool
+terminating=0   # a SIGTERM/SIGINT arrived
+signalled=0     # ... and interrupted the current wait
+
+# shellcheck disable=SC2317  # invoked by trap
+on_signal() {
+  terminating=1
+  signalled=1
+  if [[ -n $child ]]; then
+    kill -TERM "$child" 2>/dev/null || true
+  fi
+}
+trap on_signal TERM INT
+
+# run_tool OUTFILE CMD...: runs CMD in the background with stdout to OUTFILE
+# ("-" for ours), forwards signals to it, and sets `rc` to its exit status.
+# `wait` returns early when a trapped signal arrives; the status is then
+# collected by waiting again (bash keeps it even if the child has exited).
+run_tool() {
+  local out=$1
+  shift
+  if [[ $out == - ]]; then
+    "$@" &
+  else
+    "$@" >"$out" &
+  fi
+  child=$!
+  if ((terminating)); then
+    # Stopped before this tool began: let it install its handlers, then
+    # pass the stop on.
+    sleep 1
+    kill -TERM "$child" 2>/dev/null || true
+  fi
+  while true; do
+    signalled=0
+    rc=0
+    wait "$child" || rc=$?
+    if ((signalled)); then continue; fi
+    break
+  done
+  child=""
+}
+
+job_out=$(mktemp)
+trap 'rm -f "$job_out"' EXIT
+
+log info "entrypoint: claiming a job"
+rc=0
+run_tool "$job_out" "$consume_bin" ${consume_args[@]+"${consume_args[@]}"}
+consume_rc=$rc
+job_file=$(head -n 1 "$job_out")
+
+if ((consume_rc != 0)); then
+  code=$consume_rc
+  case $consume_rc in
+    3) code=0; what="no job" ;;
+    4)
+      what="job ended during intake (see its status hash)"
+      if [[ $exit_mode == agent ]]; then code=0; else code=1; fi
+      ;;
+    1) what="transient failure; any claimed job was requeued" ;;
+    2) what="configuration error" ;;
+    *) what="ci-consume ended abnormally" ;;
+  esac
+  if ((terminating)); then
+    code=143
+    what="terminated while claiming; $what"
+  fi
+  log info "entrypoint: done" stage consume tool_exit "$consume_rc" exit "$code" outcome "$what"
+  exit "$code"
+fi
+if [[ -z $job_file ]]; then
+  log error "entrypoint: ci-consume succeeded but printed no job file" exit 1
+  exit 1
+fi
+
+log info "entrypoint: building" job_file "$job_file"
+run_tool - "$build_bin" --job "$job_file" ${build_args[@]+"${build_args[@]}"}
+build_rc=$rc
+
+code=$build_rc
+case $build_rc in
+  0) what="success" ;;
+  1 | 124 | 130)
+    case $build_rc in
+      1) what="job failed or ended in error" ;;
+      124) what="job timed out" ;;
+      130) what="job cancelled" ;;
+    esac
+    if [[ $exit_mode == agent ]]; then code=0; fi
+    ;;
+  75) what="not finished here; the job will run again" ;;
+  143) what="terminated; the job was requeued" ;;
+  2) what="configuration error" ;;
+  *) what="ci-build ended abnormally" ;;
+esac
+# A job finalized before the stop took effect keeps its code.
+if ((terminating)) && ((code != 0)); then code=143; fi
+log info "entrypoint: done" stage build tool_exit "$build_rc" exit "$code" outcome "$what"
+exit "$code"
