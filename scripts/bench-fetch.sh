@@ -6,8 +6,12 @@
 #   cold        bench/fetch_source with an empty cache directory: the mirror
 #               is cloned, then the work tree checked out from it;
 #   warm        bench/fetch_source again with that cache, after one new
-#               commit was added to the served repository, into a fresh
-#               work tree: an incremental fetch, then the checkout;
+#               commit was added to the served repository, into the work
+#               directory of cold, as an agent's next job finds it: an
+#               incremental fetch, then the previous tree updated in place;
+#   warm, empty another new commit, then bench/fetch_source with the cache
+#               into a new, empty directory (an agent without a persistent
+#               work directory): incremental fetch and a full checkout;
 #   no cache    bench/fetch_source without a cache directory.
 # It prints the medians, cold / git clone (target <= 1.0) and cold / warm
 # (target >= 10) with PASS/FAIL.
@@ -251,7 +255,8 @@ echo "bench-fetch: repository: $commit_count commits, $object_count objects," \
   "main at $(git_clean -C "$served" rev-parse main)"
 
 # Adds one commit to main of the served repository (a new 53 KB file and a
-# one-line one), straight into the bare repository, as a push would.
+# one-line one), straight into the bare repository, as a push would. The
+# argument, a number, makes each commit different.
 add_commit() {
   local round=$1
   local when=$((1577836800 + 1300 * 86400 + round * 3600))
@@ -287,7 +292,9 @@ fi
 url="http://127.0.0.1:$port/big.git"
 
 # --- the rounds -------------------------------------------------------------------------
-results="$work/results.tsv"   # side, round, seconds, received bytes, objects
+# side, round, seconds, received bytes, objects, transfer s, checkout s,
+# download s (the part of the transfer until the last object arrived)
+results="$work/results.tsv"
 : >"$results"
 
 # Runs "$@" and appends one line to the results; the clock is the shell's,
@@ -304,16 +311,22 @@ timed() {
     exit 1
   fi
   t1=$(date +%s%N)
-  local bytes=- objects=-
+  local bytes=- objects=- transfer=- checkout=- download=-
   if grep -q '"received_bytes"' "$work/out"; then
     bytes=$(sed -n 's/.*"received_bytes":\([0-9]*\).*/\1/p' "$work/out")
     objects=$(sed -n 's/.*"received_objects":\([0-9]*\).*/\1/p' "$work/out")
+    transfer=$(sed -n 's/.*"transfer_seconds":\([0-9.]*\).*/\1/p' "$work/out")
+    checkout=$(sed -n 's/.*"checkout_seconds":\([0-9.]*\).*/\1/p' "$work/out")
+    download=$(sed -n 's/.*"download_seconds":\([0-9.]*\).*/\1/p' "$work/out")
   fi
   local seconds
   seconds=$(awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.3f", ns / 1e9 }')
-  printf '%s\t%s\t%s\t%s\t%s\n' "$side" "$round" "$seconds" "$bytes" "$objects" >>"$results"
-  printf '  %-9s %7s s' "$side" "$seconds"
-  [[ $bytes == - ]] || printf '  (%s bytes, %s objects received)' "$bytes" "$objects"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$side" "$round" "$seconds" \
+    "$bytes" "$objects" "$transfer" "$checkout" "$download" >>"$results"
+  printf '  %-10s %7s s' "$side" "$seconds"
+  [[ $transfer == - ]] ||
+    printf '  (transfer %s s of which download %s s, checkout %s s; %s bytes, %s objects)' \
+      "$transfer" "$download" "$checkout" "$bytes" "$objects"
   printf '\n'
 }
 
@@ -342,7 +355,9 @@ run_cold() {
   expect_head "$dir/cold" "$head"
 }
 
-echo "bench-fetch: $rounds rounds, served on 127.0.0.1:$port"
+# Other work on the machine slows both sides; the load average says how much.
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "bench-fetch: $rounds rounds, served on 127.0.0.1:$port; load average $load_start"
 for round in $(seq "$rounds"); do
   echo " round $round"
   dir="$work/round-$round"
@@ -357,13 +372,31 @@ for round in $(seq "$rounds"); do
     run_cold
     run_git_clone
   fi
-  add_commit "$round"
+  # The agent's next job: same cache, same work directory.
+  add_commit $((2 * round - 1))
   head=$(git_clean -C "$served" rev-parse main)
   timed warm "$round" env HOME="$work/home" \
+    "$fetch_source" "$url" main "$head" "$dir/cold" "$dir/cache"
+  expect_head "$dir/cold" "$head"
+  if ! grep -q '"warm":true,"reused":true' "$work/out"; then
+    echo "bench-fetch: the warm fetch did not find its mirror and work tree" >&2
+    exit 1
+  fi
+  # The updated tree must be what a fresh checkout gives: nothing modified,
+  # untracked or ignored.
+  if [[ -n $(git_clean -C "$dir/cold" status --porcelain --ignored) ]]; then
+    echo "bench-fetch: the work tree updated in place differs from $head:" >&2
+    git_clean -C "$dir/cold" status --short --ignored >&2
+    exit 1
+  fi
+  # A job on an agent whose work directory is new: same cache only.
+  add_commit $((2 * round))
+  head=$(git_clean -C "$served" rev-parse main)
+  timed warmempty "$round" env HOME="$work/home" \
     "$fetch_source" "$url" main "$head" "$dir/warm" "$dir/cache"
   expect_head "$dir/warm" "$head"
-  if ! grep -q '"warm":true' "$work/out"; then
-    echo "bench-fetch: the warm fetch did not find its mirror" >&2
+  if ! grep -q '"warm":true,"reused":false' "$work/out"; then
+    echo "bench-fetch: the warm fetch into an empty directory did not find its mirror" >&2
     exit 1
   fi
   timed nocache "$round" env HOME="$work/home" \
@@ -377,7 +410,9 @@ for round in $(seq "$rounds"); do
 done
 
 # --- the table ------------------------------------------------------------------------------
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 awk -F'\t' -v rounds="$rounds" -v git_version="$(git --version)" \
+  -v load="$load_start at start, $load_end at end" \
   -v t_git="$target_cold_vs_git" -v t_warm="$target_cold_vs_warm" '
 function median(side,   n, i, j, v, t) {
   n = 0
@@ -389,21 +424,36 @@ function median(side,   n, i, j, v, t) {
   }
   return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
-{ s[$1, ++count[$1]] = $3; if ($4 != "-") bytes[$1] = $4 }
+{
+  s[$1, ++count[$1]] = $3
+  if ($4 != "-") bytes[$1] = $4
+  if ($6 != "-") { s[$1 "/transfer", ++count[$1 "/transfer"]] = $6
+                   s[$1 "/checkout", ++count[$1 "/checkout"]] = $7
+                   s[$1 "/download", ++count[$1 "/download"]] = $8 }
+}
+function phases(side) {
+  return sprintf("   (transfer %.2f s: download %.2f s; checkout %.2f s)",
+                 median(side "/transfer"), median(side "/download"),
+                 median(side "/checkout"))
+}
 END {
   g = median("git"); c = median("cold"); w = median("warm"); n = median("nocache")
-  k = median("checkout")
-  printf "\nfull clone with checkout, median of %d rounds\n", rounds
-  printf "%-36s%9.2f s\n", git_version " clone", g
-  printf "%-36s%9.2f s\n", "libciagent cold (empty cache)", c
-  printf "%-36s%9.2f s\n", "libciagent warm (mirror, +1 commit)", w
-  printf "%-36s%9.2f s\n", "libciagent without cache", n
-  printf "%-36s%9.2f s\n", "git checkout alone (no transfer)", k
-  printf "%-36s%9.3f x   target <= %s: %s\n", "cold / git clone", c / g, t_git,
+  e = median("warmempty"); k = median("checkout")
+  printf "\nfull clone with checkout, median of %d rounds; load average %s\n",
+         rounds, load
+  printf "%-40s%9.2f s\n", git_version " clone", g
+  printf "%-40s%9.2f s%s\n", "libciagent cold (empty cache)", c, phases("cold")
+  printf "%-40s%9.2f s%s\n", "libciagent warm (+1 commit, same dir)", w, phases("warm")
+  printf "%-40s%9.2f s%s\n", "libciagent warm (+1 commit, empty dir)", e,
+         phases("warmempty")
+  printf "%-40s%9.2f s%s\n", "libciagent without cache", n, phases("nocache")
+  printf "%-40s%9.2f s\n", "git checkout alone (no transfer)", k
+  printf "%-40s%9.3f x   target <= %s: %s\n", "cold / git clone", c / g, t_git,
          (c / g <= t_git) ? "PASS" : "FAIL"
-  printf "%-36s%9.1f x   target >= %s: %s\n", "cold / warm", c / w, t_warm,
+  printf "%-40s%9.1f x   target >= %s: %s\n", "cold / warm", c / w, t_warm,
          (c / w >= t_warm) ? "PASS" : "FAIL"
-  printf "%-36s%9.2f x\n", "without cache / git clone", n / g
-  printf "%-36s%9.1f MB cold, %.2f MB warm\n", "received", bytes["cold"] / 1e6,
+  printf "%-40s%9.1f x\n", "cold / warm into an empty dir", c / e
+  printf "%-40s%9.2f x\n", "without cache / git clone", n / g
+  printf "%-40s%9.1f MB cold, %.2f MB warm\n", "received", bytes["cold"] / 1e6,
          bytes["warm"] / 1e6
 }' "$results"

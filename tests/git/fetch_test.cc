@@ -372,6 +372,38 @@ TEST_F(FetchTest, ChecksOutSubmodulesRecursively) {
   EXPECT_THAT(result.submodules, ::testing::ElementsAre("vendor/lib"));
 }
 
+TEST_F(FetchTest, UpdatesSubmodulesInPlaceToo) {
+  StartServer();
+  ASSERT_OK_AND_ASSIGN(std::string lib_bare, server_->CreateBareRepo("lib"));
+  ASSERT_OK_AND_ASSIGN(
+      std::string lib_v1,
+      CommitFiles(lib_bare, "main", {{"lib.rs", "// v1\n"}}, "lib v1"));
+  MakeRepo();
+  ASSERT_OK_AND_ASSIGN(
+      std::string first,
+      CommitSubmodule(bare_, "main", "vendor/lib", server_->RepoUrl("lib"),
+                      lib_v1, "add lib"));
+  ASSERT_OK(
+      FetchCommit(server_->RepoUrl("app"), "main", first, Dest(), Options())
+          .status());
+  std::ofstream(Dest() + "/vendor/lib/stray.o") << "build output";
+
+  ASSERT_OK_AND_ASSIGN(
+      std::string lib_v2,
+      CommitFiles(lib_bare, "main", {{"lib.rs", "// v2\n"}}, "lib v2"));
+  ASSERT_OK_AND_ASSIGN(
+      std::string second,
+      CommitSubmodule(bare_, "main", "vendor/lib", server_->RepoUrl("lib"),
+                      lib_v2, "bump lib"));
+  ASSERT_OK_AND_ASSIGN(
+      FetchResult result,
+      FetchCommit(server_->RepoUrl("app"), "main", second, Dest(), Options()));
+  EXPECT_TRUE(result.work_tree_reused);
+  EXPECT_EQ(ReadFileOrEmpty(Dest() + "/vendor/lib/lib.rs"), "// v2\n");
+  EXPECT_EQ(ReadFileOrEmpty(Dest() + "/vendor/lib/.git/HEAD"), lib_v2 + "\n");
+  EXPECT_FALSE(fs::exists(Dest() + "/vendor/lib/stray.o"));
+}
+
 TEST_F(FetchTest, ReportsProgressAndHonoursAbort) {
   StartServer();
   const std::string commit = MakeRepo();
