@@ -1,0 +1,419 @@
+#!/usr/bin/env bash
+# The end-to-end demo: the agent's main job on local defaults, on one machine.
+#
+#   scripts/demo.sh [BUILD_DIR]     (default: build-demo; a build directory
+#                                    that is already configured is reused)
+#
+# 1. Installs the build dependencies (scripts/bootstrap.sh) and builds
+#    ci-consume and ci-build with meson.
+# 2. Starts, on free 127.0.0.1 ports, a redis-server and a git server over
+#    HTTP with Basic auth (tests/testing/git_http_server.py) that serves the
+#    bundled crate packaging/demo/hello-ci, committed into a fresh repository.
+#    No registry: the pipeline has no image step yet, so the job asks for no
+#    image and nothing is pushed; the registry joins the demo with that step.
+# 3. Enqueues a job for that commit with redis-cli, exactly as a producer
+#    would (the commands are printed), then runs the agent's container
+#    entrypoint, packaging/entrypoint.sh, against these services.
+# 4. Prints the job's status hash, the first and last lines of its log
+#    stream, and a verdict.
+#
+# Exit status: 0 only when the job ended `success`; 130 when interrupted
+# (Ctrl-C: the agent requeues the job, then everything is stopped).
+#
+# Needs a Rust toolchain: cargo on PATH or in ~/.cargo/bin (clippy is used
+# when installed). Nothing is downloaded but Debian packages.
+#
+# Environment:
+#   GIT_USERNAME  user name on the git server (default: demo)
+#   GIT_TOKEN     the token the agent presents to the git server; by default
+#                 the server's own, generated for each run and never shown.
+#                 Any other value makes the fetch fail: the job ends `error`.
+#
+# Kept between runs in BUILD_DIR/demo/ (so a second run is warm): the agent's
+# git mirror cache, work directory, CARGO_HOME and cargo target directory,
+# and, of the last run, the agent's log (agent.log) and ci-build's --result
+# JSON (result.json). Services, the repository and Redis data live in a
+# temporary directory, removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+build_dir=${1:-build-demo}
+state=$root/$build_dir/demo
+
+started=$EPOCHREALTIME
+phase_start=$started
+say() { printf '\n==> %s\n' "$*"; }
+# Seconds since $1, with one decimal.
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+phase_done() {
+  printf '    (%s s)\n' "$(since "$phase_start")"
+  phase_start=$EPOCHREALTIME
+}
+
+# --- processes and cleanup ---------------------------------------------------
+
+tmp=""
+redis_pid=""
+git_pid=""
+agent_pid=""
+follow_pid=""
+interrupted=0
+signalled=0
+
+stop_pid() {  # stop_pid PID: SIGTERM, up to 10 s, then SIGKILL
+  local pid=$1 i
+  [[ -n $pid ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# shellcheck disable=SC2317  # invoked by trap
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_pid "$agent_pid"
+  stop_pid "$follow_pid"
+  stop_pid "$git_pid"
+  stop_pid "$redis_pid"
+  if [[ -n $tmp ]]; then rm -rf "$tmp"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+
+# shellcheck disable=SC2317  # invoked by trap
+on_signal() {
+  interrupted=1
+  signalled=1
+  if [[ -n $agent_pid ]]; then
+    # The agent requeues its job; the services stay up until it has.
+    kill -TERM "$agent_pid" 2>/dev/null || true
+  else
+    exit 130
+  fi
+}
+trap on_signal INT TERM
+
+# --- 1. dependencies, toolchain, build ---------------------------------------
+
+# The toolchain first: without it nothing else is worth installing.
+say "Rust toolchain, then dependencies (scripts/bootstrap.sh)"
+# A rustup toolchain (in ~/.cargo/bin) wins over a system cargo.
+if [[ -x $HOME/.cargo/bin/cargo ]]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null; then
+  cat >&2 <<'EOF'
+demo: cargo not found. The demo builds a Rust crate and needs a Rust
+toolchain: install one (for example with rustup, which puts cargo in
+~/.cargo/bin, or Debian's cargo package), then run scripts/demo.sh again.
+EOF
+  exit 1
+fi
+steps='"check","build","test"'
+if cargo clippy --version >/dev/null 2>&1; then
+  steps+=',"clippy"'
+  clippy_note=""
+else
+  clippy_note=" (clippy is not installed: the job skips it)"
+fi
+echo "    $(cargo --version)$clippy_note"
+scripts/bootstrap.sh
+phase_done
+
+say "build ci-consume and ci-build ($build_dir)"
+if [[ ! -f $build_dir/build.ninja ]]; then
+  meson setup "$build_dir" -Dtests=disabled -Dintegration_tests=disabled \
+    -Dbenchmarks=disabled -Dfuzzers=disabled
+fi
+ninja -C "$build_dir" tools/ci-consume/ci-consume tools/ci-build/ci-build
+phase_done
+
+# --- 2. services --------------------------------------------------------------
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ciagent-demo.XXXXXX")
+mkdir -p "$state"
+
+say "services on 127.0.0.1"
+# Redis, without persistence, in its own session: Ctrl-C reaches the agent
+# but not the services it still needs to requeue its job. A random port is
+# tried; the server answering must be ours (its pid), not another Redis
+# already listening there.
+mkdir -p "$tmp/redis"
+redis_port=""
+for _ in 1 2 3 4 5; do
+  port=$((20000 + RANDOM % 12000))
+  setsid redis-server --bind 127.0.0.1 --port "$port" --dir "$tmp/redis" \
+    --save "" --appendonly no --logfile "$tmp/redis/redis.log" \
+    </dev/null >/dev/null 2>&1 &
+  redis_pid=$!
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$redis_pid" 2>/dev/null || break
+    if redis-cli -p "$port" INFO server 2>/dev/null | tr -d '\r' |
+      grep -qx "process_id:$redis_pid"; then
+      redis_port=$port
+      break
+    fi
+    sleep 0.1
+  done
+  [[ -z $redis_port ]] || break
+  stop_pid "$redis_pid"
+  redis_pid=""
+done
+if [[ -z $redis_port ]]; then
+  echo "demo: redis-server did not start:" >&2
+  tail -n 5 "$tmp/redis/redis.log" >&2 || true
+  exit 1
+fi
+echo "    redis     redis://127.0.0.1:$redis_port (redis-server $(redis-server --version | awk '{sub("v=", "", $3); print $3}'))"
+
+# The bundled crate, committed into a fresh repository. Fixed author and
+# dates give the same commit id on every run while the crate is unchanged.
+export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
+export GIT_AUTHOR_NAME="CI demo" GIT_AUTHOR_EMAIL="demo@example.invalid"
+export GIT_COMMITTER_NAME="CI demo" GIT_COMMITTER_EMAIL="demo@example.invalid"
+export GIT_AUTHOR_DATE="2026-01-01T00:00:00Z" GIT_COMMITTER_DATE="2026-01-01T00:00:00Z"
+crate=$tmp/hello-ci
+mkdir -p "$crate" "$tmp/git/demo"
+tar -C packaging/demo/hello-ci --exclude=./target -cf - . | tar -C "$crate" -xf -
+git -C "$crate" init -q -b main
+git -C "$crate" add -A
+git -C "$crate" commit -q -m "hello-ci: the demo crate"
+commit=$(git -C "$crate" rev-parse HEAD)
+git clone -q --bare "$crate" "$tmp/git/demo/hello-ci.git"
+
+# Basic auth with a token made for this run. The server reads it from a
+# file and the agent from its environment: never a command line.
+git_user=${GIT_USERNAME:-demo}
+server_token=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
+(umask 077 && printf '%s:%s\n' "$git_user" "$server_token" >"$tmp/git-auth")
+agent_token=${GIT_TOKEN:-$server_token}
+if [[ $agent_token == "$server_token" ]]; then
+  token_note="the server's token"
+else
+  token_note="GIT_TOKEN from the environment, not the server's token"
+fi
+
+# The port of the last run is preferred: the agent's mirror cache is keyed
+# by the repository URL, port included, so reusing it keeps the cache warm.
+start_git_server() {  # start_git_server PORT: 0 on success, git_port set
+  local i
+  : >"$tmp/git-server.out"
+  setsid python3 tests/testing/git_http_server.py --root "$tmp/git" \
+    --port "$1" --auth-file "$tmp/git-auth" --log "$tmp/git-requests.log" \
+    </dev/null >"$tmp/git-server.out" 2>"$tmp/git-server.err" &
+  git_pid=$!
+  for ((i = 0; i < 100; i++)); do
+    git_port=$(awk '$1 == "ready" { print $2 }' "$tmp/git-server.out")
+    [[ -z $git_port ]] || return 0
+    kill -0 "$git_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  stop_pid "$git_pid"
+  git_pid=""
+  return 1
+}
+git_port=""
+last_port=$(cat "$state/git-port" 2>/dev/null || echo 0)
+if ! { [[ $last_port =~ ^[1-9][0-9]*$ ]] && start_git_server "$last_port"; }; then
+  if ! start_git_server 0; then
+    echo "demo: the git server did not start:" >&2
+    cat "$tmp/git-server.err" >&2 || true
+    exit 1
+  fi
+fi
+echo "$git_port" >"$state/git-port"
+repo_url=http://127.0.0.1:$git_port/demo/hello-ci.git
+echo "    git       $repo_url (Basic auth, user $git_user; commit ${commit:0:12})"
+echo "    registry  skipped: the image step does not exist yet"
+phase_done
+
+# --- 3. enqueue, as a producer ------------------------------------------------
+
+# Prints the command as one would type it, then runs it.
+producer() {
+  local arg line="    redis-cli -p $redis_port"
+  for arg in "$@"; do
+    if [[ $arg =~ ^[A-Za-z0-9_.:/@=+-]+$ ]]; then
+      line+=" $arg"
+    else
+      line+=" '${arg//\'/\'\\\'\'}'"
+    fi
+  done
+  echo "$line"
+  local reply
+  reply=$(redis-cli -p "$redis_port" "$@")
+  if [[ $reply == ERR* || $reply == *BUSYGROUP* ]]; then
+    echo "demo: redis answered: $reply" >&2
+    exit 1
+  fi
+}
+
+job_id=hello-ci-$(date -u +%Y%m%d-%H%M%S)
+status_key="ci:job:{$job_id}"
+log_key="ci:job:{$job_id}:log"
+now=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
+job_json="{\"job_id\":\"$job_id\",\"repo\":\"$repo_url\",\"branch\":\"main\",\"commit\":\"$commit\",\"timeout_s\":600,\"steps\":[$steps]}"
+
+say "enqueue job $job_id (what a producer writes: group, status hash, entry)"
+producer XGROUP CREATE ci-jobs ci-workers 0 MKSTREAM
+producer DEL "$status_key"
+producer HSET "$status_key" status queued job_id "$job_id" repo "$repo_url" \
+  branch main commit "$commit" attempt 0 enqueued_at "$now" updated_at "$now"
+producer XADD ci-jobs '*' job "$job_json"
+phase_done
+
+# --- 4. the agent -------------------------------------------------------------
+
+say "agent: packaging/entrypoint.sh (ci-consume, then ci-build --job)"
+mkdir -p "$state/cache" "$state/work" "$state/cargo-home" "$state/target"
+rm -f "$state/result.json"
+cat <<EOF
+    REDIS_URL=redis://127.0.0.1:$redis_port  POD_NAME=demo-agent
+    CI_WORKDIR=$build_dir/demo/work  CI_CACHE_DIR=$build_dir/demo/cache
+    CI_CARGO_HOME=$build_dir/demo/cargo-home  CI_TARGET_DIR=$build_dir/demo/target
+    GIT_USERNAME=$git_user  GIT_TOKEN=($token_note)
+    agent log: $build_dir/demo/agent.log (JSON lines), summarized below
+EOF
+(
+  # Only the settings chosen here: no secret of the caller's environment.
+  unset GIT_TOKEN_FILE GITEA_TOKEN GITEA_TOKEN_FILE REDIS_PASSWORD \
+    REDIS_PASSWORD_FILE CI_SECRET_ENV CI_CARGO_CONFIG CI_CA_FILE
+  export REDIS_URL=redis://127.0.0.1:$redis_port POD_NAME=demo-agent \
+    CI_WORKDIR=$state/work CI_CACHE_DIR=$state/cache \
+    CI_CARGO_HOME=$state/cargo-home CI_TARGET_DIR=$state/target \
+    CI_WAIT=10 CI_EXIT_CODE=job CI_RESULT_FILE=$state/result.json \
+    CI_CONSUME_BIN=$root/$build_dir/tools/ci-consume/ci-consume \
+    CI_BUILD_BIN=$root/$build_dir/tools/ci-build/ci-build \
+    GIT_USERNAME=$git_user
+  export GIT_TOKEN=$agent_token
+  exec packaging/entrypoint.sh
+) 2>"$state/agent.log" &
+agent_pid=$!
+
+# One line per agent log line, while it runs: time, level when not info,
+# message, and its fields.
+python3 - "$state/agent.log" "$agent_pid" <<'PY' &
+import json, os, sys, time
+
+path, pid = sys.argv[1], int(sys.argv[2])
+
+def alive():
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+def show(raw):
+    raw = raw.rstrip("\n")
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        print("    | " + raw, flush=True)
+        return
+    ts = str(entry.pop("ts", ""))[11:23]
+    level = entry.pop("level", "")
+    msg = entry.pop("msg", "")
+    entry.pop("job_id", None)
+    fields = " ".join("%s=%s" % (k, v if not isinstance(v, (dict, list)) else json.dumps(v))
+                      for k, v in entry.items())
+    level = "" if level == "info" else level.upper() + " "
+    line = "    | %s %s%s  %s" % (ts, level, msg, fields)
+    print(line[:200] + ("…" if len(line) > 200 else ""), flush=True)
+
+with open(path, encoding="utf-8", errors="replace") as log:
+    pending = ""
+    while True:
+        chunk = log.readline()
+        if chunk:
+            pending += chunk
+            if pending.endswith("\n"):
+                show(pending)
+                pending = ""
+            continue
+        if not alive():
+            rest = pending + log.read()
+            for raw in rest.splitlines():
+                show(raw)
+            break
+        time.sleep(0.2)
+PY
+follow_pid=$!
+
+# Waits for the agent. A trapped signal ends `wait` early (and the agent is
+# told to stop): wait again for its real exit status.
+agent_rc=0
+while true; do
+  signalled=0
+  agent_rc=0
+  wait "$agent_pid" || agent_rc=$?
+  ((signalled)) || break
+done
+agent_pid=""
+wait "$follow_pid" 2>/dev/null || true
+follow_pid=""
+echo "    entrypoint exit code: $agent_rc"
+phase_done
+
+# --- 5. what the job left in Redis --------------------------------------------
+
+log_len=$(redis-cli -p "$redis_port" XLEN "$log_key")
+tail_count=$((log_len > 10 ? 5 : (log_len > 5 ? log_len - 5 : 0)))
+say "status hash, then log stream ($log_len lines: first and last 5)"
+python3 - "$status_key" "$log_key" \
+  "$(redis-cli -p "$redis_port" --json HGETALL "$status_key")" \
+  "$(redis-cli -p "$redis_port" --json XRANGE "$log_key" - + COUNT 5)" \
+  "$(redis-cli -p "$redis_port" --json XREVRANGE "$log_key" + - COUNT "$tail_count")" \
+  "$log_len" <<'PY'
+import json, sys
+
+status_key, log_key, status, first, last, total = sys.argv[1:7]
+# The fields a reader looks for first, then the rest as Redis keeps them.
+order = ["status", "reason", "job_id", "repo", "branch", "commit", "attempt",
+         "consumer", "stream_id", "enqueued_at", "started_at", "finished_at",
+         "duration_ms", "tests_passed", "tests_failed", "tests_ignored",
+         "failed_tests", "clippy_warnings", "artifacts", "steps"]
+fields = json.loads(status) or {}
+print("    HGETALL '%s'" % status_key)
+for key in [k for k in order if k in fields] + [k for k in fields if k not in order]:
+    print("      %-21s %s" % (key, fields[key]))
+
+def show(entries):
+    for _, values in entries:
+        if isinstance(values, list):
+            values = dict(zip(values[::2], values[1::2]))
+        print("      %4s  %-6s %-6s %s" % (values.get("seq", ""), values.get("step", ""),
+                                        values.get("stream", ""), values.get("line", "")))
+
+print("    XRANGE '%s' - + COUNT 5" % log_key)
+show(json.loads(first) or [])
+if int(total) > 10:
+    print("      ...")
+later = json.loads(last) or []
+if later:
+    print("    XREVRANGE '%s' + - COUNT %d (in order)" % (log_key, len(later)))
+    show(list(reversed(later)))
+PY
+
+# --- verdict ------------------------------------------------------------------
+
+status=$(redis-cli -p "$redis_port" HGET "$status_key" status)
+reason=$(redis-cli -p "$redis_port" HGET "$status_key" reason)
+total=$(since "$started")
+echo
+if ((interrupted)); then
+  echo "VERDICT: interrupted: job $job_id is '$status' (the agent requeued it); ${total} s"
+  exit 130
+fi
+if [[ $status == success ]]; then
+  passed=$(redis-cli -p "$redis_port" HGET "$status_key" tests_passed)
+  echo "VERDICT: success: job $job_id (commit ${commit:0:12}) passed steps ${steps//\"/} with ${passed:-?} tests passed; entrypoint exit $agent_rc; ${total} s in all"
+  exit 0
+fi
+echo "VERDICT: job $job_id ended '$status'${reason:+: $reason}; entrypoint exit $agent_rc; ${total} s in all"
+exit 1
