@@ -39,7 +39,10 @@
 // Where lines were dropped, the next accepted line is preceded by one
 // marker line (stream "agent", step of the first dropped line):
 //   log gap: 120 lines (9876 bytes) were lost here: Redis was unreachable
-//   and the log buffer was full
+//   or too slow and the log buffer was full
+// (Close() writes "... were lost at the end: ..." when no line followed.)
+// A gap marker counts against the cap like a line; when it does not fit,
+// the truncation marker reports the lost lines instead.
 // Delivery is at least once: a batch whose connection broke mid-way is sent
 // again whole, with the same `seq` values, so a reader may see a line twice
 // (same attempt and seq) and should drop entries whose seq it has seen.
@@ -59,10 +62,14 @@
 //   kUnavailable  Redis unreachable (or answering LOADING, OOM, ...): the
 //                 lines are still queued (Flush) or were given up (Close);
 //                 Flush may be called again later.
+//   kDeadlineExceeded  (Close) Redis took batches but not all of them
+//                 within close_timeout.
 //   other codes   as RedisClient reports them for XADD (kUnauthenticated,
 //                 kInternal for WRONGTYPE data, ...): retrying will not help
 //                 until the cause is fixed.
 // The build must not fail because of them; the caller logs and goes on.
+// As for every RedisClient user, the process must ignore SIGPIPE: a batch
+// written to a Redis that just died would otherwise kill it.
 //
 // Thread-safety: Append(), Flush(), Close() and stats() may be called from
 // any thread, concurrently. Lines from one thread keep their order; lines
@@ -161,8 +168,10 @@ class LogShipper {
 
   // Returns once every line accepted before the call is in Redis (readable
   // with XRANGE), or with the error of a send attempt that failed after the
-  // call (the lines stay queued and are retried). After Close(), returns
-  // what Close() returned.
+  // call (the lines stay queued and are retried). A sender in backoff
+  // retries at once, so a Redis that refuses connections is reported
+  // promptly; one that hangs, after RedisOptions::command_timeout. After
+  // Close(), returns what Close() returned.
   absl::Status Flush();
 
   // Queues the truncation marker if lines were truncated (and a gap marker
