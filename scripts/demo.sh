@@ -38,7 +38,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 build_dir=${1:-build-demo}
-state=$root/$build_dir/demo
+build_path=$build_dir
+[[ $build_path == /* ]] || build_path=$root/$build_dir
+state=$build_path/demo
 
 started=$EPOCHREALTIME
 phase_start=$started
@@ -287,8 +289,8 @@ EOF
     CI_WORKDIR=$state/work CI_CACHE_DIR=$state/cache \
     CI_CARGO_HOME=$state/cargo-home CI_TARGET_DIR=$state/target \
     CI_WAIT=10 CI_EXIT_CODE=job CI_RESULT_FILE=$state/result.json \
-    CI_CONSUME_BIN=$root/$build_dir/tools/ci-consume/ci-consume \
-    CI_BUILD_BIN=$root/$build_dir/tools/ci-build/ci-build \
+    CI_CONSUME_BIN=$build_path/tools/ci-consume/ci-consume \
+    CI_BUILD_BIN=$build_path/tools/ci-build/ci-build \
     GIT_USERNAME=$git_user
   export GIT_TOKEN=$agent_token
   exec packaging/entrypoint.sh
@@ -323,7 +325,7 @@ def show(raw):
     fields = " ".join("%s=%s" % (k, v if not isinstance(v, (dict, list)) else json.dumps(v))
                       for k, v in entry.items())
     level = "" if level == "info" else level.upper() + " "
-    line = "    | %s %s%s  %s" % (ts, level, msg, fields)
+    line = ("    | %s %s%s  %s" % (ts, level, msg, fields)).rstrip()
     print(line[:200] + ("…" if len(line) > 200 else ""), flush=True)
 
 with open(path, encoding="utf-8", errors="replace") as log:
