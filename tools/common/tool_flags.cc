@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -104,6 +105,10 @@ absl::StatusOr<ToolStart> StartTool(int argc, char** argv,
     }
   }
   CIAGENT_RETURN_IF_ERROR(InstallStopHandlers());
+  // A write to a Redis that just closed its socket must be an error the
+  // client retries, not a signal that kills the agent mid-job. (Steps get
+  // the default disposition back: see process_runner.h.)
+  std::signal(SIGPIPE, SIG_IGN);
   return start;
 }
 

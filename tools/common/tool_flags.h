@@ -25,7 +25,8 @@ struct ToolStart {
 
 // Everything a tool does before its own work: the log level from
 // CIAGENT_LOG_LEVEL, argv into the absl flags defined under tools/
-// (positional arguments are refused), and the SIGTERM/SIGINT handlers.
+// (positional arguments are refused), the SIGTERM/SIGINT handlers, and
+// SIGPIPE ignored (a dead Redis connection is an error, not a crash).
 // `usage` opens --help. kInvalidArgument for a bad command line.
 absl::StatusOr<ToolStart> StartTool(int argc, char** argv,
                                     absl::string_view usage);
