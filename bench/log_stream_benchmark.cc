@@ -38,7 +38,7 @@
 #include "benchmark/benchmark.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/build/log_shipper.h"
-#include "ciagent/build/secret_masker.h"
+#include "ciagent/base/secret_masker.h"
 #include "ciagent/queue/job_log.h"
 #include "ciagent/queue/job_queue.h"
 #include "ciagent/queue/redis_client.h"

@@ -233,6 +233,15 @@ TEST(MaskSecretsTest, ReplacesEveryOccurrenceOfRegisteredSecrets) {
   EXPECT_EQ(MaskSecrets("nothing to hide"), "nothing to hide");
 }
 
+// A token registered before a longer one that starts with it must not
+// leave the longer one's tail readable.
+TEST(MaskSecretsTest, HidesTheWholeOfASecretThatExtendsAnEarlierOne) {
+  RegisterSecret("prefix-tok");
+  RegisterSecret("prefix-tok-and-more");
+  EXPECT_EQ(MaskSecrets("t=prefix-tok-and-more"), "t=[MASKED]");
+  EXPECT_EQ(MaskSecrets("t=prefix-tok"), "t=[MASKED]");
+}
+
 TEST_F(LogTest, ConcurrentLinesStayWhole) {
   constexpr int kThreads = 4;
   constexpr int kLinesPerThread = 200;

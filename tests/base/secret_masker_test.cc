@@ -1,6 +1,6 @@
 // SecretMasker from bytes: which secrets are hidden, how overlaps and short
 // values are treated, and what is left readable.
-#include "ciagent/build/secret_masker.h"
+#include "ciagent/base/secret_masker.h"
 
 #include <string>
 #include <vector>

@@ -9,21 +9,20 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "ciagent/base/clock.h"
 #include "ciagent/base/json_writer.h"
+#include "ciagent/base/secret_masker.h"
 
 namespace ciagent {
 namespace {
-
-constexpr absl::string_view kMask = "[MASKED]";
-constexpr size_t kMinSecretLength = 4;
 
 struct LoggerState {
   absl::Mutex mu;
   std::string job_id ABSL_GUARDED_BY(mu);
   std::vector<std::string> secrets ABSL_GUARDED_BY(mu);
+  // Rebuilt from `secrets` on each registration (rare); used on every line.
+  SecretMasker masker ABSL_GUARDED_BY(mu);
   std::function<void(absl::string_view)> sink ABSL_GUARDED_BY(mu);
 };
 
@@ -42,16 +41,6 @@ absl::string_view LevelName(LogLevel level) {
     case LogLevel::kError: return "error";
   }
   return "info";
-}
-
-std::string MaskSecretsLocked(absl::string_view text,
-                              const std::vector<std::string>& secrets) {
-  std::string out(text);
-  for (const std::string& secret : secrets) {
-    if (out.find(secret) == std::string::npos) continue;
-    out = absl::StrReplaceAll(out, {{secret, kMask}});
-  }
-  return out;
 }
 
 void WriteAll(int fd, absl::string_view data) {
@@ -105,7 +94,7 @@ void Log(LogLevel level, absl::string_view msg,
     absl::StrAppend(&line, field.json_value());
   }
   line.push_back('}');
-  line = MaskSecretsLocked(line, state.secrets);
+  line = state.masker.Mask(line);
   if (state.sink) {
     state.sink(line);
     return;
@@ -136,7 +125,7 @@ void SetLogJobId(absl::string_view job_id) {
 }
 
 void RegisterSecret(absl::string_view secret) {
-  if (secret.size() < kMinSecretLength) return;
+  if (secret.size() < SecretMasker::kMinSecretLength) return;
   LoggerState& state = State();
   absl::MutexLock lock(&state.mu);
   if (std::find(state.secrets.begin(), state.secrets.end(), secret) !=
@@ -148,12 +137,13 @@ void RegisterSecret(absl::string_view secret) {
   std::string quoted = JsonQuote(secret);
   std::string escaped = quoted.substr(1, quoted.size() - 2);
   if (escaped != secret) state.secrets.push_back(std::move(escaped));
+  state.masker = SecretMasker(state.secrets);
 }
 
 std::string MaskSecrets(absl::string_view text) {
   LoggerState& state = State();
   absl::MutexLock lock(&state.mu);
-  return MaskSecretsLocked(text, state.secrets);
+  return state.masker.Mask(text);
 }
 
 void SetLogSinkForTesting(std::function<void(absl::string_view line)> sink) {

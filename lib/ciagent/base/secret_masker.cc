@@ -1,4 +1,4 @@
-#include "ciagent/build/secret_masker.h"
+#include "ciagent/base/secret_masker.h"
 
 #include <algorithm>
 #include <utility>

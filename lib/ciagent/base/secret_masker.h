@@ -34,8 +34,8 @@
 //   masker.Mask("login hunter2-token ok");  // "login [MASKED] ok"
 //
 // Thread-safety: const methods may be called from any number of threads.
-#ifndef CIAGENT_BUILD_SECRET_MASKER_H_
-#define CIAGENT_BUILD_SECRET_MASKER_H_
+#ifndef CIAGENT_BASE_SECRET_MASKER_H_
+#define CIAGENT_BASE_SECRET_MASKER_H_
 
 #include <cstddef>
 #include <string>
@@ -74,4 +74,4 @@ class SecretMasker {
 
 }  // namespace ciagent
 
-#endif  // CIAGENT_BUILD_SECRET_MASKER_H_
+#endif  // CIAGENT_BASE_SECRET_MASKER_H_

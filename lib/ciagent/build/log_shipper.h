@@ -91,7 +91,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "ciagent/base/backoff.h"
-#include "ciagent/build/secret_masker.h"
+#include "ciagent/base/secret_masker.h"
 #include "ciagent/queue/job_log.h"
 #include "ciagent/queue/job_queue.h"
 #include "ciagent/queue/redis_client.h"
