@@ -63,13 +63,16 @@
 # 1, 124 and 130 pass through and ci-consume 4 gives 1, so a person or a
 # script running one job sees its result in the exit code.
 #
-# SIGTERM and SIGINT are forwarded (as SIGTERM) to the tool that is running:
-# ci-consume stops waiting, or requeues the job it is fetching; ci-build stops
-# the build and requeues the job (its processes get SIGTERM, then SIGKILL
-# after CI_GRACE seconds: give the pod a termination grace period longer
-# than that). If the signal lands after ci-consume has claimed a job but
-# before ci-build runs, ci-build is still started and then stopped, because
-# only it can requeue the job at once (else it waits for its lease to lapse).
+# SIGTERM and SIGINT are forwarded (as SIGTERM, repeated until it exits) to
+# the tool that is running: ci-consume stops waiting, or requeues the job it
+# is fetching; ci-build stops the build and requeues the job (its processes
+# get SIGTERM, then SIGKILL after CI_GRACE seconds: give the pod a
+# termination grace period longer than that). If the signal lands after
+# ci-consume has claimed a job but before ci-build runs, ci-build is still
+# started and then stopped, because only it can requeue the job at once
+# (else the job waits for its lease to lapse). Started as a background job of
+# another script, this script inherits SIGINT ignored and cannot trap it:
+# send SIGTERM.
 #
 # Logs: one JSON object per line on stderr, like the tools'.
 set -euo pipefail
@@ -176,29 +179,38 @@ trap on_signal TERM INT
 
 # run_tool OUTFILE CMD...: runs CMD in the background with stdout to OUTFILE
 # ("-" for ours), forwards signals to it, and sets `rc` to its exit status.
+#
+# The tool starts with SIGTERM ignored, which lasts until it installs its own
+# handler (at once, after reading its flags). A SIGTERM in that window would
+# otherwise kill it outright, leaving a claimed job `running` until its lease
+# lapses; ignored, it is lost instead, so once stopping, SIGTERM is repeated
+# until the tool exits. (This script ignores SIGTERM only while it forks.)
+#
 # `wait` returns early when a trapped signal arrives; the status is then
-# collected by waiting again (bash keeps it even if the child has exited).
+# collected by waiting again (bash keeps it once the child has exited).
 run_tool() {
   local out=$1
   shift
+  # Ignored here for the instant of the fork, so the child starts ignoring it.
+  trap '' TERM
   if [[ $out == - ]]; then
     "$@" &
   else
     "$@" >"$out" &
   fi
   child=$!
-  if ((terminating)); then
-    # Stopped before this tool began: let it install its handlers, then
-    # pass the stop on.
-    sleep 1
-    kill -TERM "$child" 2>/dev/null || true
-  fi
+  trap on_signal TERM
   while true; do
+    if ((terminating)); then
+      while kill -0 "$child" 2>/dev/null; do
+        kill -TERM "$child" 2>/dev/null || true
+        sleep 0.5
+      done
+    fi
     signalled=0
     rc=0
     wait "$child" || rc=$?
-    if ((signalled)); then continue; fi
-    break
+    ((signalled)) || break
   done
   child=""
 }
