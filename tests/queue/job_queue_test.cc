@@ -560,5 +560,27 @@ TEST_F(JobQueueTest, JobLogAppendsNumberedLinesWithAttempt) {
                                             "   Compiling app v0.1.0"}));
 }
 
+// ci-consume's fetch lines and ci-build's lines are one attempt's log: the
+// second writer goes on from the first one's last `seq`; a new attempt
+// starts again at 1.
+TEST_F(JobQueueTest, JobLogWritersOfOneAttemptShareItsSequence) {
+  JobQueue queue = Queue("agent-a");
+  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
+  {
+    JobLog intake(&queue.redis(), queue.options(), claim);
+    ASSERT_OK(intake.Append({{"fetch", "agent", "a"}, {"fetch", "agent", "b"}}));
+  }
+  JobLog build(&queue.redis(), queue.options(), claim);
+  ASSERT_OK(build.Append({{"check", "stdout", "c"}}));
+  EXPECT_EQ(build.next_seq(), 4);
+
+  ClaimedJob next_attempt = claim;
+  next_attempt.attempt = 2;
+  JobLog retry(&queue.redis(), queue.options(), next_attempt);
+  ASSERT_OK(retry.Append({{"fetch", "agent", "d"}}));
+  EXPECT_EQ(retry.next_seq(), 2);
+}
+
 }  // namespace
 }  // namespace ciagent
