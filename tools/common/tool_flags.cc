@@ -49,6 +49,13 @@ void PrintHelp(absl::string_view usage) {
 
 absl::StatusOr<ToolStart> StartTool(int argc, char** argv,
                                     absl::string_view usage) {
+  // First: a SIGTERM that arrives while flags are parsed must be seen as a
+  // stop request (a claimed job is then requeued), not kill the tool.
+  CIAGENT_RETURN_IF_ERROR(InstallStopHandlers());
+  // A write to a Redis that just closed its socket must be an error the
+  // client retries, not a signal that kills the agent mid-job. (Steps get
+  // the default disposition back: see process_runner.h.)
+  std::signal(SIGPIPE, SIG_IGN);
   if (LogLevel level;
       ParseLogLevel(EnvOr("CIAGENT_LOG_LEVEL", "info"), &level)) {
     SetMinLogLevel(level);
@@ -104,11 +111,6 @@ absl::StatusOr<ToolStart> StartTool(int argc, char** argv,
           absl::StrCat("flag --", arg.substr(0, eq), ": ", error));
     }
   }
-  CIAGENT_RETURN_IF_ERROR(InstallStopHandlers());
-  // A write to a Redis that just closed its socket must be an error the
-  // client retries, not a signal that kills the agent mid-job. (Steps get
-  // the default disposition back: see process_runner.h.)
-  std::signal(SIGPIPE, SIG_IGN);
   return start;
 }
 

@@ -23,10 +23,11 @@ struct ToolStart {
   bool help_shown = false;
 };
 
-// Everything a tool does before its own work: the log level from
-// CIAGENT_LOG_LEVEL, argv into the absl flags defined under tools/
-// (positional arguments are refused), the SIGTERM/SIGINT handlers, and
-// SIGPIPE ignored (a dead Redis connection is an error, not a crash).
+// Everything a tool does before its own work: first the SIGTERM/SIGINT
+// handlers (a signal during start-up is a stop request, not death) and
+// SIGPIPE ignored (a dead Redis connection is an error, not a crash); then
+// the log level from CIAGENT_LOG_LEVEL and argv into the absl flags defined
+// under tools/ (positional arguments are refused).
 // `usage` opens --help. kInvalidArgument for a bad command line.
 absl::StatusOr<ToolStart> StartTool(int argc, char** argv,
                                     absl::string_view usage);
