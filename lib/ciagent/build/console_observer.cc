@@ -28,7 +28,7 @@ void ConsoleObserver::StepOutput(absl::string_view step,
 void ConsoleObserver::StepFinished(const StepRecord& record) {
   std::string line = absl::StrCat("--- ", StepStatusName(record.status));
   if (record.status != StepStatus::kSkipped) {
-    absl::StrAppend(&line, " in ", absl::FormatDuration(record.duration));
+    absl::StrAppend(&line, " in ", FormatMillis(record.duration));
   }
   if (!record.reason.empty()) absl::StrAppend(&line, ": ", record.reason);
   WriteLine(out_, record.name, line);

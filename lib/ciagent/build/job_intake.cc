@@ -10,6 +10,7 @@
 #include "ciagent/base/log.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/base/stop_signal.h"
+#include "ciagent/build/pipeline_result.h"
 #include "ciagent/queue/claim_file.h"
 #include "ciagent/queue/job_log.h"
 #include "ciagent/queue/lease_renewer.h"
@@ -55,7 +56,7 @@ absl::StatusOr<FetchResult> FetchClaimed(const IntakeOptions& options,
   absl::StatusOr<FetchResult> result = FetchJobSource(claim.job, src, fetch);
   if (result.ok()) {
     say(absl::StrCat("checked out ", result->commit, " in ",
-                     absl::FormatDuration(result->duration),
+                     FormatMillis(result->duration),
                      result->mirror_was_warm ? " (warm mirror)" : " (cold)"));
   } else {
     say(absl::StrCat("fetch failed: ", result.status().message()));

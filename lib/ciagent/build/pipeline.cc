@@ -346,7 +346,7 @@ absl::StatusOr<StepRecord> PipelineRun::RunCargoSteps(
     if (run.timed_out) {
       record.status = StepStatus::kTimeout;
       record.reason = absl::StrCat(
-          "timed out after ", absl::FormatDuration(absl::Now() - started));
+          "timed out after ", FormatMillis(absl::Now() - started));
       break;
     }
     if (run.stopped) {

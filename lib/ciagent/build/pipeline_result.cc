@@ -18,4 +18,8 @@ absl::string_view StepStatusName(StepStatus status) {
   return "unknown";
 }
 
+std::string FormatMillis(absl::Duration duration) {
+  return absl::FormatDuration(absl::Trunc(duration, absl::Milliseconds(1)));
+}
+
 }  // namespace ciagent

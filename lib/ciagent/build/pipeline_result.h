@@ -30,6 +30,9 @@ enum class StepStatus {
 // "ok", "failed", "skipped", "timeout", "cancelled".
 absl::string_view StepStatusName(StepStatus status);
 
+// A step's duration for people: "1.234s", "87ms" (whole milliseconds).
+std::string FormatMillis(absl::Duration duration);
+
 struct StepRecord {
   // "check", "build", "test", "clippy", "audit", "image" (job.h kKnownSteps).
   std::string name;
@@ -53,7 +56,8 @@ struct Artifact {
 };
 
 struct PipelineResult {
-  // kSuccess, kFailed, kTimeout, kCancelled or kError.
+  // kSuccess, kFailed, kTimeout, kCancelled or kError; kQueued when the
+  // job was given back (agent shutdown or failure) instead of finished.
   JobStatus status = JobStatus::kSuccess;
   // Why, for anything but kSuccess, e.g. "test failed: 2 tests failed".
   std::string reason;

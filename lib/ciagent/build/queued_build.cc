@@ -37,7 +37,7 @@ class LogStreamObserver : public PipelineObserver {
     std::string line = absl::StrCat("step ", record.name, " ",
                                     StepStatusName(record.status));
     if (record.status != StepStatus::kSkipped) {
-      absl::StrAppend(&line, " in ", absl::FormatDuration(record.duration));
+      absl::StrAppend(&line, " in ", FormatMillis(record.duration));
     }
     if (!record.reason.empty()) absl::StrAppend(&line, ": ", record.reason);
     shipper_->Append(record.name, "agent", line);
@@ -117,6 +117,9 @@ absl::StatusOr<QueuedBuildResult> RunQueuedBuild(
                       ? absl::StrCat("agent failure: ",
                                      result.status().message())
                       : "agent shutting down";
+    // What the result file and metrics say: not finished, back in the queue.
+    done.pipeline.status = JobStatus::kQueued;
+    done.pipeline.reason = done.reason;
     CIAGENT_RETURN_IF_ERROR(
         RetryTransient(options.finalize_retry,
                        [&] { return writer.Requeue(claim, done.reason); }));
