@@ -1,0 +1,1 @@
+#include "ciagent/cache/prune.h"
