@@ -1,1 +1,686 @@
 #include "ciagent/cache/prune.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <unordered_set>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "ciagent/base/file_lock.h"
+#include "ciagent/base/json_writer.h"
+#include "ciagent/base/log.h"
+#include "ciagent/base/status_macros.h"
+
+namespace ciagent {
+namespace {
+
+constexpr char kTrashPrefix[] = ".trash-";
+constexpr char kLockSuffix[] = ".lock";
+constexpr char kCargoHome[] = "cargo-home";
+constexpr const char* kEntryDirs[] = {"git", "target"};
+constexpr char kSccache[] = "sccache";
+
+constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+
+// Owns a file descriptor.
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    std::swap(fd_, other.fd_);
+    return *this;
+  }
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  bool ok() const { return fd_ >= 0; }
+
+ private:
+  int fd_;
+};
+
+bool IsDots(const char* name) {
+  return name[0] == '.' &&
+         (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
+}
+
+std::string ErrnoText(int err) { return std::strerror(err); }
+
+// Disk bytes of one inode; an inode with several links counts once per walk.
+int64_t AllocatedBytes(const struct stat& st,
+                       std::unordered_set<ino_t>* linked) {
+  if (!S_ISDIR(st.st_mode) && st.st_nlink > 1 &&
+      !linked->insert(st.st_ino).second) {
+    return 0;
+  }
+  return static_cast<int64_t>(st.st_blocks) * 512;
+}
+
+// Opens directory `name` under `parent_fd` as a stream, never through a
+// symlink. Null with errno set on failure.
+DIR* OpenDirAt(int parent_fd, const char* name) {
+  const int fd = ::openat(parent_fd, name, kDirFlags);
+  if (fd < 0) return nullptr;
+  DIR* dir = ::fdopendir(fd);
+  if (dir == nullptr) {
+    const int err = errno;
+    ::close(fd);
+    errno = err;
+  }
+  return dir;
+}
+
+void NoteWalkError(const char* what, absl::string_view name, int err,
+                   int64_t* errors) {
+  ++*errors;
+  LogWarning("cache walk", {{"op", what}, {"name", name},
+                            {"error", ErrnoText(err)}});
+}
+
+// Bytes allocated by `name` under `parent_fd` and everything below it,
+// staying on device `dev` and never following a symlink.
+int64_t MeasureTree(int parent_fd, const char* name, dev_t dev,
+                    int64_t* errors) {
+  std::unordered_set<ino_t> linked;
+  struct stat st;
+  if (::fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno != ENOENT) NoteWalkError("stat", name, errno, errors);
+    return 0;
+  }
+  int64_t total = AllocatedBytes(st, &linked);
+  if (!S_ISDIR(st.st_mode) || st.st_dev != dev) return total;
+  DIR* root = OpenDirAt(parent_fd, name);
+  if (root == nullptr) {
+    if (errno != ENOENT) NoteWalkError("open", name, errno, errors);
+    return total;
+  }
+  std::vector<DIR*> stack = {root};
+  while (!stack.empty()) {
+    DIR* top = stack.back();
+    errno = 0;
+    const struct dirent* e = ::readdir(top);
+    if (e == nullptr) {
+      if (errno != 0) NoteWalkError("readdir", name, errno, errors);
+      ::closedir(top);
+      stack.pop_back();
+      continue;
+    }
+    if (IsDots(e->d_name)) continue;
+    const int fd = ::dirfd(top);
+    if (::fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno != ENOENT) NoteWalkError("stat", e->d_name, errno, errors);
+      continue;
+    }
+    total += AllocatedBytes(st, &linked);
+    if (!S_ISDIR(st.st_mode) || st.st_dev != dev) continue;
+    DIR* child = OpenDirAt(fd, e->d_name);
+    if (child == nullptr) {
+      // ELOOP/ENOTDIR: replaced by a symlink or file since the stat.
+      if (errno != ENOENT && errno != ELOOP && errno != ENOTDIR) {
+        NoteWalkError("open", e->d_name, errno, errors);
+      }
+      continue;
+    }
+    stack.push_back(child);
+  }
+  return total;
+}
+
+// Deletes `name` under `parent_fd` and everything below it. Symlinks are
+// unlinked, never followed; other filesystems are not entered (their mount
+// point then fails to go). Vanished files count as deleted.
+absl::Status RemoveTree(int parent_fd, const std::string& name,
+                        int64_t* errors) {
+  struct stat st;
+  if (::fstatat(parent_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return absl::UnavailableError(
+        absl::StrCat("stat ", name, ": ", ErrnoText(errno)));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    if (::unlinkat(parent_fd, name.c_str(), 0) != 0 && errno != ENOENT) {
+      return absl::UnavailableError(
+          absl::StrCat("unlink ", name, ": ", ErrnoText(errno)));
+    }
+    return absl::OkStatus();
+  }
+  const dev_t dev = st.st_dev;
+  struct Frame {
+    DIR* dir;
+    std::string name;
+    bool removed_any = false;
+    int passes = 0;
+  };
+  std::vector<Frame> stack;
+  DIR* root = OpenDirAt(parent_fd, name.c_str());
+  if (root == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("open ", name, ": ", ErrnoText(errno)));
+  }
+  stack.push_back({root, name});
+  const int64_t errors_before = *errors;
+  while (!stack.empty()) {
+    Frame& top = stack.back();
+    errno = 0;
+    const struct dirent* e = ::readdir(top.dir);
+    if (e == nullptr) {
+      // Deleting while reading may hide names on some filesystems: read the
+      // directory again until a pass deletes nothing.
+      if (errno == 0 && top.removed_any && ++top.passes < 8) {
+        top.removed_any = false;
+        ::rewinddir(top.dir);
+        continue;
+      }
+      ::closedir(top.dir);
+      const std::string done = std::move(top.name);
+      stack.pop_back();
+      const int pfd = stack.empty() ? parent_fd : ::dirfd(stack.back().dir);
+      if (::unlinkat(pfd, done.c_str(), AT_REMOVEDIR) != 0 &&
+          errno != ENOENT) {
+        NoteWalkError("rmdir", done, errno, errors);
+      } else if (!stack.empty()) {
+        stack.back().removed_any = true;
+      }
+      continue;
+    }
+    if (IsDots(e->d_name)) continue;
+    const int fd = ::dirfd(top.dir);
+    bool is_dir = e->d_type == DT_DIR;
+    if (e->d_type == DT_UNKNOWN) {
+      if (::fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      is_dir = S_ISDIR(st.st_mode);
+    }
+    if (!is_dir) {
+      if (::unlinkat(fd, e->d_name, 0) == 0) {
+        top.removed_any = true;
+      } else if (errno == EISDIR) {
+        is_dir = true;  // became a directory since the listing
+      } else if (errno != ENOENT) {
+        NoteWalkError("unlink", e->d_name, errno, errors);
+      }
+      if (!is_dir) continue;
+    }
+    if (::fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        st.st_dev != dev) {
+      NoteWalkError("enter (other filesystem)", e->d_name, EXDEV, errors);
+      continue;
+    }
+    DIR* child = OpenDirAt(fd, e->d_name);
+    if (child == nullptr) {
+      if (errno == ELOOP || errno == ENOTDIR) {
+        // Swapped for a symlink or file: delete it, not what it points to.
+        if (::unlinkat(fd, e->d_name, 0) == 0) top.removed_any = true;
+      } else if (errno != ENOENT) {
+        NoteWalkError("open", e->d_name, errno, errors);
+      }
+      continue;
+    }
+    stack.push_back({child, e->d_name});
+  }
+  if (*errors != errors_before) {
+    return absl::UnavailableError(
+        absl::StrCat("delete ", name, ": ", *errors - errors_before,
+                     " files or directories could not be deleted"));
+  }
+  return absl::OkStatus();
+}
+
+// The last use of entry `name` under `parent_fd`; see kPruneStampName.
+absl::Time ReadLastUse(int parent_fd, const char* name, bool* stamp_missing) {
+  *stamp_missing = false;
+  Fd entry(::openat(parent_fd, name, kDirFlags));
+  if (entry.ok()) {
+    Fd stamp(::openat(entry.get(), std::string(kPruneStampName).c_str(),
+                      O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (stamp.ok()) {
+      char buf[80];
+      const ssize_t n = ::read(stamp.get(), buf, sizeof(buf) - 1);
+      absl::Time t;
+      std::string err;
+      if (n > 0 &&
+          absl::ParseTime(absl::RFC3339_full,
+                          absl::StripAsciiWhitespace(absl::string_view(
+                              buf, static_cast<size_t>(n))),
+                          &t, &err)) {
+        return t;
+      }
+      struct stat st;
+      if (::fstat(stamp.get(), &st) == 0) return absl::TimeFromTimespec(st.st_mtim);
+    }
+  }
+  *stamp_missing = true;
+  struct stat st;
+  if (::fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    return absl::TimeFromTimespec(st.st_mtim);
+  }
+  return absl::InfinitePast();
+}
+
+// Whether someone holds the lock of entry `name` exclusively, probed without
+// creating the lock file. A shared holder is not seen here, but makes the
+// exclusive TryAcquire before deleting fail, so it is skipped all the same.
+bool LockHeld(int parent_fd, const std::string& name) {
+  Fd fd(::openat(parent_fd, (name + kLockSuffix).c_str(),
+                 O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.ok()) return false;
+  if (::flock(fd.get(), LOCK_SH | LOCK_NB) != 0) return errno == EWOULDBLOCK;
+  ::flock(fd.get(), LOCK_UN);
+  return false;
+}
+
+CacheEntry MakeEntry(int parent_fd, const char* name, std::string rel,
+                     dev_t dev, int64_t* errors) {
+  CacheEntry entry;
+  entry.path = std::move(rel);
+  entry.last_use = ReadLastUse(parent_fd, name, &entry.stamp_missing);
+  entry.size_bytes = MeasureTree(parent_fd, name, dev, errors);
+  entry.in_use = LockHeld(parent_fd, name);
+  return entry;
+}
+
+bool IsTrash(const char* name) {
+  return absl::StartsWith(name, kTrashPrefix);
+}
+
+absl::StatusOr<Fd> OpenRoot(absl::string_view cache_dir, dev_t* dev) {
+  if (cache_dir.empty()) {
+    return absl::FailedPreconditionError("no cache root given");
+  }
+  const std::string path(cache_dir);
+  Fd root(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  struct stat st;
+  if (!root.ok() || ::fstat(root.get(), &st) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("open cache root ", path, ": ", ErrnoText(errno)));
+  }
+  // A root we cannot list would look empty: refuse it instead.
+  DIR* dir = OpenDirAt(root.get(), ".");
+  if (dir == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("read cache root ", path, ": ", ErrnoText(errno)));
+  }
+  errno = 0;
+  const bool readable = ::readdir(dir) != nullptr || errno == 0;
+  const int err = errno;
+  ::closedir(dir);
+  if (!readable) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("read cache root ", path, ": ", ErrnoText(err)));
+  }
+  *dev = st.st_dev;
+  return root;
+}
+
+absl::StatusOr<std::vector<CacheEntry>> ScanRoot(int root_fd, dev_t dev,
+                                                 int64_t* cargo_home_bytes,
+                                                 int64_t* errors) {
+  std::vector<CacheEntry> entries;
+  for (const char* sub : kEntryDirs) {
+    DIR* dir = OpenDirAt(root_fd, sub);
+    if (dir == nullptr) {
+      if (errno != ENOENT) NoteWalkError("open", sub, errno, errors);
+      continue;
+    }
+    const int fd = ::dirfd(dir);
+    for (;;) {
+      errno = 0;
+      const struct dirent* e = ::readdir(dir);
+      if (e == nullptr) {
+        if (errno != 0) NoteWalkError("readdir", sub, errno, errors);
+        break;
+      }
+      if (IsDots(e->d_name) || IsTrash(e->d_name) ||
+          absl::EndsWith(e->d_name, kLockSuffix)) {
+        continue;
+      }
+      entries.push_back(MakeEntry(fd, e->d_name,
+                                  absl::StrCat(sub, "/", e->d_name), dev,
+                                  errors));
+    }
+    ::closedir(dir);
+  }
+  struct stat st;
+  if (::fstatat(root_fd, kSccache, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    entries.push_back(MakeEntry(root_fd, kSccache, kSccache, dev, errors));
+  }
+  *cargo_home_bytes = MeasureTree(root_fd, kCargoHome, dev, errors);
+  return entries;
+}
+
+// Deletes trash of interrupted runs under the root, git/ and target/.
+int64_t CleanTrash(int root_fd, int64_t* errors) {
+  int64_t removed = 0;
+  for (const char* sub : {".", "git", "target"}) {
+    DIR* dir = OpenDirAt(root_fd, sub);
+    if (dir == nullptr) continue;
+    std::vector<std::string> trash;  // not deleted while listing
+    while (const struct dirent* e = ::readdir(dir)) {
+      if (IsTrash(e->d_name)) trash.emplace_back(e->d_name);
+    }
+    for (const std::string& name : trash) {
+      absl::Status status = RemoveTree(::dirfd(dir), name, errors);
+      if (status.ok()) {
+        ++removed;
+      } else {
+        LogWarning("cannot delete old cache trash", {{"error", status}});
+      }
+    }
+    ::closedir(dir);
+  }
+  return removed;
+}
+
+std::string TrashName() {
+  uint64_t r = 0;
+  if (::getrandom(&r, sizeof(r), 0) != sizeof(r)) {
+    r = static_cast<uint64_t>(::getpid()) * 0x9E3779B97F4A7C15ull ^
+        static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx",
+                static_cast<unsigned long long>(r));
+  return absl::StrCat(kTrashPrefix, hex);
+}
+
+enum class RemoveOutcome { kRemoved, kInUse };
+
+// Removes one entry: lock, check it was not used since the scan, rename to
+// trash, unlock, delete the trash.
+absl::StatusOr<RemoveOutcome> RemoveEntry(int root_fd,
+                                          const std::string& cache_dir,
+                                          const CacheEntry& entry,
+                                          int64_t* errors) {
+  const size_t slash = entry.path.rfind('/');
+  const std::string name =
+      slash == std::string::npos ? entry.path : entry.path.substr(slash + 1);
+  Fd parent(slash == std::string::npos
+                ? ::dup(root_fd)
+                : ::openat(root_fd, entry.path.substr(0, slash).c_str(),
+                           kDirFlags));
+  if (!parent.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "open parent of ", entry.path, ": ", ErrnoText(errno)));
+  }
+  std::string trash = TrashName();
+  int trash_parent = root_fd;
+  {
+    absl::StatusOr<FileLock> lock = FileLock::TryAcquire(
+        absl::StrCat(cache_dir, "/", entry.path, kLockSuffix));
+    if (lock.status().code() == absl::StatusCode::kUnavailable) {
+      return RemoveOutcome::kInUse;
+    }
+    if (!lock.ok()) return lock.status();
+    bool stamp_missing;
+    if (ReadLastUse(parent.get(), name.c_str(), &stamp_missing) >
+        entry.last_use) {
+      return RemoveOutcome::kInUse;  // used between the scan and now
+    }
+    if (::renameat(parent.get(), name.c_str(), root_fd, trash.c_str()) != 0) {
+      if (errno == ENOENT) return RemoveOutcome::kRemoved;
+      if (errno != EXDEV) {
+        return absl::UnavailableError(absl::StrCat(
+            "rename ", entry.path, " to ", trash, ": ", ErrnoText(errno)));
+      }
+      // git/ or target/ on its own filesystem: trash stays beside it.
+      trash_parent = parent.get();
+      if (::renameat(parent.get(), name.c_str(), trash_parent,
+                     trash.c_str()) != 0) {
+        return absl::UnavailableError(absl::StrCat(
+            "rename ", entry.path, " to ", trash, ": ", ErrnoText(errno)));
+      }
+    }
+    // Unlocked now: the entry is gone, so an agent waiting for the lock
+    // starts a fresh one at once instead of waiting for the delete.
+  }
+  CIAGENT_RETURN_IF_ERROR(RemoveTree(trash_parent, trash, errors));
+  return RemoveOutcome::kRemoved;
+}
+
+void AppendItems(std::string* out, const std::vector<PruneReport::Item>& items) {
+  out->push_back('[');
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out->push_back(',');
+    JsonObjectBuilder b;
+    b.Add("path", items[i].path)
+        .Add("reason", items[i].reason)
+        .Add("bytes", items[i].bytes)
+        .Add("last_use", FormatTimestamp(items[i].last_use));
+    absl::StrAppend(out, std::move(b).Build());
+  }
+  out->push_back(']');
+}
+
+}  // namespace
+
+PrunePlan MakePrunePlan(const std::vector<CacheEntry>& entries, absl::Time now,
+                        const PrunePolicy& policy) {
+  PrunePlan plan;
+  std::vector<size_t> order(entries.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    if (entries[a].last_use != entries[b].last_use) {
+      return entries[a].last_use < entries[b].last_use;
+    }
+    return entries[a].path < entries[b].path;
+  });
+  int64_t total = 0;
+  for (const CacheEntry& e : entries) total += e.size_bytes;
+  plan.total_before = total;
+  std::vector<bool> decided(entries.size(), false);
+  const auto choose = [&](size_t i, PruneReason reason) {
+    decided[i] = true;
+    if (entries[i].in_use) {
+      plan.skipped_in_use.push_back({i, reason});
+    } else {
+      plan.remove.push_back({i, reason});
+      total -= entries[i].size_bytes;
+    }
+  };
+  for (size_t i : order) {
+    if (now - entries[i].last_use > policy.max_age) {
+      choose(i, PruneReason::kOlderThanMaxAge);
+    }
+  }
+  for (size_t i : order) {
+    if (total <= policy.max_size_bytes) break;
+    if (!decided[i]) choose(i, PruneReason::kOverSizeCap);
+  }
+  plan.total_after = total;
+  return plan;
+}
+
+std::string PruneReasonText(PruneReason reason, const PrunePolicy& policy) {
+  switch (reason) {
+    case PruneReason::kOlderThanMaxAge:
+      return absl::StrCat("older than ", FormatPruneAge(policy.max_age));
+    case PruneReason::kOverSizeCap:
+      return "over size cap, least recently used";
+  }
+  return "";
+}
+
+absl::StatusOr<absl::Duration> ParsePruneAge(absl::string_view text) {
+  const absl::Status bad = absl::InvalidArgumentError(absl::StrCat(
+      "bad age \"", text, "\": want e.g. 36h, 7d, 1d12h (units s m h d w)"));
+  if (text.empty()) return bad;
+  absl::Duration total;
+  absl::string_view rest = text;
+  while (!rest.empty()) {
+    int64_t n = 0;
+    size_t digits = 0;
+    while (digits < rest.size() && absl::ascii_isdigit(rest[digits])) {
+      if (n > (std::numeric_limits<int64_t>::max() - 9) / 10) return bad;
+      n = n * 10 + (rest[digits] - '0');
+      ++digits;
+    }
+    if (digits == 0 || digits == rest.size()) return bad;
+    absl::Duration unit;
+    switch (rest[digits]) {
+      case 's': unit = absl::Seconds(1); break;
+      case 'm': unit = absl::Minutes(1); break;
+      case 'h': unit = absl::Hours(1); break;
+      case 'd': unit = absl::Hours(24); break;
+      case 'w': unit = absl::Hours(24 * 7); break;
+      default: return bad;
+    }
+    total += n * unit;
+    if (total == absl::InfiniteDuration()) return bad;
+    rest.remove_prefix(digits + 1);
+  }
+  if (total <= absl::ZeroDuration()) return bad;
+  return total;
+}
+
+std::string FormatPruneAge(absl::Duration age) {
+  const int64_t s = absl::ToInt64Seconds(age);
+  if (s > 0 && s % 86400 == 0) return absl::StrCat(s / 86400, "d");
+  if (s > 0 && s % 3600 == 0) return absl::StrCat(s / 3600, "h");
+  if (s > 0 && s % 60 == 0) return absl::StrCat(s / 60, "m");
+  return absl::StrCat(s, "s");
+}
+
+absl::StatusOr<int64_t> ParseByteSize(absl::string_view text) {
+  const absl::Status bad = absl::InvalidArgumentError(absl::StrCat(
+      "bad size \"", text,
+      "\": want an integer with an optional suffix K M G T (1024-based), "
+      "KiB..TiB (1024-based) or KB..TB (1000-based)"));
+  size_t digits = 0;
+  uint64_t n = 0;
+  while (digits < text.size() && absl::ascii_isdigit(text[digits])) {
+    if (n > (std::numeric_limits<uint64_t>::max() - 9) / 10) return bad;
+    n = n * 10 + static_cast<uint64_t>(text[digits] - '0');
+    ++digits;
+  }
+  if (digits == 0) return bad;
+  const std::string suffix = absl::AsciiStrToLower(text.substr(digits));
+  uint64_t unit = 1;
+  if (!suffix.empty() && suffix != "b") {
+    const size_t power = std::string("kmgt").find(suffix[0]);
+    if (power == std::string::npos) return bad;
+    const absl::string_view tail = absl::string_view(suffix).substr(1);
+    uint64_t base;
+    if (tail.empty() || tail == "ib") {
+      base = 1024;
+    } else if (tail == "b") {
+      base = 1000;
+    } else {
+      return bad;
+    }
+    for (size_t i = 0; i <= power; ++i) unit *= base;
+  }
+  if (n > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) / unit) {
+    return bad;
+  }
+  return static_cast<int64_t>(n * unit);
+}
+
+absl::StatusOr<std::vector<CacheEntry>> ScanCache(absl::string_view cache_dir,
+                                                  int64_t* cargo_home_bytes,
+                                                  int64_t* walk_errors) {
+  dev_t dev;
+  CIAGENT_ASSIGN_OR_RETURN(Fd root, OpenRoot(cache_dir, &dev));
+  return ScanRoot(root.get(), dev, cargo_home_bytes, walk_errors);
+}
+
+absl::StatusOr<PruneReport> PruneCache(const PruneOptions& options) {
+  const absl::Time start = options.clock->Now();
+  PruneReport report;
+  report.dry_run = options.dry_run;
+  report.cache_dir = options.cache_dir;
+  report.policy = options.policy;
+  dev_t dev;
+  CIAGENT_ASSIGN_OR_RETURN(Fd root, OpenRoot(options.cache_dir, &dev));
+  if (!options.dry_run) {
+    report.trash_removed = CleanTrash(root.get(), &report.walk_errors);
+  }
+  CIAGENT_ASSIGN_OR_RETURN(
+      std::vector<CacheEntry> entries,
+      ScanRoot(root.get(), dev, &report.cargo_home_bytes, &report.walk_errors));
+  report.entries_scanned = static_cast<int64_t>(entries.size());
+  const PrunePlan plan =
+      MakePrunePlan(entries, options.clock->Now(), options.policy);
+  report.total_before = plan.total_before;
+  const auto item = [&](const PlannedRemoval& r) {
+    const CacheEntry& e = entries[r.entry];
+    return PruneReport::Item{e.path, PruneReasonText(r.reason, options.policy),
+                             e.size_bytes, e.last_use};
+  };
+  for (const PlannedRemoval& r : plan.skipped_in_use) {
+    report.skipped_in_use.push_back(item(r));
+  }
+  for (const PlannedRemoval& r : plan.remove) {
+    if (options.dry_run) {
+      report.removed.push_back(item(r));
+      report.bytes_freed += entries[r.entry].size_bytes;
+      continue;
+    }
+    absl::StatusOr<RemoveOutcome> outcome = RemoveEntry(
+        root.get(), options.cache_dir, entries[r.entry], &report.walk_errors);
+    if (!outcome.ok()) {
+      report.failed.push_back(
+          {entries[r.entry].path, std::string(outcome.status().message())});
+      LogWarning("cannot prune cache entry",
+                 {{"path", entries[r.entry].path},
+                  {"error", outcome.status()}});
+    } else if (*outcome == RemoveOutcome::kInUse) {
+      report.skipped_in_use.push_back(item(r));
+    } else {
+      report.removed.push_back(item(r));
+      report.bytes_freed += entries[r.entry].size_bytes;
+    }
+  }
+  report.total_after = report.total_before - report.bytes_freed;
+  report.duration = options.clock->Now() - start;
+  return report;
+}
+
+std::string PruneReportJson(const PruneReport& report) {
+  std::string removed;
+  AppendItems(&removed, report.removed);
+  std::string skipped;
+  AppendItems(&skipped, report.skipped_in_use);
+  std::string failed = "[";
+  for (size_t i = 0; i < report.failed.size(); ++i) {
+    if (i > 0) failed.push_back(',');
+    JsonObjectBuilder b;
+    b.Add("path", report.failed[i].path).Add("error", report.failed[i].error);
+    absl::StrAppend(&failed, std::move(b).Build());
+  }
+  failed.push_back(']');
+  JsonObjectBuilder b;
+  b.Add("cache_dir", report.cache_dir)
+      .Add("dry_run", report.dry_run)
+      .Add("max_age", FormatPruneAge(report.policy.max_age))
+      .Add("max_size_bytes", report.policy.max_size_bytes)
+      .Add("entries_scanned", report.entries_scanned)
+      .AddRaw("removed", removed)
+      .AddRaw("skipped_in_use", skipped)
+      .AddRaw("failed", failed)
+      .Add("bytes_freed", report.bytes_freed)
+      .Add("total_before", report.total_before)
+      .Add("total_after", report.total_after)
+      .Add("cargo_home_bytes", report.cargo_home_bytes)
+      .Add("trash_removed", report.trash_removed)
+      .Add("walk_errors", report.walk_errors)
+      .Add("duration_ms", absl::ToInt64Milliseconds(report.duration));
+  return std::move(b).Build();
+}
+
+}  // namespace ciagent
