@@ -1,1 +1,635 @@
 #include "ciagent/cache/build_cache.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <system_error>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "ciagent/base/atomic_file.h"
+#include "ciagent/base/log.h"
+#include "ciagent/base/process_runner.h"
+#include "ciagent/base/status_macros.h"
+
+namespace ciagent {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr size_t kMaxManifests = 1000;
+
+std::string Sha256Hex(absl::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &size, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < size; ++i) {
+    absl::StrAppend(&hex, absl::Hex(digest[i], absl::kZeroPad2));
+  }
+  return hex;
+}
+
+// Appends one length-prefixed field, so that no two input sets hash alike
+// by moving bytes from one field into the next.
+void AddField(std::string* out, absl::string_view name,
+              absl::string_view value) {
+  absl::StrAppend(out, name, " ", value.size(), "\n", value, "\n");
+}
+
+// `line` without a trailing `# comment` (a '#' inside a string is kept).
+absl::string_view StripComment(absl::string_view line) {
+  char quote = 0;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quote != 0) {
+      if (c == '\\' && quote == '"') {
+        ++i;
+      } else if (c == quote) {
+        quote = 0;
+      }
+    } else if (c == '"' || c == '\'') {
+      quote = c;
+    } else if (c == '#') {
+      return line.substr(0, i);
+    }
+  }
+  return line;
+}
+
+// `line` without its comment and without whitespace outside strings:
+// `a = { x = "1 2" }  # c` -> `a={x="1 2"}`. TOML keys and values mean the
+// same either way.
+std::string CompactLine(absl::string_view line) {
+  line = StripComment(line);
+  std::string out;
+  char quote = 0;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quote != 0) {
+      out.push_back(c);
+      if (c == '\\' && quote == '"' && i + 1 < line.size()) {
+        out.push_back(line[++i]);
+      } else if (c == quote) {
+        quote = 0;
+      }
+    } else if (c == '"' || c == '\'') {
+      quote = c;
+      out.push_back(c);
+    } else if (!absl::ascii_isspace(static_cast<unsigned char>(c))) {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+// The table name of a header line ("[dependencies.serde]" ->
+// "dependencies.serde", "[[bin]]" -> "bin"), spaces removed.
+std::string TableName(absl::string_view header) {
+  std::string name;
+  for (char c : header) {
+    if (c != '[' && c != ']' && c != ' ' && c != '\t') name.push_back(c);
+  }
+  return name;
+}
+
+bool IsDependencyTable(absl::string_view table) {
+  for (absl::string_view kind :
+       {"dependencies", "dev-dependencies", "dev_dependencies",
+        "build-dependencies", "build_dependencies"}) {
+    if (table == kind || absl::StartsWith(table, absl::StrCat(kind, "."))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool IsRelevantTable(absl::string_view table) {
+  if (IsDependencyTable(table)) return true;
+  if (table == "features" || table == "replace" || table == "patch" ||
+      absl::StartsWith(table, "patch.") || table == "profile" ||
+      absl::StartsWith(table, "profile.") ||
+      table == "workspace.dependencies" ||
+      absl::StartsWith(table, "workspace.dependencies.")) {
+    return true;
+  }
+  // [target.'cfg(unix)'.dependencies], [target.x86_64-unknown-linux-gnu
+  // .build-dependencies.foo]: the part after the target's name.
+  if (absl::StartsWith(table, "target.")) {
+    for (absl::string_view kind :
+         {".dependencies", ".dev-dependencies", ".dev_dependencies",
+          ".build-dependencies", ".build_dependencies"}) {
+      if (absl::StrContains(table, kind)) return true;
+    }
+  }
+  return false;
+}
+
+// `key = "value"` -> value; false when the line is not such a string pair.
+bool StringValue(absl::string_view line, absl::string_view key,
+                 std::string* value) {
+  absl::string_view rest = absl::StripAsciiWhitespace(line);
+  if (!absl::ConsumePrefix(&rest, key)) return false;
+  rest = absl::StripLeadingAsciiWhitespace(rest);
+  if (!absl::ConsumePrefix(&rest, "=")) return false;
+  rest = absl::StripAsciiWhitespace(StripComment(rest));
+  if (rest.size() < 2 || (rest.front() != '"' && rest.front() != '\'') ||
+      rest.back() != rest.front()) {
+    return false;
+  }
+  *value = std::string(rest.substr(1, rest.size() - 2));
+  return true;
+}
+
+std::string HostTriple(absl::string_view rustc_version) {
+  for (absl::string_view line : absl::StrSplit(rustc_version, '\n')) {
+    if (absl::ConsumePrefix(&line, "host:")) {
+      return std::string(absl::StripAsciiWhitespace(line));
+    }
+  }
+  return "";
+}
+
+bool IsDirectory(const std::string& path) {
+  struct stat st;
+  return lstat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  std::stringstream contents;
+  contents << in.rdbuf();
+  return contents.str();
+}
+
+absl::Status Unavailable(absl::string_view what, const std::error_code& ec) {
+  return absl::UnavailableError(absl::StrCat(what, ": ", ec.message()));
+}
+
+// Collects the Cargo.toml files under `dir` (relative to `root`), skipping
+// target/ and dot-dirs (.git, .cargo).
+void FindManifests(const std::string& root, const std::string& relative,
+                   std::vector<std::pair<std::string, std::string>>* out) {
+  const std::string dir = relative.empty() ? root : root + "/" + relative;
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return;
+  std::vector<std::string> subdirs;
+  while (dirent* entry = readdir(d)) {
+    const std::string name = entry->d_name;
+    if (name.empty() || name[0] == '.') continue;
+    const std::string rel = relative.empty() ? name : relative + "/" + name;
+    if (name == "Cargo.toml" && out->size() < kMaxManifests) {
+      out->emplace_back(rel, ReadFileOrEmpty(root + "/" + rel));
+    } else if (name != "target" && IsDirectory(root + "/" + rel)) {
+      subdirs.push_back(rel);
+    }
+  }
+  closedir(d);
+  for (const std::string& sub : subdirs) {
+    if (out->size() >= kMaxManifests) return;
+    FindManifests(root, sub, out);
+  }
+}
+
+// Writes the last-use stamp: the time as RFC 3339 text (what the pruner
+// reads), and so also its mtime.
+void TouchStamp(const std::string& dir) {
+  const std::string stamp = dir + "/" + kCacheStampFile;
+  absl::Status written = WriteFileAtomically(
+      stamp, absl::StrCat(absl::FormatTime(absl::RFC3339_full, absl::Now(),
+                                           absl::UTCTimeZone()),
+                          "\n"));
+  if (!written.ok()) {
+    LogWarning("cache stamp not touched",
+               {{"path", stamp}, {"error", written}});
+  }
+}
+
+// A recursive copy that keeps modes, symlinks and modification times (cargo
+// compares some of them), with no hard links into `from`.
+absl::Status CopyTree(const fs::path& from, const fs::path& to) {
+  std::error_code ec;
+  fs::create_directories(to, ec);
+  if (ec) return Unavailable(absl::StrCat("create ", to.string()), ec);
+  fs::recursive_directory_iterator it(from, ec), end;
+  if (ec) return Unavailable(absl::StrCat("read ", from.string()), ec);
+  for (; it != end; it.increment(ec)) {
+    if (ec) return Unavailable(absl::StrCat("read ", from.string()), ec);
+    const fs::path source = it->path();
+    const fs::path dest = to / fs::relative(source, from, ec);
+    if (ec) return Unavailable(absl::StrCat("copy ", source.string()), ec);
+    const fs::file_status status = it->symlink_status(ec);
+    if (ec) return Unavailable(absl::StrCat("stat ", source.string()), ec);
+    if (fs::is_symlink(status)) {
+      fs::copy_symlink(source, dest, ec);
+    } else if (fs::is_directory(status)) {
+      fs::create_directory(dest, ec);
+    } else if (fs::is_regular_file(status)) {
+      fs::copy_file(source, dest, fs::copy_options::overwrite_existing, ec);
+      if (!ec) fs::last_write_time(dest, fs::last_write_time(source), ec);
+    }
+    if (ec) return Unavailable(absl::StrCat("copy ", source.string()), ec);
+  }
+  return absl::OkStatus();
+}
+
+// "<16 lowercase hex>" then nothing or ".<extension...>".
+bool IsHashSuffix(absl::string_view rest) {
+  if (rest.size() < 16) return false;
+  for (char c : rest.substr(0, 16)) {
+    if (!absl::ascii_isdigit(c) && (c < 'a' || c > 'f')) return false;
+  }
+  return rest.size() == 16 || rest[16] == '.';
+}
+
+// An entry of deps/, build/, .fingerprint/ or examples/ that belongs to
+// crate `name`: `name-<hash>[.ext]` or `libname-<hash>[.ext]`.
+bool IsHashedEntryOf(absl::string_view entry, absl::string_view name) {
+  for (absl::string_view candidate : {entry, absl::StripPrefix(entry, "lib")}) {
+    if (absl::ConsumePrefix(&candidate, name) &&
+        absl::ConsumePrefix(&candidate, "-") && IsHashSuffix(candidate)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// A profile dir's top-level output of crate `name`: `name`, `name.d`,
+// `libname.rlib`, `libname.d`, `libname.so`, ...
+bool IsTopLevelOutputOf(absl::string_view entry, absl::string_view name) {
+  const absl::string_view stem = entry.substr(0, entry.find('.'));
+  return stem == name || absl::StripPrefix(stem, "lib") == name;
+}
+
+constexpr absl::string_view kCargoSubdirs[] = {
+    "deps", "build", ".fingerprint", "examples", "incremental", "nextest"};
+
+}  // namespace
+
+std::vector<LockedPackage> ParseCargoLock(absl::string_view cargo_lock) {
+  std::vector<LockedPackage> packages;
+  bool in_package = false;
+  for (absl::string_view line : absl::StrSplit(cargo_lock, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (absl::StartsWith(line, "[")) {
+      in_package = TableName(line) == "package" && absl::StartsWith(line, "[[");
+      if (in_package) packages.emplace_back();
+      continue;
+    }
+    if (!in_package) continue;
+    LockedPackage& package = packages.back();
+    std::string value;
+    if (StringValue(line, "name", &value)) {
+      package.name = value;
+    } else if (StringValue(line, "version", &value)) {
+      package.version = value;
+    } else if (StringValue(line, "source", &value)) {
+      package.source = value;
+    } else if (StringValue(line, "checksum", &value)) {
+      package.checksum = value;
+    }
+  }
+  return packages;
+}
+
+bool IsCacheRelevantEnv(absl::string_view name) {
+  for (absl::string_view exact :
+       {"RUSTFLAGS", "RUSTDOCFLAGS", "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_ENCODED_RUSTDOCFLAGS", "RUSTC_BOOTSTRAP", "CC", "CXX", "CFLAGS",
+        "CXXFLAGS", "LDFLAGS", "AR"}) {
+    if (name == exact) return true;
+  }
+  // Where the output goes and how many jobs build it do not change it.
+  if (name == "CARGO_TARGET_DIR" || name == "CARGO_BUILD_TARGET_DIR" ||
+      name == "CARGO_BUILD_JOBS") {
+    return false;
+  }
+  for (absl::string_view prefix :
+       {"CARGO_BUILD_", "CARGO_PROFILE_", "CARGO_TARGET_"}) {
+    if (absl::StartsWith(name, prefix)) return true;
+  }
+  return false;
+}
+
+std::string NormalizeManifest(absl::string_view manifest) {
+  std::string out;
+  bool relevant = false;
+  for (absl::string_view raw : absl::StrSplit(manifest, '\n')) {
+    const std::string line = CompactLine(raw);
+    if (line.empty()) continue;
+    if (line.front() == '[') {
+      const std::string table = TableName(line);
+      relevant = IsRelevantTable(table);
+      if (relevant) absl::StrAppend(&out, "[", table, "]\n");
+      continue;
+    }
+    if (relevant) absl::StrAppend(&out, line, "\n");
+  }
+  return out;
+}
+
+std::vector<std::string> WorkspacePackageNames(
+    const std::vector<std::pair<std::string, std::string>>& manifests) {
+  std::vector<std::string> names;
+  for (const auto& [path, contents] : manifests) {
+    bool in_package = false;
+    for (absl::string_view line : absl::StrSplit(contents, '\n')) {
+      line = absl::StripAsciiWhitespace(StripComment(line));
+      if (absl::StartsWith(line, "[")) {
+        in_package = TableName(line) == "package";
+        continue;
+      }
+      std::string value;
+      if (in_package && StringValue(line, "name", &value)) {
+        names.push_back(value);
+        break;
+      }
+    }
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
+}
+
+CacheKey ComputeCacheKey(const CacheKeyInputs& inputs) {
+  std::string common;
+  AddField(&common, "rustc", absl::StripAsciiWhitespace(inputs.rustc_version));
+  AddField(&common, "target",
+           inputs.target_triple.empty() ? HostTriple(inputs.rustc_version)
+                                        : inputs.target_triple);
+  AddField(&common, "profile", inputs.profile);
+  // The last value of a name wins, as in a process environment.
+  std::map<std::string, std::string> env;
+  for (const auto& [name, value] : inputs.env) {
+    if (IsCacheRelevantEnv(name)) env[name] = value;
+  }
+  for (const auto& [name, value] : env) AddField(&common, name, value);
+
+  std::string exact = absl::StrCat("exact\n", common);
+  std::vector<LockedPackage> packages = ParseCargoLock(inputs.cargo_lock);
+  std::vector<std::string> external;
+  for (const LockedPackage& p : packages) {
+    if (p.source.empty()) continue;
+    external.push_back(
+        absl::StrCat(p.name, " ", p.version, " ", p.source, " ", p.checksum));
+  }
+  std::sort(external.begin(), external.end());
+  for (const std::string& line : external) AddField(&exact, "package", line);
+  std::vector<std::pair<std::string, std::string>> manifests;
+  for (const auto& [path, contents] : inputs.manifests) {
+    manifests.emplace_back(path, NormalizeManifest(contents));
+  }
+  std::sort(manifests.begin(), manifests.end());
+  for (const auto& [path, normalized] : manifests) {
+    AddField(&exact, "manifest", path);
+    AddField(&exact, "content", normalized);
+  }
+  return CacheKey{Sha256Hex(exact),
+                  Sha256Hex(absl::StrCat("fallback\n", common))};
+}
+
+absl::string_view CacheMatchName(CacheMatch match) {
+  switch (match) {
+    case CacheMatch::kExact:
+      return "exact";
+    case CacheMatch::kFallback:
+      return "fallback";
+    case CacheMatch::kNone:
+      return "none";
+  }
+  return "none";
+}
+
+absl::StatusOr<CacheKeyInputs> ReadCacheKeyInputs(
+    const BuildCacheOptions& options) {
+  if (options.source_dir.empty()) {
+    return absl::InvalidArgumentError("build cache: source_dir is required");
+  }
+  CacheKeyInputs inputs;
+  inputs.rustc_version = options.rustc_version;
+  if (inputs.rustc_version.empty()) {
+    ProcessOptions rustc;
+    rustc.argv = {"rustc", "-vV"};
+    rustc.working_dir = options.source_dir;
+    for (const auto& [name, value] : options.env) {
+      if (name == "PATH" || name == "HOME" || name == "RUSTUP_HOME" ||
+          name == "RUSTUP_TOOLCHAIN" || name == "CARGO_HOME") {
+        rustc.env.emplace_back(name, value);
+      }
+    }
+    rustc.timeout = absl::Minutes(2);
+    std::string out, err;
+    absl::StatusOr<ProcessResult> run =
+        RunProcess(rustc, [&](StreamKind kind, absl::string_view line) {
+          absl::StrAppend(kind == StreamKind::kStdout ? &out : &err, line,
+                          "\n");
+        });
+    if (!run.ok() || run->exit_code != 0 || out.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "build cache: rustc -vV in ", options.source_dir, " failed: ",
+          run.ok() ? absl::StrCat("exit code ", run->exit_code, " ", err)
+                   : run.status().ToString()));
+    }
+    inputs.rustc_version = std::move(out);
+  }
+  inputs.target_triple = options.target_triple;
+  inputs.profile = options.profile;
+  inputs.env = options.env;
+  inputs.cargo_lock = ReadFileOrEmpty(options.source_dir + "/Cargo.lock");
+  FindManifests(options.source_dir, "", &inputs.manifests);
+  return inputs;
+}
+
+CachedTargetDir::CachedTargetDir(FileLock lock, std::string path, CacheKey key,
+                                 CacheMatch match, std::string copied_from,
+                                 std::vector<std::string> workspace_crates)
+    : lock_(std::move(lock)),
+      path_(std::move(path)),
+      key_(std::move(key)),
+      match_(match),
+      copied_from_(std::move(copied_from)),
+      workspace_crates_(std::move(workspace_crates)) {}
+
+CachedTargetDir::~CachedTargetDir() {
+  if (!path_.empty()) TouchStamp(path_);
+}
+
+absl::StatusOr<int64_t> CachedTargetDir::DropWorkspaceArtifacts() {
+  std::vector<std::string> names;
+  for (const std::string& crate : workspace_crates_) {
+    names.push_back(crate);
+    std::string underscored = crate;
+    std::replace(underscored.begin(), underscored.end(), '-', '_');
+    if (underscored != crate) names.push_back(underscored);
+  }
+  // Profile dirs: <target>/<profile> and <target>/<triple>/<profile>, the
+  // ones that hold a .fingerprint dir.
+  std::vector<fs::path> profiles;
+  std::error_code ec;
+  for (const fs::directory_entry& top : fs::directory_iterator(path_, ec)) {
+    if (!top.is_directory(ec) || top.is_symlink(ec)) continue;
+    if (fs::exists(top.path() / ".fingerprint", ec)) {
+      profiles.push_back(top.path());
+      continue;
+    }
+    for (const fs::directory_entry& sub :
+         fs::directory_iterator(top.path(), ec)) {
+      if (sub.is_directory(ec) && !sub.is_symlink(ec) &&
+          fs::exists(sub.path() / ".fingerprint", ec)) {
+        profiles.push_back(sub.path());
+      }
+    }
+  }
+  if (ec) return Unavailable(absl::StrCat("read ", path_), ec);
+
+  std::vector<fs::path> doomed;
+  for (const fs::path& profile : profiles) {
+    for (const fs::directory_entry& entry :
+         fs::directory_iterator(profile, ec)) {
+      const std::string name = entry.path().filename().string();
+      const bool cargo_dir =
+          std::find(std::begin(kCargoSubdirs), std::end(kCargoSubdirs), name) !=
+          std::end(kCargoSubdirs);
+      if (cargo_dir) {
+        if (name == "incremental" || name == "nextest") continue;
+        for (const fs::directory_entry& inner :
+             fs::directory_iterator(entry.path(), ec)) {
+          const std::string inner_name = inner.path().filename().string();
+          for (const std::string& crate : names) {
+            if (IsHashedEntryOf(inner_name, crate)) {
+              doomed.push_back(inner.path());
+              break;
+            }
+          }
+        }
+        continue;
+      }
+      for (const std::string& crate : names) {
+        if (IsTopLevelOutputOf(name, crate)) {
+          doomed.push_back(entry.path());
+          break;
+        }
+      }
+    }
+  }
+  if (ec) return Unavailable(absl::StrCat("read ", path_), ec);
+  for (const fs::path& path : doomed) {
+    fs::remove_all(path, ec);
+    if (ec) return Unavailable(absl::StrCat("remove ", path.string()), ec);
+  }
+  return static_cast<int64_t>(doomed.size());
+}
+
+absl::StatusOr<CachedTargetDir> AcquireTargetDir(
+    const BuildCacheOptions& options) {
+  if (options.cache_dir.empty()) {
+    return absl::InvalidArgumentError("build cache: cache_dir is required");
+  }
+  CIAGENT_ASSIGN_OR_RETURN(CacheKeyInputs inputs, ReadCacheKeyInputs(options));
+  const CacheKey key = ComputeCacheKey(inputs);
+  const std::vector<std::string> crates =
+      WorkspacePackageNames(inputs.manifests);
+
+  const std::string targets = options.cache_dir + "/target";
+  std::error_code ec;
+  fs::create_directories(targets, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("build cache: create ", targets, ": ", ec.message()));
+  }
+  const std::string dir = absl::StrCat(targets, "/", key.exact);
+  absl::StatusOr<FileLock> lock =
+      FileLock::Acquire(dir + ".lock", options.lock_timeout);
+  if (!lock.ok()) {
+    return absl::Status(lock.status().code(),
+                        absl::StrCat("build cache: lock target dir ", key.exact,
+                                     ": ", lock.status().message()));
+  }
+
+  if (IsDirectory(dir)) {
+    TouchStamp(dir);
+    return CachedTargetDir(*std::move(lock), dir, key, CacheMatch::kExact, "",
+                           crates);
+  }
+
+  // Candidates for a fallback: key dirs recording the same fallback key,
+  // newest use first.
+  std::vector<std::pair<int64_t, std::string>> candidates;
+  for (const fs::directory_entry& entry : fs::directory_iterator(targets, ec)) {
+    const std::string path = entry.path().string();
+    if (!entry.is_directory(ec) || entry.is_symlink(ec) ||
+        absl::StrContains(entry.path().filename().string(), ".")) {
+      continue;
+    }
+    const std::string recorded = ReadFileOrEmpty(path + "/" + kCacheKeyFile);
+    if (!absl::StrContains(recorded,
+                           absl::StrCat("fallback ", key.fallback, "\n"))) {
+      continue;
+    }
+    struct stat st;
+    int64_t used = 0;
+    if (stat((path + "/" + kCacheStampFile).c_str(), &st) == 0) {
+      used = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+             st.st_mtim.tv_nsec;
+    }
+    candidates.emplace_back(used, path);
+  }
+  std::sort(candidates.rbegin(), candidates.rend());
+
+  // The copy is an entry of its own to the pruner, locked while it is made.
+  const std::string incoming = dir + ".incoming";
+  CIAGENT_ASSIGN_OR_RETURN(
+      FileLock incoming_lock,
+      FileLock::Acquire(incoming + ".lock", absl::Minutes(1)));
+  fs::remove_all(incoming, ec);  // a crashed agent's partial copy
+  if (ec) return Unavailable(absl::StrCat("remove ", incoming), ec);
+  CacheMatch match = CacheMatch::kNone;
+  std::string copied_from;
+  for (const auto& [used, candidate] : candidates) {
+    // A dir being built is skipped rather than waited for or copied
+    // half-written.
+    absl::StatusOr<FileLock> source = FileLock::TryAcquire(candidate + ".lock");
+    if (!source.ok()) continue;
+    absl::Status copied = CopyTree(candidate, incoming);
+    if (!copied.ok()) {
+      fs::remove_all(incoming, ec);
+      return copied;
+    }
+    match = CacheMatch::kFallback;
+    copied_from = candidate;
+    break;
+  }
+  if (match == CacheMatch::kNone) {
+    fs::create_directories(incoming, ec);
+    if (ec) return Unavailable(absl::StrCat("create ", incoming), ec);
+  }
+  CIAGENT_RETURN_IF_ERROR(WriteFileAtomically(
+      incoming + "/" + kCacheKeyFile,
+      absl::StrCat("exact ", key.exact, "\nfallback ", key.fallback, "\n")));
+  TouchStamp(incoming);
+  fs::rename(incoming, dir, ec);
+  if (ec) return Unavailable(absl::StrCat("rename ", incoming), ec);
+  // Only holders of the key's lock use this lock file.
+  unlink(incoming_lock.path().c_str());
+  return CachedTargetDir(*std::move(lock), dir, key, match,
+                         std::move(copied_from), crates);
+}
+
+}  // namespace ciagent
