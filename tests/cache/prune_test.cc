@@ -310,6 +310,19 @@ TEST_F(PruneCacheTest, SkipsEntriesWhoseLockIsHeld) {
   EXPECT_TRUE(report.failed.empty());
 }
 
+TEST_F(PruneCacheTest, ATargetDirBeingCopiedIsGuardedByItsKeysLock) {
+  MakeEntry("target/k.incoming", absl::Hours(24 * 30));
+  MakeEntry("target/crashed.incoming", absl::Hours(24 * 30));
+  ASSERT_OK_AND_ASSIGN(FileLock lock,
+                       FileLock::TryAcquire(root_ + "/target/k.lock"));
+  ASSERT_OK_AND_ASSIGN(PruneReport report, PruneCache(Options()));
+  EXPECT_THAT(ItemPaths(report.removed),
+              ElementsAre("target/crashed.incoming"));
+  EXPECT_THAT(ItemPaths(report.skipped_in_use),
+              ElementsAre("target/k.incoming"));
+  EXPECT_TRUE(Exists("target/k.incoming/f0"));
+}
+
 TEST_F(PruneCacheTest, NeverFollowsOrDeletesThroughASymlinkOutOfTheRoot) {
   const std::string outside = base_ + "/outside";
   fs::create_directories(outside + "/dir");

@@ -56,6 +56,14 @@ class Fd {
   int fd_;
 };
 
+// The lock guarding entry `name`: `<name>.lock`, except that a target dir
+// being filled (`<key>.incoming`, see build_cache.h) is guarded by its
+// key's lock.
+std::string LockNameFor(absl::string_view name) {
+  absl::ConsumeSuffix(&name, ".incoming");
+  return absl::StrCat(name, kLockSuffix);
+}
+
 bool IsDots(const char* name) {
   return name[0] == '.' &&
          (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
@@ -277,7 +285,7 @@ absl::Time ReadLastUse(int parent_fd, const char* name, bool* stamp_missing) {
 // creating the lock file. A shared holder is not seen here, but makes the
 // exclusive TryAcquire before deleting fail, so it is skipped all the same.
 bool LockHeld(int parent_fd, const std::string& name) {
-  Fd fd(::openat(parent_fd, (name + kLockSuffix).c_str(),
+  Fd fd(::openat(parent_fd, LockNameFor(name).c_str(),
                  O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd.ok()) return false;
   if (::flock(fd.get(), LOCK_SH | LOCK_NB) != 0) return errno == EWOULDBLOCK;
@@ -421,8 +429,12 @@ absl::StatusOr<RemoveOutcome> RemoveEntry(int root_fd,
   std::string trash = TrashName();
   int trash_parent = root_fd;
   {
-    absl::StatusOr<FileLock> lock = FileLock::TryAcquire(
-        absl::StrCat(cache_dir, "/", entry.path, kLockSuffix));
+    const std::string lock_path =
+        slash == std::string::npos
+            ? absl::StrCat(cache_dir, "/", LockNameFor(name))
+            : absl::StrCat(cache_dir, "/", entry.path.substr(0, slash + 1),
+                           LockNameFor(name));
+    absl::StatusOr<FileLock> lock = FileLock::TryAcquire(lock_path);
     if (lock.status().code() == absl::StatusCode::kUnavailable) {
       return RemoveOutcome::kInUse;
     }

@@ -9,7 +9,8 @@
 //
 // Every direct child of git/ and target/ is an entry, whatever its type,
 // except lock files (names ending in ".lock") and trash (".trash-*"). An
-// entry's lock is always `<entry path>.lock`; its last use is read from the
+// entry's lock is `<entry path>.lock` (for `target/<key>.incoming`, a copy
+// being made, it is its key's `target/<key>.lock`); its last use is read from the
 // stamp `<entry>/ciagent-last-use` (RFC 3339 text; the stamp's mtime when the
 // text does not parse; the entry's own mtime when there is no stamp). The
 // shared CARGO_HOME (<cache>/cargo-home) is never an entry: it is measured
