@@ -172,6 +172,15 @@ TEST(CargoMessageParserTest, NamesAnExecutableAfterItsFileWhenTargetHasNoName) {
               ElementsAre(IsExecutable("app", "/src/target/release/app")));
 }
 
+// Found by the fuzzer: with no target name, a path ending in '/' would give
+// an executable without a name.
+TEST(CargoMessageParserTest, IgnoresAnUnnamedExecutablePathEndingInASlash) {
+  CargoMessageParser parser;
+  EXPECT_TRUE(parser.AddLine(ArtifactLine("path+file:///src/app#0.1.0", "bin",
+                                          "", R"("/src/target/release/")")));
+  EXPECT_THAT(parser.executables(), IsEmpty());
+}
+
 TEST(IsLocalPackageIdTest, RecognisesLocalPackagesInEveryCargoFormat) {
   EXPECT_TRUE(IsLocalPackageId("path+file:///src/app#0.1.0"));
   EXPECT_TRUE(IsLocalPackageId("path+file:///src/x#app@0.1.0"));

@@ -190,7 +190,6 @@ void CargoMessageParser::AddArtifact(const Message& message) {
       executables_.size() >= kMaxCargoExecutables) {
     return;
   }
-  if (!executable_paths_.emplace(message.executable).second) return;
   std::string_view name = message.target_name;
   if (name.empty()) {
     const size_t slash = message.executable.find_last_of('/');
@@ -198,6 +197,9 @@ void CargoMessageParser::AddArtifact(const Message& message) {
                ? message.executable
                : message.executable.substr(slash + 1);
   }
+  // A path ending in '/' names no file: not an executable cargo wrote.
+  if (name.empty()) return;
+  if (!executable_paths_.emplace(message.executable).second) return;
   executables_.push_back(CargoExecutable{
       .name = std::string(name), .path = std::string(message.executable)});
 }
