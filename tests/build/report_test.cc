@@ -50,6 +50,9 @@ StepRecord Step(absl::string_view name, StepStatus status, int exit_code,
   return step;
 }
 
+constexpr char kCacheKey[] =
+    "9c1e2f4a0b7d3c6e5f8a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f506";
+
 // A run whose tests failed: every part of the report has something to say.
 PipelineResult FailedTestsRun() {
   PipelineResult result;
@@ -74,6 +77,13 @@ PipelineResult FailedTestsRun() {
                        .size_bytes = 4096,
                        .sha256 = kSha}};
   result.clippy_warnings = 3;
+  result.cache.key = kCacheKey;
+  result.cache.match = "fallback";
+  result.cache.units = 8;
+  result.cache.fresh_units = 5;
+  result.cache.dependency_units = 6;
+  result.cache.fresh_dependency_units = 5;
+  result.cache.dependency_hit_rate = 5.0 / 6.0;
   result.duration = absl::Milliseconds(83250);
   return result;
 }
@@ -137,9 +147,10 @@ TEST(ResultJsonTest, HoldsEveryPartOfTheResult) {
   const std::string json = ResultJson(FailedTestsRun());
   dom::object root;
   ASSERT_EQ(Parse(parser, json).get_object().get(root), simdjson::SUCCESS);
-  EXPECT_THAT(Keys(root),
-              ElementsAre("status", "reason", "steps", "tests", "failed_tests",
-                          "artifacts", "clippy_warnings", "duration_ms"));
+  EXPECT_THAT(
+      Keys(root),
+      ElementsAre("status", "reason", "steps", "tests", "failed_tests",
+                  "artifacts", "clippy_warnings", "cache", "duration_ms"));
   EXPECT_EQ(String(root["status"]), "failed");
   EXPECT_EQ(String(root["reason"]), "test failed: 2 tests failed");
 
@@ -175,6 +186,23 @@ TEST(ResultJsonTest, HoldsEveryPartOfTheResult) {
 
   EXPECT_EQ(Int(root["clippy_warnings"]), 3);
   EXPECT_EQ(Int(root["duration_ms"]), 83250);
+
+  dom::object cache;
+  ASSERT_EQ(root["cache"].get_object().get(cache), simdjson::SUCCESS);
+  EXPECT_THAT(Keys(cache),
+              ElementsAre("key", "match", "uncached_reason", "units",
+                          "fresh_units", "dependency_units",
+                          "fresh_dependency_units", "dependency_hit_rate"));
+  EXPECT_EQ(String(cache["key"]), kCacheKey);
+  EXPECT_EQ(String(cache["match"]), "fallback");
+  EXPECT_EQ(Int(cache["units"]), 8);
+  EXPECT_EQ(Int(cache["fresh_units"]), 5);
+  EXPECT_EQ(Int(cache["dependency_units"]), 6);
+  EXPECT_EQ(Int(cache["fresh_dependency_units"]), 5);
+  double rate = -1;
+  ASSERT_EQ(cache["dependency_hit_rate"].get_double().get(rate),
+            simdjson::SUCCESS);
+  EXPECT_NEAR(rate, 5.0 / 6.0, 1e-3);
 }
 
 TEST(ResultJsonTest, ResultJsonIsValidForTestNamesWithQuotes) {
@@ -206,7 +234,11 @@ TEST(ResultJsonTest, DescribesAnEmptyRun) {
   EXPECT_EQ(json,
             R"({"status":"success","reason":"","steps":[],)"
             R"("tests":{"passed":0,"failed":0,"ignored":0},"failed_tests":[],)"
-            R"("artifacts":[],"clippy_warnings":0,"duration_ms":0})");
+            R"("artifacts":[],"clippy_warnings":0,)"
+            R"("cache":{"key":"","match":"none","uncached_reason":"",)"
+            R"("units":0,"fresh_units":0,"dependency_units":0,)"
+            R"("fresh_dependency_units":0,"dependency_hit_rate":0},)"
+            R"("duration_ms":0})");
   Parse(parser, json);
 }
 
@@ -229,11 +261,12 @@ TEST(ResultJsonTest, NamesEveryJobStatus) {
 // StatusFields
 
 TEST(StatusFieldsTest, NamesEveryPipelineFieldInOrder) {
-  EXPECT_THAT(StatusFields(FailedTestsRun()),
-              ElementsAre(Key("tests_passed"), Key("tests_failed"),
-                          Key("tests_ignored"), Key("failed_tests"),
-                          Key("artifacts"), Key("steps"),
-                          Key("clippy_warnings"), Key("pipeline_duration_ms")));
+  EXPECT_THAT(
+      StatusFields(FailedTestsRun()),
+      ElementsAre(Key("tests_passed"), Key("tests_failed"),
+                  Key("tests_ignored"), Key("failed_tests"), Key("artifacts"),
+                  Key("steps"), Key("clippy_warnings"),
+                  Key("pipeline_duration_ms"), Key("cache")));
 }
 
 TEST(StatusFieldsTest, HoldsCountsAsIntegersAndListsAsJson) {
@@ -247,6 +280,12 @@ TEST(StatusFieldsTest, HoldsCountsAsIntegersAndListsAsJson) {
                          R"("}])"));
   EXPECT_EQ(fields.at("clippy_warnings"), "3");
   EXPECT_EQ(fields.at("pipeline_duration_ms"), "83250");
+  EXPECT_EQ(fields.at("cache"),
+            absl::StrCat(R"({"key":")", kCacheKey,
+                         R"(","match":"fallback","uncached_reason":"",)"
+                         R"("units":8,"fresh_units":5,"dependency_units":6,)"
+                         R"("fresh_dependency_units":5,)"
+                         R"("dependency_hit_rate":0.8333})"));
 
   dom::parser parser;
   dom::array steps;
@@ -421,11 +460,21 @@ TEST(PrometheusTextTest, WritesEveryFamilyWithHelpAndType) {
       "# HELP ciagent_clippy_warnings Warnings reported by cargo clippy.\n"
       "# TYPE ciagent_clippy_warnings gauge\n"
       "ciagent_clippy_warnings{job_id=\"push-1234\"} 3\n"
+      "# HELP ciagent_cache_dependency_hit_ratio Share of the build step's "
+      "dependency units that were fresh.\n"
+      "# TYPE ciagent_cache_dependency_hit_ratio gauge\n"
+      "ciagent_cache_dependency_hit_ratio{job_id=\"push-1234\"} 0.8333\n"
+      "# HELP ciagent_cache_match 1 for how the build cache matched (exact, "
+      "fallback, none).\n"
+      "# TYPE ciagent_cache_match gauge\n"
+      "ciagent_cache_match{job_id=\"push-1234\",match=\"exact\"} 0\n"
+      "ciagent_cache_match{job_id=\"push-1234\",match=\"fallback\"} 1\n"
+      "ciagent_cache_match{job_id=\"push-1234\",match=\"none\"} 0\n"
       "# HELP ciagent_artifact_size_bytes Size of each release executable.\n"
       "# TYPE ciagent_artifact_size_bytes gauge\n"
       "ciagent_artifact_size_bytes{job_id=\"push-1234\",artifact=\"app\"} "
       "4096\n");
-  EXPECT_EQ(ParseExposition(text).size(), 16u);
+  EXPECT_EQ(ParseExposition(text).size(), 20u);
 }
 
 TEST(PrometheusTextTest, LeavesOutTheJobIdLabelWhenThereIsNoJobId) {
@@ -461,7 +510,7 @@ TEST(PrometheusTextTest, EscapesLabelValues) {
 TEST(PrometheusTextTest, WritesNoArtifactFamilyWithoutArtifacts) {
   const std::string text = PrometheusText(PipelineResult(), "j-1");
   EXPECT_THAT(text, Not(HasSubstr("ciagent_artifact_size_bytes")));
-  EXPECT_EQ(ParseExposition(text).size(), 1u + 5u + 3u + 1u);
+  EXPECT_EQ(ParseExposition(text).size(), 1u + 5u + 3u + 1u + 1u + 3u);
 }
 
 // ---------------------------------------------------------------------------

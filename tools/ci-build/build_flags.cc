@@ -16,6 +16,13 @@ ABSL_FLAG(std::string, cargo_home, "",
 ABSL_FLAG(std::string, target_dir, "",
           "cargo target directory; default: env CI_TARGET_DIR, else "
           "<source>/target");
+ABSL_FLAG(std::string, cache_dir, "",
+          "cache root shared by agents (docs/caching.md): CARGO_HOME defaults "
+          "to <cache>/cargo-home and the target dir comes from the build "
+          "cache; default: env CI_CACHE_DIR; none: builds run uncached");
+ABSL_FLAG(int, cache_lock_timeout, 600,
+          "seconds to wait for another agent building the same cache key "
+          "before building uncached");
 ABSL_FLAG(std::string, cargo_config, "",
           "operator cargo config.toml installed into CARGO_HOME; default: env "
           "CI_CARGO_CONFIG");
@@ -60,6 +67,11 @@ absl::StatusOr<PipelineOptions> PipelineOptionsFromFlags() {
   o.target_dir = FlagOrEnv(absl::GetFlag(FLAGS_target_dir), "CI_TARGET_DIR", "");
   o.cargo_config =
       FlagOrEnv(absl::GetFlag(FLAGS_cargo_config), "CI_CARGO_CONFIG", "");
+  o.cache_dir = FlagOrEnv(absl::GetFlag(FLAGS_cache_dir), "CI_CACHE_DIR", "");
+  if (absl::GetFlag(FLAGS_cache_lock_timeout) < 0) {
+    return absl::InvalidArgumentError("--cache-lock-timeout must be >= 0");
+  }
+  o.cache_lock_timeout = absl::Seconds(absl::GetFlag(FLAGS_cache_lock_timeout));
   const int timeout = absl::GetFlag(FLAGS_timeout);
   const int step_timeout = absl::GetFlag(FLAGS_step_timeout);
   const int grace = absl::GetFlag(FLAGS_grace);

@@ -43,6 +43,8 @@ Steps run with a controlled environment (PATH, HOME, CARGO_HOME,
 CARGO_TARGET_DIR, the job's env and --secret-env). Secrets come from the
 environment only (REDIS_PASSWORD[_FILE], GIT_TOKEN[_FILE], ...); their values
 are masked in the job log.
+--cache-dir (CI_CACHE_DIR): a shared CARGO_HOME and a locked target dir per
+cache key (docs/caching.md); without it builds run uncached.
 
 Exit codes:
   0    success

@@ -20,6 +20,7 @@
 #include "ciagent/base/log.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/build/cargo_messages.h"
+#include "ciagent/cache/build_cache.h"
 #include "ciagent/job/job.h"
 
 namespace ciagent {
@@ -103,6 +104,9 @@ class PipelineRun {
 
  private:
   absl::Status Prepare();
+  // Sets target_dir_ from the cache, or says why the run is uncached.
+  void UseCache(const std::string& cargo_home);
+  void FinishCache();
   // nullopt: the step runs; else the reason it is skipped.
   std::optional<std::string> SkipReason(const StepDefinition& step) const;
   absl::StatusOr<StepRecord> RunStep(absl::string_view name);
@@ -135,6 +139,8 @@ class PipelineRun {
   PipelineResult result_;
   LibtestParser libtest_;
   CargoMessageParser cargo_messages_;
+  // The cached target dir, locked while the run lasts.
+  std::optional<CachedTargetDir> cache_;
   // Set when a step was terminated: the rest of the plan is skipped.
   std::optional<std::string> ended_;
   std::optional<StepStatus> ended_status_;
@@ -169,6 +175,7 @@ absl::StatusOr<PipelineResult> PipelineRun::Run() {
   }
   FinishTests();
   Decide();
+  FinishCache();
   result_.duration = absl::Now() - start_;
   return std::move(result_);
 }
@@ -203,6 +210,9 @@ absl::Status PipelineRun::Prepare() {
   junit_path_ = options_.junit_path.empty() ? work_dir_ + "/junit.xml"
                                             : options_.junit_path;
   std::string cargo_home = options_.cargo_home;
+  if (cargo_home.empty() && !options_.cache_dir.empty()) {
+    cargo_home = options_.cache_dir + "/cargo-home";
+  }
   if (cargo_home.empty()) cargo_home = EnvOrEmpty("CARGO_HOME");
   if (cargo_home.empty()) cargo_home = EnvOrEmpty("HOME") + "/.cargo";
   if (!options_.cargo_config.empty()) {
@@ -225,7 +235,64 @@ absl::Status PipelineRun::Prepare() {
   }
   absl::c_copy(options_.env, std::back_inserter(env_));
   absl::c_copy(options_.secret_env, std::back_inserter(env_));
+  UseCache(cargo_home);
+  for (auto& [name, value] : env_) {
+    if (name == "CARGO_TARGET_DIR") value = target_dir_;
+  }
   return absl::OkStatus();
+}
+
+void PipelineRun::UseCache(const std::string& cargo_home) {
+  CacheStats& stats = result_.cache;
+  if (options_.cache_dir.empty()) {
+    stats.uncached_reason = "no cache dir";
+  } else if (!options_.target_dir.empty()) {
+    stats.uncached_reason = "target dir given";
+  } else {
+    BuildCacheOptions cache;
+    cache.cache_dir = options_.cache_dir;
+    cache.source_dir = options_.source_dir;
+    cache.env = env_;
+    cache.lock_timeout = options_.cache_lock_timeout;
+    absl::StatusOr<CachedTargetDir> dir = AcquireTargetDir(cache);
+    if (dir.ok()) {
+      cache_.emplace(*std::move(dir));
+      target_dir_ = cache_->path();
+      stats.key = cache_->key().exact;
+      stats.match = std::string(CacheMatchName(cache_->match()));
+      std::string line = absl::StrCat("cache: ", stats.match, " match, key ",
+                                      stats.key, ", target dir ", target_dir_);
+      if (!cache_->copied_from().empty()) {
+        absl::StrAppend(&line, " (copied from ", cache_->copied_from(), ")");
+      }
+      absl::StrAppend(&line, ", CARGO_HOME ", cargo_home);
+      observer_->StepOutput("cache", "agent", line);
+      return;
+    }
+    stats.uncached_reason =
+        absl::StrCat(dir.status().code() == absl::StatusCode::kUnavailable
+                         ? "cache busy or unavailable: "
+                         : "cache unusable: ",
+                     dir.status().message());
+    LogWarning("building uncached", {{"error", dir.status()}});
+  }
+  observer_->StepOutput(
+      "cache", "agent",
+      absl::StrCat("cache: none, building uncached (", stats.uncached_reason,
+                   "), target dir ", target_dir_));
+}
+
+void PipelineRun::FinishCache() {
+  if (!cache_.has_value() || !options_.cache_drop_workspace_artifacts) {
+    cache_.reset();
+    return;
+  }
+  absl::StatusOr<int64_t> dropped = cache_->DropWorkspaceArtifacts();
+  if (!dropped.ok()) {
+    LogWarning("workspace artifacts not dropped from the cache",
+               {{"error", dropped.status()}});
+  }
+  cache_.reset();
 }
 
 bool PipelineRun::Selected(absl::string_view step) const {
@@ -339,6 +406,11 @@ absl::StatusOr<StepRecord> PipelineRun::RunCargoSteps(
   record.status = StepStatus::kOk;
   record.exit_code = 0;
   int64_t warnings_before = cargo_messages_.warnings();
+  const CargoMessageParser& counts = cargo_messages_;
+  const int64_t units_before = counts.units();
+  const int64_t fresh_before = counts.fresh_units();
+  const int64_t dependency_before = counts.dependency_units();
+  const int64_t fresh_dependency_before = counts.fresh_dependency_units();
   absl::Time started = absl::Now();
   for (const Command& command : commands) {
     CIAGENT_ASSIGN_OR_RETURN(ProcessResult run, RunCommand(name, command));
@@ -384,6 +456,19 @@ absl::StatusOr<StepRecord> PipelineRun::RunCargoSteps(
       record.reason = absl::StrCat(record.warnings, " clippy warning",
                                    record.warnings == 1 ? "" : "s");
     }
+  }
+  if (name == "build") {
+    CacheStats& stats = result_.cache;
+    stats.units = counts.units() - units_before;
+    stats.fresh_units = counts.fresh_units() - fresh_before;
+    stats.dependency_units = counts.dependency_units() - dependency_before;
+    stats.fresh_dependency_units =
+        counts.fresh_dependency_units() - fresh_dependency_before;
+    stats.dependency_hit_rate =
+        stats.dependency_units == 0
+            ? 0.0
+            : static_cast<double>(stats.fresh_dependency_units) /
+                  static_cast<double>(stats.dependency_units);
   }
   if (name == "build" && record.status == StepStatus::kOk) {
     CollectArtifacts();

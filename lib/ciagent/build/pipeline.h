@@ -27,6 +27,16 @@
 // that file is installed as <cargo_home>/config.toml first (private
 // registries, mirrors, source replacement).
 //
+// Cache. With `cache_dir` set (docs/caching.md), CARGO_HOME defaults to
+// <cache_dir>/cargo-home and, unless `target_dir` is set, the target dir is
+// the cache's dir for the checkout's key (cache/build_cache.h), locked for
+// the whole run; another agent building the same key is waited for up to
+// `cache_lock_timeout`, then the run goes on uncached in
+// <source_dir>/target. Any cache failure makes the run uncached, never
+// failed. One `agent` line of step "cache" says which it was. The result's
+// `cache` holds the key, the match and the build step's unit counts (its
+// dependency hit rate); without a cache dir the counts are still there.
+//
 // Output. Lines go to the PipelineObserver as they come. cargo's JSON
 // messages (build, clippy stdout) are consumed, not forwarded; diagnostics
 // reach the observer rendered, as `stderr` lines, as cargo prints them. Before each command the observer
@@ -101,11 +111,19 @@ struct PipelineOptions {
   // Where the agent keeps its files for this job (JUnit, nextest config).
   // Empty: source_dir's parent.
   std::string work_dir;
-  // Empty: <source_dir>/target.
+  // Empty: the cache's dir with a cache dir, else <source_dir>/target.
   std::string target_dir;
-  // CARGO_HOME of the steps. Empty: $CARGO_HOME of the agent, else
-  // $HOME/.cargo.
+  // CARGO_HOME of the steps. Empty: <cache_dir>/cargo-home with a cache
+  // dir, else $CARGO_HOME of the agent, else $HOME/.cargo.
   std::string cargo_home;
+  // The cache root; empty: the run is uncached (see Cache above).
+  std::string cache_dir;
+  // How long to wait for another agent building the same cache key.
+  absl::Duration cache_lock_timeout = absl::Minutes(10);
+  // After the run, delete the workspace crates' own artifacts from the
+  // cached target dir (CachedTargetDir::DropWorkspaceArtifacts): the cache
+  // keeps only dependencies. The result's artifact paths are then gone.
+  bool cache_drop_workspace_artifacts = false;
   // An operator cargo config.toml installed into cargo_home; empty: none.
   std::string cargo_config;
   // PATH of the steps. Empty: the agent's PATH.

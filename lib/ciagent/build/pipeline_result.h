@@ -55,6 +55,28 @@ struct Artifact {
   std::string sha256;  // lowercase hex
 };
 
+// The build cache's part in a run (cache/build_cache.h). Unit counts are
+// those of the build step (`cargo build --release`) alone: check, test and
+// clippy build other units (other profiles, test harnesses) and are not
+// counted.
+struct CacheStats {
+  // The exact cache key (hex SHA-256); empty when the run was uncached.
+  std::string key;
+  // "exact", "fallback" or "none" (CacheMatchName); "none" when uncached.
+  std::string match = "none";
+  // Why the run was uncached ("no cache dir", "cache busy: ..."); empty
+  // when it used the cache.
+  std::string uncached_reason;
+  int64_t units = 0;
+  int64_t fresh_units = 0;
+  // Units of registry and git packages (not the workspace's own).
+  int64_t dependency_units = 0;
+  int64_t fresh_dependency_units = 0;
+  // fresh_dependency_units / dependency_units, 0..1; 0 when there were no
+  // dependency units.
+  double dependency_hit_rate = 0;
+};
+
 struct PipelineResult {
   // kSuccess, kFailed, kTimeout, kCancelled or kError; kQueued when the
   // job was given back (agent shutdown or failure) instead of finished.
@@ -66,6 +88,7 @@ struct PipelineResult {
   TestResults tests;
   std::vector<Artifact> artifacts;
   int64_t clippy_warnings = 0;
+  CacheStats cache;
   absl::Duration duration = absl::ZeroDuration();
   // The agent was asked to shut down (SIGTERM) mid-run: the job should be
   // requeued rather than finalized.

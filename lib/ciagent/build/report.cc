@@ -112,6 +112,22 @@ std::string ArtifactJson(const Artifact& artifact, bool with_path) {
   return std::move(json).Build();
 }
 
+// A ratio for JSON and Prometheus: "0", "0.5", "1".
+std::string Ratio(double value) { return absl::StrFormat("%.4g", value); }
+
+std::string CacheJson(const CacheStats& cache) {
+  JsonObjectBuilder json;
+  json.Add("key", cache.key)
+      .Add("match", cache.match)
+      .Add("uncached_reason", cache.uncached_reason)
+      .Add("units", cache.units)
+      .Add("fresh_units", cache.fresh_units)
+      .Add("dependency_units", cache.dependency_units)
+      .Add("fresh_dependency_units", cache.fresh_dependency_units)
+      .AddRaw("dependency_hit_rate", Ratio(cache.dependency_hit_rate));
+  return std::move(json).Build();
+}
+
 std::string StepsJson(const PipelineResult& result) {
   return JsonArray(result.steps, StepJson);
 }
@@ -277,6 +293,7 @@ std::string ResultJson(const PipelineResult& result) {
       .AddRaw("failed_tests", FailedTestsJson(result))
       .AddRaw("artifacts", ArtifactsJson(result, /*with_path=*/true))
       .Add("clippy_warnings", result.clippy_warnings)
+      .AddRaw("cache", CacheJson(result.cache))
       .Add("duration_ms", Millis(result.duration));
   return std::move(json).Build();
 }
@@ -292,6 +309,7 @@ std::vector<std::pair<std::string, std::string>> StatusFields(
       {"steps", StepsJson(result)},
       {"clippy_warnings", absl::StrCat(result.clippy_warnings)},
       {"pipeline_duration_ms", absl::StrCat(Millis(result.duration))},
+      {"cache", CacheJson(result.cache)},
   };
 }
 
@@ -327,6 +345,17 @@ std::string PrometheusText(const PipelineResult& result,
 
   out.Family("ciagent_clippy_warnings", "Warnings reported by cargo clippy.");
   out.Sample("ciagent_clippy_warnings", {}, result.clippy_warnings);
+
+  out.Family("ciagent_cache_dependency_hit_ratio",
+             "Share of the build step's dependency units that were fresh.");
+  out.Sample("ciagent_cache_dependency_hit_ratio", {},
+             Ratio(result.cache.dependency_hit_rate));
+  out.Family("ciagent_cache_match",
+             "1 for how the build cache matched (exact, fallback, none).");
+  for (absl::string_view match : {"exact", "fallback", "none"}) {
+    out.Sample("ciagent_cache_match", {{"match", match}},
+               int64_t{result.cache.match == match ? 1 : 0});
+  }
 
   if (!result.artifacts.empty()) {
     out.Family("ciagent_artifact_size_bytes",

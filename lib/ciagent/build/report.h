@@ -43,7 +43,13 @@ inline constexpr size_t kSummaryFailingNames = 20;
 //    "failed_tests":["math::subtracts"],
 //    "artifacts":[{"name":"app","path":"/src/target/release/app",
 //                  "size_bytes":4096,"sha256":"ab12..."}],
-//    "clippy_warnings":3,"duration_ms":83000}
+//    "clippy_warnings":3,
+//    "cache":{"key":"9c1e...","match":"exact","uncached_reason":"",
+//             "units":8,"fresh_units":6,"dependency_units":6,
+//             "fresh_dependency_units":6,"dependency_hit_rate":1},
+//    "duration_ms":83000}
+// `cache` is result.cache (pipeline_result.h CacheStats): the build step's
+// units; dependency_hit_rate is a number from 0 to 1.
 // `status` is JobStatusName(result.status); `failed_tests` holds the
 // failing names kept in result.tests (at most kMaxFailingNames).
 std::string ResultJson(const PipelineResult& result);
@@ -56,6 +62,7 @@ std::string ResultJson(const PipelineResult& result);
 //   steps                 JSON array of the step objects of ResultJson
 //   clippy_warnings       integer
 //   pipeline_duration_ms  integer: the pipeline's own duration
+//   cache                 JSON object: the `cache` object of ResultJson
 // None collides with the queue's own fields; in particular the queue sets
 // `duration_ms` itself (from the attempt's start, fetch included), hence
 // `pipeline_duration_ms`.
@@ -70,6 +77,8 @@ std::vector<std::pair<std::string, std::string>> StatusFields(
 //   ciagent_step_duration_seconds{step="check",status="ok"}  one per step
 //   ciagent_tests{outcome="passed"|"failed"|"ignored"}
 //   ciagent_clippy_warnings
+//   ciagent_cache_dependency_hit_ratio  0..1, the build step's
+//   ciagent_cache_match{match="exact"|"fallback"|"none"}  1 for the match
 //   ciagent_artifact_size_bytes{artifact="app"}  one per artifact
 // When `job_id` is not empty every sample carries a `job_id` label: then
 // the files of several jobs can sit side by side in one textfile directory
