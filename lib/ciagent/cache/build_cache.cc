@@ -183,6 +183,19 @@ absl::Status Unavailable(absl::string_view what, const std::error_code& ec) {
   return absl::UnavailableError(absl::StrCat(what, ": ", ec.message()));
 }
 
+// The entries of `dir` (not following symlinks), without throwing.
+absl::StatusOr<std::vector<fs::path>> ListDir(const fs::path& dir) {
+  std::error_code ec;
+  std::vector<fs::path> entries;
+  fs::directory_iterator it(dir, ec), end;
+  for (; !ec && it != end; it.increment(ec)) entries.push_back(it->path());
+  if (ec) return Unavailable(absl::StrCat("read ", dir.string()), ec);
+  return entries;
+}
+
+// A directory, not a symlink to one.
+bool IsRealDir(const fs::path& path) { return IsDirectory(path.string()); }
+
 // Collects the Cargo.toml files under `dir` (relative to `root`), skipping
 // target/ and dot-dirs (.git, .cargo).
 void FindManifests(const std::string& root, const std::string& relative,
@@ -230,11 +243,9 @@ absl::Status CopyTree(const fs::path& from, const fs::path& to) {
   if (ec) return Unavailable(absl::StrCat("create ", to.string()), ec);
   fs::recursive_directory_iterator it(from, ec), end;
   if (ec) return Unavailable(absl::StrCat("read ", from.string()), ec);
-  for (; it != end; it.increment(ec)) {
-    if (ec) return Unavailable(absl::StrCat("read ", from.string()), ec);
+  for (; !ec && it != end; it.increment(ec)) {
     const fs::path source = it->path();
-    const fs::path dest = to / fs::relative(source, from, ec);
-    if (ec) return Unavailable(absl::StrCat("copy ", source.string()), ec);
+    const fs::path dest = to / source.lexically_relative(from);
     const fs::file_status status = it->symlink_status(ec);
     if (ec) return Unavailable(absl::StrCat("stat ", source.string()), ec);
     if (fs::is_symlink(status)) {
@@ -243,10 +254,14 @@ absl::Status CopyTree(const fs::path& from, const fs::path& to) {
       fs::create_directory(dest, ec);
     } else if (fs::is_regular_file(status)) {
       fs::copy_file(source, dest, fs::copy_options::overwrite_existing, ec);
-      if (!ec) fs::last_write_time(dest, fs::last_write_time(source), ec);
+      if (!ec) {
+        const fs::file_time_type mtime = fs::last_write_time(source, ec);
+        if (!ec) fs::last_write_time(dest, mtime, ec);
+      }
     }
     if (ec) return Unavailable(absl::StrCat("copy ", source.string()), ec);
   }
+  if (ec) return Unavailable(absl::StrCat("read ", from.string()), ec);
   return absl::OkStatus();
 }
 
@@ -482,54 +497,47 @@ absl::StatusOr<int64_t> CachedTargetDir::DropWorkspaceArtifacts() {
   // Profile dirs: <target>/<profile> and <target>/<triple>/<profile>, the
   // ones that hold a .fingerprint dir.
   std::vector<fs::path> profiles;
-  std::error_code ec;
-  for (const fs::directory_entry& top : fs::directory_iterator(path_, ec)) {
-    if (!top.is_directory(ec) || top.is_symlink(ec)) continue;
-    if (fs::exists(top.path() / ".fingerprint", ec)) {
-      profiles.push_back(top.path());
+  CIAGENT_ASSIGN_OR_RETURN(std::vector<fs::path> tops, ListDir(path_));
+  for (const fs::path& top : tops) {
+    if (!IsRealDir(top)) continue;
+    if (IsRealDir(top / ".fingerprint")) {
+      profiles.push_back(top);
       continue;
     }
-    for (const fs::directory_entry& sub :
-         fs::directory_iterator(top.path(), ec)) {
-      if (sub.is_directory(ec) && !sub.is_symlink(ec) &&
-          fs::exists(sub.path() / ".fingerprint", ec)) {
-        profiles.push_back(sub.path());
-      }
+    CIAGENT_ASSIGN_OR_RETURN(std::vector<fs::path> subs, ListDir(top));
+    for (const fs::path& sub : subs) {
+      if (IsRealDir(sub / ".fingerprint")) profiles.push_back(sub);
     }
   }
-  if (ec) return Unavailable(absl::StrCat("read ", path_), ec);
 
+  const auto belongs = [&names](absl::string_view entry, auto matches) {
+    for (const std::string& crate : names) {
+      if (matches(entry, crate)) return true;
+    }
+    return false;
+  };
   std::vector<fs::path> doomed;
   for (const fs::path& profile : profiles) {
-    for (const fs::directory_entry& entry :
-         fs::directory_iterator(profile, ec)) {
-      const std::string name = entry.path().filename().string();
-      const bool cargo_dir =
-          std::find(std::begin(kCargoSubdirs), std::end(kCargoSubdirs), name) !=
-          std::end(kCargoSubdirs);
-      if (cargo_dir) {
-        if (name == "incremental" || name == "nextest") continue;
-        for (const fs::directory_entry& inner :
-             fs::directory_iterator(entry.path(), ec)) {
-          const std::string inner_name = inner.path().filename().string();
-          for (const std::string& crate : names) {
-            if (IsHashedEntryOf(inner_name, crate)) {
-              doomed.push_back(inner.path());
-              break;
-            }
-          }
-        }
+    CIAGENT_ASSIGN_OR_RETURN(std::vector<fs::path> entries, ListDir(profile));
+    for (const fs::path& entry : entries) {
+      const std::string name = entry.filename().string();
+      if (std::find(std::begin(kCargoSubdirs), std::end(kCargoSubdirs), name) ==
+          std::end(kCargoSubdirs)) {
+        if (belongs(name, IsTopLevelOutputOf)) doomed.push_back(entry);
         continue;
       }
-      for (const std::string& crate : names) {
-        if (IsTopLevelOutputOf(name, crate)) {
-          doomed.push_back(entry.path());
-          break;
+      if (name == "incremental" || name == "nextest" || !IsRealDir(entry)) {
+        continue;
+      }
+      CIAGENT_ASSIGN_OR_RETURN(std::vector<fs::path> inner, ListDir(entry));
+      for (const fs::path& path : inner) {
+        if (belongs(path.filename().string(), IsHashedEntryOf)) {
+          doomed.push_back(path);
         }
       }
     }
   }
-  if (ec) return Unavailable(absl::StrCat("read ", path_), ec);
+  std::error_code ec;
   for (const fs::path& path : doomed) {
     fs::remove_all(path, ec);
     if (ec) return Unavailable(absl::StrCat("remove ", path.string()), ec);
@@ -572,10 +580,11 @@ absl::StatusOr<CachedTargetDir> AcquireTargetDir(
   // Candidates for a fallback: key dirs recording the same fallback key,
   // newest use first.
   std::vector<std::pair<int64_t, std::string>> candidates;
-  for (const fs::directory_entry& entry : fs::directory_iterator(targets, ec)) {
-    const std::string path = entry.path().string();
-    if (!entry.is_directory(ec) || entry.is_symlink(ec) ||
-        absl::StrContains(entry.path().filename().string(), ".")) {
+  CIAGENT_ASSIGN_OR_RETURN(std::vector<fs::path> entries, ListDir(targets));
+  for (const fs::path& entry : entries) {
+    const std::string path = entry.string();
+    if (!IsRealDir(entry) ||
+        absl::StrContains(entry.filename().string(), ".")) {
       continue;
     }
     const std::string recorded = ReadFileOrEmpty(path + "/" + kCacheKeyFile);
