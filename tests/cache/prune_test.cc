@@ -412,6 +412,27 @@ TEST_F(PruneCacheTest, CountsHardLinkedFilesOnce) {
   EXPECT_LT(entries[0].size_bytes, 2 * 256 * 1024);
 }
 
+TEST_F(PruneCacheTest, ParallelWalksMeasureLikeOneWalk) {
+  for (int i = 0; i < 9; ++i) {
+    MakeEntry(absl::StrCat("target/k", i), absl::Hours(i), 5 + i, 1000 * i);
+  }
+  MakeEntry("sccache", absl::Hours(1));
+  int64_t cargo_one = 0, cargo_four = 0, errors = 0;
+  ASSERT_OK_AND_ASSIGN(std::vector<CacheEntry> one,
+                       ScanCache(root_, &cargo_one, &errors, 1));
+  ASSERT_OK_AND_ASSIGN(std::vector<CacheEntry> four,
+                       ScanCache(root_, &cargo_four, &errors, 4));
+  ASSERT_EQ(one.size(), 10u);
+  ASSERT_EQ(four.size(), one.size());
+  for (size_t i = 0; i < one.size(); ++i) {
+    EXPECT_EQ(four[i].path, one[i].path);
+    EXPECT_EQ(four[i].size_bytes, one[i].size_bytes) << one[i].path;
+    EXPECT_EQ(four[i].last_use, one[i].last_use);
+  }
+  EXPECT_EQ(cargo_four, cargo_one);
+  EXPECT_EQ(errors, 0);
+}
+
 TEST_F(PruneCacheTest, WalksAndRemovesADeepTree) {
   MakeEntry("target/deep", absl::Hours(24 * 30), 0);
   std::string dir = root_ + "/target/deep";

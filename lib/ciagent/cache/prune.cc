@@ -8,14 +8,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <thread>
 #include <unordered_set>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -293,16 +296,6 @@ bool LockHeld(int parent_fd, const std::string& name) {
   return false;
 }
 
-CacheEntry MakeEntry(int parent_fd, const char* name, std::string rel,
-                     dev_t dev, int64_t* errors) {
-  CacheEntry entry;
-  entry.path = std::move(rel);
-  entry.last_use = ReadLastUse(parent_fd, name, &entry.stamp_missing);
-  entry.size_bytes = MeasureTree(parent_fd, name, dev, errors);
-  entry.in_use = LockHeld(parent_fd, name);
-  return entry;
-}
-
 bool IsTrash(const char* name) {
   return absl::StartsWith(name, kTrashPrefix);
 }
@@ -337,16 +330,28 @@ absl::StatusOr<Fd> OpenRoot(absl::string_view cache_dir, dev_t* dev) {
 }
 
 absl::StatusOr<std::vector<CacheEntry>> ScanRoot(int root_fd, dev_t dev,
+                                                 int walk_threads,
                                                  int64_t* cargo_home_bytes,
                                                  int64_t* errors) {
+  // First the names (cheap), then the trees, measured in parallel: entries
+  // are independent, and a walk mostly waits on metadata reads.
+  struct Item {
+    int parent_fd;
+    std::string name;
+  };
+  std::vector<Item> items;
   std::vector<CacheEntry> entries;
+  std::vector<DIR*> parents;  // open until every entry is measured
+  absl::Cleanup close_parents = [&parents] {
+    for (DIR* dir : parents) ::closedir(dir);
+  };
   for (const char* sub : kEntryDirs) {
     DIR* dir = OpenDirAt(root_fd, sub);
     if (dir == nullptr) {
       if (errno != ENOENT) NoteWalkError("open", sub, errno, errors);
       continue;
     }
-    const int fd = ::dirfd(dir);
+    parents.push_back(dir);
     for (;;) {
       errno = 0;
       const struct dirent* e = ::readdir(dir);
@@ -358,17 +363,50 @@ absl::StatusOr<std::vector<CacheEntry>> ScanRoot(int root_fd, dev_t dev,
           absl::EndsWith(e->d_name, kLockSuffix)) {
         continue;
       }
-      entries.push_back(MakeEntry(fd, e->d_name,
-                                  absl::StrCat(sub, "/", e->d_name), dev,
-                                  errors));
+      items.push_back({::dirfd(dir), e->d_name});
+      entries.emplace_back().path = absl::StrCat(sub, "/", e->d_name);
     }
-    ::closedir(dir);
   }
   struct stat st;
   if (::fstatat(root_fd, kSccache, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    entries.push_back(MakeEntry(root_fd, kSccache, kSccache, dev, errors));
+    items.push_back({root_fd, kSccache});
+    entries.emplace_back().path = kSccache;
   }
-  *cargo_home_bytes = MeasureTree(root_fd, kCargoHome, dev, errors);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    CacheEntry& entry = entries[i];
+    entry.last_use = ReadLastUse(items[i].parent_fd, items[i].name.c_str(),
+                                 &entry.stamp_missing);
+    entry.in_use = LockHeld(items[i].parent_fd, items[i].name);
+  }
+  items.push_back({root_fd, kCargoHome});  // measured, never an entry
+
+  std::vector<int64_t> sizes(items.size(), 0);
+  std::atomic<size_t> next{0};
+  std::atomic<int64_t> shared_errors{0};
+  const auto measure = [&] {
+    int64_t local_errors = 0;
+    for (size_t i = next++; i < items.size(); i = next++) {
+      sizes[i] = MeasureTree(items[i].parent_fd, items[i].name.c_str(), dev,
+                             &local_errors);
+    }
+    shared_errors += local_errors;
+  };
+  if (walk_threads <= 0) {
+    walk_threads = static_cast<int>(
+        std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+  }
+  std::vector<std::thread> threads;
+  for (int t = 1; t < walk_threads && static_cast<size_t>(t) < items.size();
+       ++t) {
+    threads.emplace_back(measure);
+  }
+  measure();
+  for (std::thread& thread : threads) thread.join();
+  *errors += shared_errors;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    entries[i].size_bytes = sizes[i];
+  }
+  *cargo_home_bytes = sizes.back();
   return entries;
 }
 
@@ -605,10 +643,12 @@ absl::StatusOr<int64_t> ParseByteSize(absl::string_view text) {
 
 absl::StatusOr<std::vector<CacheEntry>> ScanCache(absl::string_view cache_dir,
                                                   int64_t* cargo_home_bytes,
-                                                  int64_t* walk_errors) {
+                                                  int64_t* walk_errors,
+                                                  int walk_threads) {
   dev_t dev;
   CIAGENT_ASSIGN_OR_RETURN(Fd root, OpenRoot(cache_dir, &dev));
-  return ScanRoot(root.get(), dev, cargo_home_bytes, walk_errors);
+  return ScanRoot(root.get(), dev, walk_threads, cargo_home_bytes,
+                  walk_errors);
 }
 
 absl::StatusOr<PruneReport> PruneCache(const PruneOptions& options) {
@@ -624,7 +664,8 @@ absl::StatusOr<PruneReport> PruneCache(const PruneOptions& options) {
   }
   CIAGENT_ASSIGN_OR_RETURN(
       std::vector<CacheEntry> entries,
-      ScanRoot(root.get(), dev, &report.cargo_home_bytes, &report.walk_errors));
+      ScanRoot(root.get(), dev, options.walk_threads, &report.cargo_home_bytes,
+               &report.walk_errors));
   report.entries_scanned = static_cast<int64_t>(entries.size());
   const PrunePlan plan =
       MakePrunePlan(entries, options.clock->Now(), options.policy);

@@ -37,7 +37,8 @@
 //   CIAGENT_ASSIGN_OR_RETURN(PruneReport report, PruneCache(options));
 //   std::printf("%s\n", PruneReportJson(report).c_str());
 //
-// Thread-safety: the functions keep no state; PruneCache may run
+// Thread-safety: the functions keep no shared state (PruneCache measures
+// entries on a few threads of its own); PruneCache may run
 // concurrently with agents (and with another PruneCache) on the same root —
 // locks and atomic renames keep them apart.
 //
@@ -126,6 +127,9 @@ struct PruneOptions {
   PrunePolicy policy;
   // Scan and plan, remove nothing (not even trash); no lock files created.
   bool dry_run = false;
+  // Threads measuring entries in parallel (each walks whole entries, so
+  // memory stays bounded per thread); 0: one per CPU, at most 4.
+  int walk_threads = 0;
   // Source of "now" for ages; never null.
   Clock* clock = RealClock();
 };
@@ -164,11 +168,13 @@ struct PruneReport {
 };
 
 // Lists the entries of `cache_dir` with their last use, size and whether
-// their lock is held (probed without creating lock files). kFailedPrecondition
+// their lock is held (probed without creating lock files), measuring entries
+// on `walk_threads` threads (0: one per CPU, at most 4). kFailedPrecondition
 // when the root cannot be opened or read.
 absl::StatusOr<std::vector<CacheEntry>> ScanCache(absl::string_view cache_dir,
                                                   int64_t* cargo_home_bytes,
-                                                  int64_t* walk_errors);
+                                                  int64_t* walk_errors,
+                                                  int walk_threads = 0);
 
 // Scans, plans and (unless dry_run) removes; see the overview.
 absl::StatusOr<PruneReport> PruneCache(const PruneOptions& options);
