@@ -1,5 +1,7 @@
 // ci-cache-prune as operators and the CronJob run it: flags, environment,
 // exit codes and the --json report.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <simdjson.h>
 #include <unistd.h>
 
@@ -9,9 +11,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -123,8 +122,7 @@ TEST_F(CiCachePruneTest, MaxSizeEvictsLeastRecentlyUsedAndSkipsLockedOnes) {
   // two, and the busy one cannot go.
   ASSERT_OK_AND_ASSIGN(FileLock lock,
                        FileLock::TryAcquire(root_ + "/target/busy.lock"));
-  ASSERT_EQ(Run({"--cache-dir", root_, "--max-size", "200K", "--json"}),
-            kDone)
+  ASSERT_EQ(Run({"--cache-dir", root_, "--max-size", "200K", "--json"}), kDone)
       << err_;
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
@@ -182,8 +180,7 @@ TEST_F(CiCachePruneTest, AFailedRemovalExitsOneAndTheOthersStillGo) {
   MakeEntry("target/old", absl::Hours(24 * 30));
   // A lock "file" that cannot be opened for locking.
   fs::create_directories(root_ + "/target/stuck.lock");
-  ASSERT_EQ(Run({"--cache-dir", root_, "--json"}), kSomeRemovalFailed)
-      << err_;
+  ASSERT_EQ(Run({"--cache-dir", root_, "--json"}), kSomeRemovalFailed) << err_;
   EXPECT_THAT(out_, HasSubstr("\"failed\":[{\"path\":\"target/stuck\""));
   EXPECT_FALSE(Exists("target/old"));
   EXPECT_TRUE(Exists("target/stuck/deps/libx.rlib"));

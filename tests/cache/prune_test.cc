@@ -1,6 +1,8 @@
 #include "ciagent/cache/prune.h"
 
 #include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,9 +13,6 @@
 #include <fstream>
 #include <string>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -67,7 +66,8 @@ TEST(PrunePlanTest, RemovesEntriesOlderThanMaxAgeOldestFirst) {
       Entry("target/edge", absl::Hours(24 * 7), 10),  // not older: equal
   };
   const PrunePlan plan = MakePrunePlan(entries, kNow, PrunePolicy{});
-  EXPECT_THAT(Paths(entries, plan.remove), ElementsAre("git/a.git", "target/b"));
+  EXPECT_THAT(Paths(entries, plan.remove),
+              ElementsAre("git/a.git", "target/b"));
   for (const PlannedRemoval& r : plan.remove) {
     EXPECT_EQ(r.reason, PruneReason::kOlderThanMaxAge);
   }
@@ -387,9 +387,8 @@ TEST_F(PruneCacheTest, MissingStampFallsBackToTheEntrysMtime) {
   fs::create_directories(root_ + "/target/nostamp");
   const struct timespec times[2] = {
       {0, UTIME_OMIT}, absl::ToTimespec(kNow - absl::Hours(24 * 9))};
-  ASSERT_EQ(::utimensat(AT_FDCWD, (root_ + "/target/nostamp").c_str(), times,
-                        0),
-            0);
+  ASSERT_EQ(
+      ::utimensat(AT_FDCWD, (root_ + "/target/nostamp").c_str(), times, 0), 0);
   int64_t cargo_home = 0, errors = 0;
   ASSERT_OK_AND_ASSIGN(std::vector<CacheEntry> entries,
                        ScanCache(root_, &cargo_home, &errors));
@@ -440,8 +439,8 @@ TEST_F(PruneCacheTest, WalksAndRemovesADeepTree) {
   ASSERT_GE(fd, 0);
   for (int i = 0; i < 300; ++i) {  // paths far beyond PATH_MAX
     ASSERT_EQ(::mkdirat(fd, "a-rather-long-directory-name", 0755), 0);
-    const int next = ::openat(fd, "a-rather-long-directory-name",
-                              O_RDONLY | O_DIRECTORY);
+    const int next =
+        ::openat(fd, "a-rather-long-directory-name", O_RDONLY | O_DIRECTORY);
     ::close(fd);
     ASSERT_GE(next, 0);
     fd = next;
@@ -490,8 +489,7 @@ TEST_F(PruneCacheTest, BuildWritingIntoALockedTargetIsLeftIntact) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_THAT(report.removed, IsEmpty());
-  EXPECT_THAT(ItemPaths(report.skipped_in_use),
-              ElementsAre("target/building"));
+  EXPECT_THAT(ItemPaths(report.skipped_in_use), ElementsAre("target/building"));
   int files = 0;
   for (const auto& e : fs::directory_iterator(out_dir)) {
     (void)e;

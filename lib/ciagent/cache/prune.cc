@@ -101,8 +101,8 @@ DIR* OpenDirAt(int parent_fd, const char* name) {
 void NoteWalkError(const char* what, absl::string_view name, int err,
                    int64_t* errors) {
   ++*errors;
-  LogWarning("cache walk", {{"op", what}, {"name", name},
-                            {"error", ErrnoText(err)}});
+  LogWarning("cache walk",
+             {{"op", what}, {"name", name}, {"error", ErrnoText(err)}});
 }
 
 // Bytes allocated by `name` under `parent_fd` and everything below it,
@@ -203,8 +203,7 @@ absl::Status RemoveTree(int parent_fd, const std::string& name,
       const std::string done = std::move(top.name);
       stack.pop_back();
       const int pfd = stack.empty() ? parent_fd : ::dirfd(stack.back().dir);
-      if (::unlinkat(pfd, done.c_str(), AT_REMOVEDIR) != 0 &&
-          errno != ENOENT) {
+      if (::unlinkat(pfd, done.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
         NoteWalkError("rmdir", done, errno, errors);
       } else if (!stack.empty()) {
         stack.back().removed_any = true;
@@ -265,15 +264,15 @@ absl::Time ReadLastUse(int parent_fd, const char* name, bool* stamp_missing) {
       const ssize_t n = ::read(stamp.get(), buf, sizeof(buf) - 1);
       absl::Time t;
       std::string err;
-      if (n > 0 &&
-          absl::ParseTime(absl::RFC3339_full,
-                          absl::StripAsciiWhitespace(absl::string_view(
-                              buf, static_cast<size_t>(n))),
-                          &t, &err)) {
+      if (n > 0 && absl::ParseTime(absl::RFC3339_full,
+                                   absl::StripAsciiWhitespace(absl::string_view(
+                                       buf, static_cast<size_t>(n))),
+                                   &t, &err)) {
         return t;
       }
       struct stat st;
-      if (::fstat(stamp.get(), &st) == 0) return absl::TimeFromTimespec(st.st_mtim);
+      if (::fstat(stamp.get(), &st) == 0)
+        return absl::TimeFromTimespec(st.st_mtim);
     }
   }
   *stamp_missing = true;
@@ -296,9 +295,7 @@ bool LockHeld(int parent_fd, const std::string& name) {
   return false;
 }
 
-bool IsTrash(const char* name) {
-  return absl::StartsWith(name, kTrashPrefix);
-}
+bool IsTrash(const char* name) { return absl::StartsWith(name, kTrashPrefix); }
 
 absl::StatusOr<Fd> OpenRoot(absl::string_view cache_dir, dev_t* dev) {
   if (cache_dir.empty()) {
@@ -456,13 +453,13 @@ absl::StatusOr<RemoveOutcome> RemoveEntry(int root_fd,
   const size_t slash = entry.path.rfind('/');
   const std::string name =
       slash == std::string::npos ? entry.path : entry.path.substr(slash + 1);
-  Fd parent(slash == std::string::npos
-                ? ::dup(root_fd)
-                : ::openat(root_fd, entry.path.substr(0, slash).c_str(),
-                           kDirFlags));
+  Fd parent(
+      slash == std::string::npos
+          ? ::dup(root_fd)
+          : ::openat(root_fd, entry.path.substr(0, slash).c_str(), kDirFlags));
   if (!parent.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "open parent of ", entry.path, ": ", ErrnoText(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("open parent of ", entry.path, ": ", ErrnoText(errno)));
   }
   std::string trash = TrashName();
   int trash_parent = root_fd;
@@ -490,8 +487,8 @@ absl::StatusOr<RemoveOutcome> RemoveEntry(int root_fd,
       }
       // git/ or target/ on its own filesystem: trash stays beside it.
       trash_parent = parent.get();
-      if (::renameat(parent.get(), name.c_str(), trash_parent,
-                     trash.c_str()) != 0) {
+      if (::renameat(parent.get(), name.c_str(), trash_parent, trash.c_str()) !=
+          0) {
         return absl::UnavailableError(absl::StrCat(
             "rename ", entry.path, " to ", trash, ": ", ErrnoText(errno)));
       }
@@ -503,7 +500,8 @@ absl::StatusOr<RemoveOutcome> RemoveEntry(int root_fd,
   return RemoveOutcome::kRemoved;
 }
 
-void AppendItems(std::string* out, const std::vector<PruneReport::Item>& items) {
+void AppendItems(std::string* out,
+                 const std::vector<PruneReport::Item>& items) {
   out->push_back('[');
   for (size_t i = 0; i < items.size(); ++i) {
     if (i > 0) out->push_back(',');
@@ -583,12 +581,23 @@ absl::StatusOr<absl::Duration> ParsePruneAge(absl::string_view text) {
     if (digits == 0 || digits == rest.size()) return bad;
     absl::Duration unit;
     switch (rest[digits]) {
-      case 's': unit = absl::Seconds(1); break;
-      case 'm': unit = absl::Minutes(1); break;
-      case 'h': unit = absl::Hours(1); break;
-      case 'd': unit = absl::Hours(24); break;
-      case 'w': unit = absl::Hours(24 * 7); break;
-      default: return bad;
+      case 's':
+        unit = absl::Seconds(1);
+        break;
+      case 'm':
+        unit = absl::Minutes(1);
+        break;
+      case 'h':
+        unit = absl::Hours(1);
+        break;
+      case 'd':
+        unit = absl::Hours(24);
+        break;
+      case 'w':
+        unit = absl::Hours(24 * 7);
+        break;
+      default:
+        return bad;
     }
     total += n * unit;
     if (total == absl::InfiniteDuration()) return bad;
@@ -647,8 +656,7 @@ absl::StatusOr<std::vector<CacheEntry>> ScanCache(absl::string_view cache_dir,
                                                   int walk_threads) {
   dev_t dev;
   CIAGENT_ASSIGN_OR_RETURN(Fd root, OpenRoot(cache_dir, &dev));
-  return ScanRoot(root.get(), dev, walk_threads, cargo_home_bytes,
-                  walk_errors);
+  return ScanRoot(root.get(), dev, walk_threads, cargo_home_bytes, walk_errors);
 }
 
 absl::StatusOr<PruneReport> PruneCache(const PruneOptions& options) {
@@ -689,9 +697,8 @@ absl::StatusOr<PruneReport> PruneCache(const PruneOptions& options) {
     if (!outcome.ok()) {
       report.failed.push_back(
           {entries[r.entry].path, std::string(outcome.status().message())});
-      LogWarning("cannot prune cache entry",
-                 {{"path", entries[r.entry].path},
-                  {"error", outcome.status()}});
+      LogWarning("cannot prune cache entry", {{"path", entries[r.entry].path},
+                                              {"error", outcome.status()}});
     } else if (*outcome == RemoveOutcome::kInUse) {
       report.skipped_in_use.push_back(item(r));
     } else {

@@ -3,16 +3,17 @@
 //
 // The cache root holds "entries" (see docs/caching.md, "Layout and pruning"):
 //
-//   <cache>/git/<key>.git      a git mirror        lock <cache>/git/<key>.git.lock
-//   <cache>/target/<key>       a cargo target dir  lock <cache>/target/<key>.lock
-//   <cache>/sccache            the sccache dir     lock <cache>/sccache.lock
+//   entry                  what                its lock
+//   <cache>/git/<key>.git  a git mirror        <cache>/git/<key>.git.lock
+//   <cache>/target/<key>   a cargo target dir  <cache>/target/<key>.lock
+//   <cache>/sccache        the sccache dir     <cache>/sccache.lock
 //
 // Every direct child of git/ and target/ is an entry, whatever its type,
 // except lock files (names ending in ".lock") and trash (".trash-*"). An
 // entry's lock is `<entry path>.lock` (for `target/<key>.incoming`, a copy
-// being made, it is its key's `target/<key>.lock`); its last use is read from the
-// stamp `<entry>/ciagent-last-use` (RFC 3339 text; the stamp's mtime when the
-// text does not parse; the entry's own mtime when there is no stamp). The
+// being made, it is its key's `target/<key>.lock`); its last use is read from
+// the stamp `<entry>/ciagent-last-use` (RFC 3339 text; the stamp's mtime when
+// the text does not parse; the entry's own mtime when there is no stamp). The
 // shared CARGO_HOME (<cache>/cargo-home) is never an entry: it is measured
 // and reported, never deleted, and not counted against the size cap.
 //
