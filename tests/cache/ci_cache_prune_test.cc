@@ -141,7 +141,9 @@ TEST_F(CiCachePruneTest, MaxSizeEvictsLeastRecentlyUsedAndSkipsLockedOnes) {
 
 TEST_F(CiCachePruneTest, DryRunReportsButDeletesNothing) {
   MakeEntry("target/old", absl::Hours(24 * 30));
-  ASSERT_EQ(Run({"--cache-dir=" + root_, "--dry-run", "--json"}), kDone)
+  ASSERT_EQ(
+      Run({"--cache-dir=" + root_, "--dry-run", "--json", "--walk-threads=1"}),
+      kDone)
       << err_;
   EXPECT_THAT(out_, HasSubstr("\"dry_run\":true"));
   EXPECT_THAT(out_, HasSubstr("\"path\":\"target/old\""));
@@ -160,6 +162,7 @@ TEST_F(CiCachePruneTest, BadFlagsExitTwoWithAMessage) {
   EXPECT_THAT(err_, HasSubstr("bad age \"7x\""));
   EXPECT_EQ(Run({"--cache-dir", root_, "--max-size", "5Q"}), kUsageError);
   EXPECT_THAT(err_, HasSubstr("bad size \"5Q\""));
+  EXPECT_EQ(Run({"--cache-dir", root_, "--walk-threads", "-1"}), kUsageError);
   EXPECT_EQ(Run({"--cache-dir", root_, "--no-such-flag"}), kUsageError);
   EXPECT_EQ(Run({"--cache-dir", root_, "positional"}), kUsageError);
   EXPECT_EQ(Run({}), kUsageError);

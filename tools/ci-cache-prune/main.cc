@@ -22,6 +22,9 @@ ABSL_FLAG(std::string, max_size, "50G",
           "(1000-based)");
 ABSL_FLAG(bool, dry_run, false, "report what would be removed; remove nothing");
 ABSL_FLAG(bool, json, false, "print one JSON report on stdout");
+ABSL_FLAG(int, walk_threads, 0,
+          "entries measured in parallel (fewer: gentler on a busy volume); "
+          "0: one per CPU, at most 4");
 
 namespace {
 
@@ -56,6 +59,10 @@ absl::StatusOr<ciagent::PruneOptions> OptionsFromFlags() {
   CIAGENT_ASSIGN_OR_RETURN(o.policy.max_size_bytes,
                            ParseByteSize(absl::GetFlag(FLAGS_max_size)));
   o.dry_run = absl::GetFlag(FLAGS_dry_run);
+  o.walk_threads = absl::GetFlag(FLAGS_walk_threads);
+  if (o.walk_threads < 0 || o.walk_threads > 64) {
+    return absl::InvalidArgumentError("--walk-threads must be 0..64");
+  }
   return o;
 }
 
