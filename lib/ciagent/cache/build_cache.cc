@@ -602,11 +602,8 @@ absl::StatusOr<CachedTargetDir> AcquireTargetDir(
   }
   std::sort(candidates.rbegin(), candidates.rend());
 
-  // The copy is an entry of its own to the pruner, locked while it is made.
+  // The pruner leaves <key>.incoming alone while <key>.lock is held.
   const std::string incoming = dir + ".incoming";
-  CIAGENT_ASSIGN_OR_RETURN(
-      FileLock incoming_lock,
-      FileLock::Acquire(incoming + ".lock", absl::Minutes(1)));
   fs::remove_all(incoming, ec);  // a crashed agent's partial copy
   if (ec) return Unavailable(absl::StrCat("remove ", incoming), ec);
   CacheMatch match = CacheMatch::kNone;
@@ -635,8 +632,6 @@ absl::StatusOr<CachedTargetDir> AcquireTargetDir(
   TouchStamp(incoming);
   fs::rename(incoming, dir, ec);
   if (ec) return Unavailable(absl::StrCat("rename ", incoming), ec);
-  // Only holders of the key's lock use this lock file.
-  unlink(incoming_lock.path().c_str());
   return CachedTargetDir(*std::move(lock), dir, key, match,
                          std::move(copied_from), crates);
 }

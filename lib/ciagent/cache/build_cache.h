@@ -9,8 +9,8 @@
 //   <cache>/target/<key>/ciagent-last-use   stamp: RFC 3339 time of the
 //                                      last use, written on acquire and release
 //   <cache>/target/<key>/ciagent-cache-key  "exact <hex>\nfallback <hex>\n"
-//   <cache>/target/<key>.incoming/     a copy being made, locked by
-//                                      <key>.incoming.lock while it is
+//   <cache>/target/<key>.incoming/     a copy being made, guarded by
+//                                      <key>.lock like the dir itself
 //
 // The key. ComputeCacheKey hashes (SHA-256) what decides whether compiled
 // dependencies can be reused: the `rustc -vV` text of the toolchain, the
@@ -122,8 +122,9 @@ bool IsCacheRelevantEnv(absl::string_view name);
 // and [dependencies.<name>]-style subtables, [workspace.dependencies],
 // [features], [patch.*], [replace], [profile.*] — each line with its
 // comment and its whitespace outside strings removed, blank lines dropped,
-// table headers kept (`[dependencies]`, then `itoa="1"`). Edits elsewhere (package metadata, comments,
-// formatting, a workspace crate's version) leave it unchanged.
+// table headers kept (`[dependencies]`, then `itoa="1"`). Edits elsewhere
+// (package metadata, comments, formatting, a workspace crate's version) leave
+// it unchanged.
 std::string NormalizeManifest(absl::string_view manifest);
 
 // The `[package] name`s of the manifests: the workspace's own crates.
