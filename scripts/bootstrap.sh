@@ -21,6 +21,9 @@ packages=(
   # crates the Rust fixture tests/fixtures/with_deps builds offline
   # (vendored under /usr/share/cargo/registry)
   librust-itoa-dev librust-csv-core-dev librust-memchr-dev
+  # and those of tests/fixtures/many_deps (the build cache benchmark)
+  librust-clap-dev librust-serde-derive-dev librust-serde-json-dev
+  librust-regex-dev librust-aho-corasick-dev librust-rand-dev librust-rayon-dev
   # fuzzing and sanitizers (clang builds)
   clang libclang-rt-14-dev
 )
