@@ -13,8 +13,9 @@
 #   read by ci-consume   REDIS_URL, REDIS_PASSWORD[_FILE], POD_NAME,
 #                        CI_WORKDIR, CI_CACHE_DIR, CI_CA_FILE,
 #                        GIT_USERNAME, GIT_TOKEN[_FILE]
-#   read by ci-build     REDIS_PASSWORD[_FILE], CI_CARGO_HOME, CI_TARGET_DIR,
-#                        CI_CARGO_CONFIG, CI_SECRET_ENV
+#   read by ci-build     REDIS_PASSWORD[_FILE], CI_CACHE_DIR (build cache),
+#                        CI_CARGO_HOME, CI_TARGET_DIR, CI_CARGO_CONFIG,
+#                        CI_SECRET_ENV
 #   flags of ci-consume  CI_STREAM (--stream), CI_GROUP (--group),
 #                        CI_WAIT (--wait, seconds), CI_LEASE (--lease),
 #                        CI_MAX_DELIVERIES (--max-deliveries),
