@@ -17,6 +17,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   redis-server redis-tools
   time  # /usr/bin/time -v: peak RSS in scripts/bench-prune.sh
+  sccache  # the build cache's optional compiler cache
   git openssl python3
   # crates the Rust fixture tests/fixtures/with_deps builds offline
   # (vendored under /usr/share/cargo/registry)

@@ -20,6 +20,9 @@ ABSL_FLAG(std::string, cache_dir, "",
           "cache root shared by agents (docs/caching.md): CARGO_HOME defaults "
           "to <cache>/cargo-home and the target dir comes from the build "
           "cache; default: env CI_CACHE_DIR; none: builds run uncached");
+ABSL_FLAG(bool, sccache, false,
+          "compile through sccache on <cache-dir>/sccache when it is "
+          "installed; default: env CI_SCCACHE=true");
 ABSL_FLAG(int, cache_lock_timeout, 600,
           "seconds to wait for another agent building the same cache key "
           "before building uncached");
@@ -72,6 +75,7 @@ absl::StatusOr<PipelineOptions> PipelineOptionsFromFlags() {
     return absl::InvalidArgumentError("--cache-lock-timeout must be >= 0");
   }
   o.cache_lock_timeout = absl::Seconds(absl::GetFlag(FLAGS_cache_lock_timeout));
+  o.sccache = absl::GetFlag(FLAGS_sccache) || EnvOr("CI_SCCACHE", "") == "true";
   const int timeout = absl::GetFlag(FLAGS_timeout);
   const int step_timeout = absl::GetFlag(FLAGS_step_timeout);
   const int grace = absl::GetFlag(FLAGS_grace);

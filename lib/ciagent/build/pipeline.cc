@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
 
@@ -21,6 +22,7 @@
 #include "ciagent/base/status_macros.h"
 #include "ciagent/build/cargo_messages.h"
 #include "ciagent/cache/build_cache.h"
+#include "ciagent/cache/sccache.h"
 #include "ciagent/job/job.h"
 
 namespace ciagent {
@@ -106,6 +108,8 @@ class PipelineRun {
   absl::Status Prepare();
   // Sets target_dir_ from the cache, or says why the run is uncached.
   void UseCache(const std::string& cargo_home);
+  void UseSccache();
+  void FinishSccache();
   void FinishCache();
   // nullopt: the step runs; else the reason it is skipped.
   std::optional<std::string> SkipReason(const StepDefinition& step) const;
@@ -141,6 +145,7 @@ class PipelineRun {
   CargoMessageParser cargo_messages_;
   // The cached target dir, locked while the run lasts.
   std::optional<CachedTargetDir> cache_;
+  std::unique_ptr<SccacheServer> sccache_;
   // Set when a step was terminated: the rest of the plan is skipped.
   std::optional<std::string> ended_;
   std::optional<StepStatus> ended_status_;
@@ -175,6 +180,7 @@ absl::StatusOr<PipelineResult> PipelineRun::Run() {
   }
   FinishTests();
   Decide();
+  FinishSccache();
   FinishCache();
   result_.duration = absl::Now() - start_;
   return std::move(result_);
@@ -239,7 +245,50 @@ absl::Status PipelineRun::Prepare() {
   for (auto& [name, value] : env_) {
     if (name == "CARGO_TARGET_DIR") value = target_dir_;
   }
+  UseSccache();
   return absl::OkStatus();
+}
+
+void PipelineRun::UseSccache() {
+  if (!options_.sccache) return;
+  if (options_.cache_dir.empty()) {
+    observer_->StepOutput("cache", "agent",
+                          "sccache: not used (no cache dir)");
+    return;
+  }
+  SccacheOptions sccache;
+  sccache.dir = options_.cache_dir + "/sccache";
+  sccache.path = path_;
+  absl::StatusOr<std::unique_ptr<SccacheServer>> server =
+      SccacheServer::Start(sccache);
+  if (!server.ok()) {
+    observer_->StepOutput(
+        "cache", "agent",
+        absl::StrCat("sccache: not used (", server.status().message(), ")"));
+    return;
+  }
+  sccache_ = *std::move(server);
+  // The job's own RUSTC_WRAPPER cannot exist (reserved); ours comes last.
+  absl::c_copy(sccache_->Env(), std::back_inserter(env_));
+  observer_->StepOutput("cache", "agent",
+                        absl::StrCat("sccache: ", sccache.dir));
+}
+
+void PipelineRun::FinishSccache() {
+  if (sccache_ == nullptr) return;
+  absl::StatusOr<SccacheStats> stats = sccache_->Stats();
+  if (stats.ok()) {
+    result_.cache.sccache_used = true;
+    result_.cache.sccache_hits = stats->hits;
+    result_.cache.sccache_misses = stats->misses;
+    observer_->StepOutput(
+        "cache", "agent",
+        absl::StrCat("sccache: ", stats->hits, " hits, ", stats->misses,
+                     " misses"));
+  } else {
+    LogWarning("sccache statistics unreadable", {{"error", stats.status()}});
+  }
+  sccache_.reset();
 }
 
 void PipelineRun::UseCache(const std::string& cargo_home) {

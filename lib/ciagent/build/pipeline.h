@@ -118,6 +118,11 @@ struct PipelineOptions {
   std::string cargo_home;
   // The cache root; empty: the run is uncached (see Cache above).
   std::string cache_dir;
+  // Compile through a private sccache server on <cache_dir>/sccache when
+  // `sccache` is in PATH (cache/sccache.h); its hits and misses over the
+  // whole run go to the result's `cache`. Without a cache dir or sccache,
+  // the run goes on without it and its log says why.
+  bool sccache = false;
   // How long to wait for another agent building the same cache key.
   absl::Duration cache_lock_timeout = absl::Minutes(10);
   // After the run, delete the workspace crates' own artifacts from the

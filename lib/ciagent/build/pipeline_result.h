@@ -75,6 +75,11 @@ struct CacheStats {
   // fresh_dependency_units / dependency_units, 0..1; 0 when there were no
   // dependency units.
   double dependency_hit_rate = 0;
+  // sccache, when the run used it: compilations served from / added to it
+  // over the whole run (every step).
+  bool sccache_used = false;
+  int64_t sccache_hits = 0;
+  int64_t sccache_misses = 0;
 };
 
 struct PipelineResult {

@@ -125,6 +125,10 @@ std::string CacheJson(const CacheStats& cache) {
       .Add("dependency_units", cache.dependency_units)
       .Add("fresh_dependency_units", cache.fresh_dependency_units)
       .AddRaw("dependency_hit_rate", Ratio(cache.dependency_hit_rate));
+  if (cache.sccache_used) {
+    json.Add("sccache_hits", cache.sccache_hits)
+        .Add("sccache_misses", cache.sccache_misses);
+  }
   return std::move(json).Build();
 }
 
@@ -355,6 +359,15 @@ std::string PrometheusText(const PipelineResult& result,
   for (absl::string_view match : {"exact", "fallback", "none"}) {
     out.Sample("ciagent_cache_match", {{"match", match}},
                int64_t{result.cache.match == match ? 1 : 0});
+  }
+
+  if (result.cache.sccache_used) {
+    out.Family("ciagent_sccache_compilations",
+               "Compilations of the run through sccache, by result.");
+    out.Sample("ciagent_sccache_compilations", {{"result", "hit"}},
+               result.cache.sccache_hits);
+    out.Sample("ciagent_sccache_compilations", {{"result", "miss"}},
+               result.cache.sccache_misses);
   }
 
   if (!result.artifacts.empty()) {
