@@ -87,6 +87,9 @@ TEST_F(SccachePipelineTest, RebuildAfterTheTargetDirIsGoneIsServedFromSccache) {
   EXPECT_TRUE(second.cache.sccache_used);
   EXPECT_GT(second.cache.sccache_hits, 0);
   EXPECT_EQ(second.cache.sccache_misses, 0);
+  // The pruner sees the entry used.
+  EXPECT_THAT(testing::ReadFileOrEmpty(tmp_ + "/cache/sccache/ciagent-last-use"),
+              ::testing::StartsWith("20"));
   // Each run's private server is gone with it.
   EXPECT_EQ(testing::ProcessesWithMarker(tmp_ + "/cache/sccache"), 0);
 }

@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "ciagent/base/atomic_file.h"
+#include "ciagent/base/clock.h"
 #include "ciagent/base/log.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/build/cargo_messages.h"
@@ -109,6 +110,7 @@ class PipelineRun {
   // Sets target_dir_ from the cache, or says why the run is uncached.
   void UseCache(const std::string& cargo_home);
   void UseSccache();
+  void TouchSccacheStamp();
   void FinishSccache();
   void FinishCache();
   // nullopt: the step runs; else the reason it is skipped.
@@ -259,6 +261,7 @@ void PipelineRun::UseSccache() {
   SccacheOptions sccache;
   sccache.dir = options_.cache_dir + "/sccache";
   sccache.path = path_;
+  TouchSccacheStamp();
   absl::StatusOr<std::unique_ptr<SccacheServer>> server =
       SccacheServer::Start(sccache);
   if (!server.ok()) {
@@ -274,8 +277,22 @@ void PipelineRun::UseSccache() {
                         absl::StrCat("sccache: ", sccache.dir));
 }
 
+// The pruner's last-use stamp of the sccache entry (docs/caching.md).
+void PipelineRun::TouchSccacheStamp() {
+  const std::string dir = options_.cache_dir + "/sccache";
+  absl::Status touched = MakeDirs(dir);
+  if (touched.ok()) {
+    touched = WriteFileAtomically(dir + "/ciagent-last-use",
+                                  FormatTimestamp(absl::Now()));
+  }
+  if (!touched.ok()) {
+    LogWarning("sccache last-use stamp not written", {{"error", touched}});
+  }
+}
+
 void PipelineRun::FinishSccache() {
   if (sccache_ == nullptr) return;
+  TouchSccacheStamp();
   absl::StatusOr<SccacheStats> stats = sccache_->Stats();
   if (stats.ok()) {
     result_.cache.sccache_used = true;
