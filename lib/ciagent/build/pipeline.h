@@ -57,8 +57,8 @@
 //
 // Example:
 //   PipelineOptions options;
-//   options.source_dir = "/work/job/src";
-//   options.work_dir = "/work/job";
+//   options.source_dir = "/ci/job/src";
+//   options.work_dir = "/ci/job";
 //   options.cargo_home = "/cache/cargo";
 //   options.job_timeout = absl::Minutes(30);
 //   options.cancel_requested = [&] { return renewer.cancel_requested(); };

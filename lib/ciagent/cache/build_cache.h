@@ -36,7 +36,7 @@
 // Example:
 //   BuildCacheOptions options;
 //   options.cache_dir = "/cache";
-//   options.source_dir = "/work/job/src";
+//   options.source_dir = "/ci/job/src";
 //   options.path = getenv("PATH");
 //   CIAGENT_ASSIGN_OR_RETURN(CachedTargetDir dir, AcquireTargetDir(options));
 //   pipeline.target_dir = dir.path();
