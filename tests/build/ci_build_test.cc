@@ -157,6 +157,29 @@ class CiBuildTest : public ::testing::Test {
     return bin + ":/usr/bin:/bin";
   }
 
+  // Claims a job for the hanging_test fixture's test step, starts ci-build
+  // on it and returns once the test's stubborn pair (a process in the
+  // test's group and one in a session of its own, both ignoring SIGTERM)
+  // is running.
+  void StartHangingBuild(const testing::RedisServer& redis,
+                         const std::string& path,
+                         std::unique_ptr<Subprocess>* build) {
+    ClaimJob(redis, "hanging_test", Job{.steps = {"test"}});
+    *build = Start({"--job", workdir_ + "/job.json", "--grace", "1"},
+                   {{"PATH", path}});
+    ASSERT_NE(*build, nullptr);
+    const std::string marker = HangingFixtureMarker();
+    const absl::Time deadline = absl::Now() + absl::Minutes(3);
+    while (testing::ProcessesWithArgv0(marker) < 2 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    ASSERT_EQ(testing::ProcessesWithArgv0(marker), 2);
+  }
+
+  // The fixture marks its processes with its own directory (a job cannot
+  // set CIAGENT_* variables).
+  std::string HangingFixtureMarker() const { return workdir_ + "/src"; }
+
   std::string tool_;
   std::string dir_;
   std::string workdir_;
@@ -209,20 +232,9 @@ TEST_F(CiBuildTest, FailingTestIsAFinalFailureNamingTheTest) {
 TEST_F(CiBuildTest, CancelRequestKillsTheBuildAndEveryProcessItStarted) {
   CIAGENT_REQUIRE_CARGO(path);
   CIAGENT_START_REDIS(redis);
-  ClaimJob(*redis, "hanging_test", Job{.steps = {"test"}});
-  // The fixture marks its processes with its own directory (a job cannot
-  // set CIAGENT_* variables).
-  const std::string marker = workdir_ + "/src";
-  std::unique_ptr<Subprocess> build =
-      Start({"--job", workdir_ + "/job.json", "--grace", "1"},
-            {{"PATH", path}});
-  ASSERT_NE(build, nullptr);
-  // Wait for the test's stubborn pair.
-  const absl::Time deadline = absl::Now() + absl::Minutes(3);
-  while (testing::ProcessesWithArgv0(marker) < 2 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(200));
-  }
-  ASSERT_EQ(testing::ProcessesWithArgv0(marker), 2);
+  const std::string marker = HangingFixtureMarker();
+  std::unique_ptr<Subprocess> build;
+  ASSERT_NO_FATAL_FAILURE(StartHangingBuild(*redis, path, &build));
   EXPECT_EQ(StatusField("status"), "running");
   EXPECT_EQ(PendingEntries(), 1);
 
@@ -242,19 +254,9 @@ TEST_F(CiBuildTest, CancelRequestKillsTheBuildAndEveryProcessItStarted) {
 TEST_F(CiBuildTest, SigtermKillsTheBuildAndRequeuesTheJob) {
   CIAGENT_REQUIRE_CARGO(path);
   CIAGENT_START_REDIS(redis);
-  ClaimJob(*redis, "hanging_test", Job{.steps = {"test"}});
-  // The fixture marks its processes with its own directory (a job cannot
-  // set CIAGENT_* variables).
-  const std::string marker = workdir_ + "/src";
-  std::unique_ptr<Subprocess> build =
-      Start({"--job", workdir_ + "/job.json", "--grace", "1"},
-            {{"PATH", path}});
-  ASSERT_NE(build, nullptr);
-  const absl::Time deadline = absl::Now() + absl::Minutes(3);
-  while (testing::ProcessesWithArgv0(marker) < 2 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(200));
-  }
-  ASSERT_EQ(testing::ProcessesWithArgv0(marker), 2);
+  const std::string marker = HangingFixtureMarker();
+  std::unique_ptr<Subprocess> build;
+  ASSERT_NO_FATAL_FAILURE(StartHangingBuild(*redis, path, &build));
 
   kill(build->pid(), SIGTERM);
   ASSERT_OK_AND_ASSIGN(int code, build->Wait(absl::Seconds(15)));
