@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "ciagent/build/pipeline.h"
+#include "ciagent/base/process_runner.h"
 
 namespace ciagent::testing {
 namespace fs = std::filesystem;

@@ -93,11 +93,8 @@ bool IsExecutableFile(const std::string& path) {
 absl::StatusOr<std::string> ResolveProgram(const std::string& program,
                                            const std::string& path_var) {
   if (program.find('/') != std::string::npos) return program;
-  for (absl::string_view dir : absl::StrSplit(path_var, ':')) {
-    if (dir.empty()) continue;
-    std::string candidate = absl::StrCat(dir, "/", program);
-    if (IsExecutableFile(candidate)) return candidate;
-  }
+  std::string found = FindExecutable(program, path_var);
+  if (!found.empty()) return found;
   return absl::NotFoundError(
       absl::StrCat("run ", program, ": not found in PATH \"", path_var, "\""));
 }
@@ -249,6 +246,15 @@ absl::Status BecomeChildSubreaper() {
         absl::StrCat("prctl PR_SET_CHILD_SUBREAPER: ", std::strerror(errno)));
   }
   return absl::OkStatus();
+}
+
+std::string FindExecutable(absl::string_view name, absl::string_view path) {
+  for (absl::string_view dir : absl::StrSplit(path, ':')) {
+    if (dir.empty()) continue;
+    std::string candidate = absl::StrCat(dir, "/", name);
+    if (IsExecutableFile(candidate)) return candidate;
+  }
+  return "";
 }
 
 absl::StatusOr<ProcessResult> RunProcess(const ProcessOptions& options,

@@ -125,6 +125,10 @@ struct ProcessResult {
 absl::StatusOr<ProcessResult> RunProcess(const ProcessOptions& options,
                                          const LineSink& sink);
 
+// `name` found in the colon-separated `path` as an executable regular file
+// (what RunProcess runs for an argv[0] without '/'); "" when absent.
+std::string FindExecutable(absl::string_view name, absl::string_view path);
+
 // Makes this process a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so
 // orphaned descendants of a step are re-parented here and RunProcess can
 // kill and reap them. Call once at start of a tool. kInternal on failure.

@@ -665,17 +665,4 @@ absl::StatusOr<PipelineResult> RunPipeline(const PipelineOptions& options,
   return run.Run();
 }
 
-std::string FindExecutable(absl::string_view name, absl::string_view path) {
-  for (absl::string_view dir : absl::StrSplit(path, ':')) {
-    if (dir.empty()) continue;
-    std::string candidate = absl::StrCat(dir, "/", name);
-    struct stat st;
-    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-        access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
-    }
-  }
-  return "";
-}
-
 }  // namespace ciagent

@@ -159,9 +159,6 @@ struct PipelineOptions {
 absl::StatusOr<PipelineResult> RunPipeline(const PipelineOptions& options,
                                            PipelineObserver* observer);
 
-// `name` found in the colon-separated `path` as an executable file; "" when
-// absent.
-std::string FindExecutable(absl::string_view name, absl::string_view path);
 
 }  // namespace ciagent
 

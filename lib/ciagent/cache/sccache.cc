@@ -19,7 +19,6 @@
 #include "absl/time/clock.h"
 #include "ciagent/base/process_runner.h"
 #include "ciagent/base/status_macros.h"
-#include "ciagent/build/pipeline.h"
 
 namespace ciagent {
 namespace {
