@@ -103,6 +103,25 @@ class PipelineTest : public ::testing::Test {
     return options;
   }
 
+  // Options for a stand-in crate: src/ with a bare Cargo.toml, and `tools`
+  // (name => shell script body) as executables in bin/, which heads PATH.
+  // For behaviour that does not depend on what cargo does.
+  PipelineOptions StandInCrate(
+      const std::vector<std::pair<std::string, std::string>>& tools) {
+    EXPECT_EQ(mkdir((tmp_ + "/bin").c_str(), 0755), 0);
+    EXPECT_EQ(mkdir((tmp_ + "/src").c_str(), 0755), 0);
+    std::ofstream(tmp_ + "/src/Cargo.toml") << "[package]\n";
+    for (const auto& [name, script] : tools) {
+      const std::string tool = tmp_ + "/bin/" + name;
+      std::ofstream(tool) << "#!/bin/sh\n" << script;
+      EXPECT_EQ(chmod(tool.c_str(), 0755), 0);
+    }
+    PipelineOptions options;
+    options.source_dir = tmp_ + "/src";
+    options.path = tmp_ + "/bin:/usr/bin:/bin";
+    return options;
+  }
+
   std::string tmp_;
 };
 
@@ -273,17 +292,11 @@ TEST_F(PipelineTest, DependenciesBuildOfflineThroughTheOperatorCargoConfig) {
 // The environment a step gets, seen through a stand-in cargo that prints
 // its arguments and environment (real cargo runs in the tests above).
 TEST_F(PipelineTest, StepsGetTheJobEnvironmentAndNothingOfTheAgents) {
-  ASSERT_EQ(mkdir((tmp_ + "/bin").c_str(), 0755), 0);
-  ASSERT_EQ(mkdir((tmp_ + "/src").c_str(), 0755), 0);
-  std::ofstream(tmp_ + "/bin/cargo") << "#!/bin/sh\necho \"args: $*\"\nenv\n";
-  ASSERT_EQ(chmod((tmp_ + "/bin/cargo").c_str(), 0755), 0);
-  std::ofstream(tmp_ + "/src/Cargo.toml") << "[package]\n";
+  PipelineOptions options =
+      StandInCrate({{"cargo", "echo \"args: $*\"\nenv\n"}});
   std::ofstream(tmp_ + "/src/Cargo.lock") << "";
   setenv("CIAGENT_TEST_AGENT_SECRET", "agent-only", 1);
-  PipelineOptions options;
-  options.source_dir = tmp_ + "/src";
   options.cargo_home = tmp_ + "/cargo-home";
-  options.path = tmp_ + "/bin:/usr/bin:/bin";
   options.steps = {"check"};
   options.env = {{"RUST_LOG", "debug"}};
   options.secret_env = {{"CARGO_REGISTRIES_ACME_TOKEN", "s3cret"}};
@@ -309,30 +322,21 @@ TEST_F(PipelineTest, StepsGetTheJobEnvironmentAndNothingOfTheAgents) {
 // plays it, writing the JUnit file where nextest would for our profile and
 // exiting as nextest does when tests fail (100).
 TEST_F(PipelineTest, NextestWhenInstalledAndItsJunitGivesTheResults) {
-  ASSERT_EQ(mkdir((tmp_ + "/bin").c_str(), 0755), 0);
-  ASSERT_EQ(mkdir((tmp_ + "/src").c_str(), 0755), 0);
-  std::ofstream(tmp_ + "/src/Cargo.toml") << "[package]\n";
-  std::ofstream(tmp_ + "/bin/cargo-nextest") << "#!/bin/sh\nexit 0\n";
-  std::ofstream(tmp_ + "/bin/cargo")
-      << "#!/bin/sh\n"
-         "echo \"args: $*\"\n"
-         "[ \"$1\" = nextest ] || exit 0\n"
-         "mkdir -p \"$CARGO_TARGET_DIR/nextest/ciagent\"\n"
-         "cat > \"$CARGO_TARGET_DIR/nextest/ciagent/junit.xml\" <<'EOF'\n"
-         "<testsuites><testsuite name=\"app\" tests=\"3\">"
-         "<testcase name=\"adds\" classname=\"app\"/>"
-         "<testcase name=\"subtracts\" classname=\"app\">"
-         "<failure message=\"boom\"/></testcase>"
-         "<testcase name=\"later\" classname=\"app\"><skipped/></testcase>"
-         "</testsuite></testsuites>\n"
-         "EOF\n"
-         "exit 100\n";
-  for (const char* tool : {"/bin/cargo", "/bin/cargo-nextest"}) {
-    ASSERT_EQ(chmod((tmp_ + tool).c_str(), 0755), 0);
-  }
-  PipelineOptions options;
-  options.source_dir = tmp_ + "/src";
-  options.path = tmp_ + "/bin:/usr/bin:/bin";
+  PipelineOptions options = StandInCrate(
+      {{"cargo-nextest", "exit 0\n"},
+       {"cargo",
+        "echo \"args: $*\"\n"
+        "[ \"$1\" = nextest ] || exit 0\n"
+        "mkdir -p \"$CARGO_TARGET_DIR/nextest/ciagent\"\n"
+        "cat > \"$CARGO_TARGET_DIR/nextest/ciagent/junit.xml\" <<'EOF'\n"
+        "<testsuites><testsuite name=\"app\" tests=\"3\">"
+        "<testcase name=\"adds\" classname=\"app\"/>"
+        "<testcase name=\"subtracts\" classname=\"app\">"
+        "<failure message=\"boom\"/></testcase>"
+        "<testcase name=\"later\" classname=\"app\"><skipped/></testcase>"
+        "</testsuite></testsuites>\n"
+        "EOF\n"
+        "exit 100\n"}});
   options.steps = {"test"};
   RecordingObserver observer;
 
@@ -354,18 +358,11 @@ TEST_F(PipelineTest, NextestWhenInstalledAndItsJunitGivesTheResults) {
 // A full disk is the agent's problem, not the push's: the job is requeued
 // (kUnavailable) rather than failed.
 TEST_F(PipelineTest, StepFailingOnAFullDiskIsAnAgentFailure) {
-  ASSERT_EQ(mkdir((tmp_ + "/bin").c_str(), 0755), 0);
-  ASSERT_EQ(mkdir((tmp_ + "/src").c_str(), 0755), 0);
-  std::ofstream(tmp_ + "/src/Cargo.toml") << "[package]\n";
-  std::ofstream(tmp_ + "/bin/cargo")
-      << "#!/bin/sh\n"
-         "echo 'error: failed to write target/debug/deps/x.rmeta: "
-         "No space left on device (os error 28)' >&2\n"
-         "exit 101\n";
-  ASSERT_EQ(chmod((tmp_ + "/bin/cargo").c_str(), 0755), 0);
-  PipelineOptions options;
-  options.source_dir = tmp_ + "/src";
-  options.path = tmp_ + "/bin:/usr/bin:/bin";
+  PipelineOptions options = StandInCrate(
+      {{"cargo",
+        "echo 'error: failed to write target/debug/deps/x.rmeta: "
+        "No space left on device (os error 28)' >&2\n"
+        "exit 101\n"}});
 
   EXPECT_THAT(RunPipeline(options, nullptr),
               StatusIs(absl::StatusCode::kUnavailable,
