@@ -19,6 +19,8 @@ packages=(
   time  # /usr/bin/time -v: peak RSS in scripts/bench-prune.sh
   sccache  # the build cache's optional compiler cache
   git openssl python3
+  # registry client tests: a real registry, a JWT token server, image tools
+  docker-registry python3-jwt python3-cryptography skopeo buildah umoci
   # crates the Rust fixture tests/fixtures/with_deps builds offline
   # (vendored under /usr/share/cargo/registry)
   librust-itoa-dev librust-csv-core-dev librust-memchr-dev
