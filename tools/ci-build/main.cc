@@ -16,6 +16,7 @@
 #include "ciagent/build/queued_build.h"
 #include "ciagent/build/report.h"
 #include "build_flags.h"
+#include "push_mode.h"
 #include "tool_flags.h"
 
 ABSL_FLAG(std::string, job, "", "queue mode: the job.json written by ci-consume");
@@ -38,6 +39,10 @@ installed), clippy, audit/deny when installed, image.
       lease, streams logs to Redis, finalizes the status and acks the entry
   ci-build --local <path>             a checkout, no Redis; logs and a summary
       on stdout
+  ci-build --push-layout <dir> --image <registry/repo:tag>
+      pushes an OCI image layout (REGISTRY_USERNAME, REGISTRY_TOKEN[_FILE],
+      CI_CA_FILE); prints a JSON summary; exit 75 when the registry is
+      unavailable
 
 Steps run with a controlled environment (PATH, HOME, CARGO_HOME,
 CARGO_TARGET_DIR, the job's env and --secret-env). Secrets come from the
@@ -144,6 +149,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<ToolStart> start = StartTool(argc, argv, kUsage);
   if (!start.ok()) return Fail(ExitCodeFor(start.status()), start.status());
   if (start->help_shown) return kExitOk;
+  if (PushModeRequested()) return RunPushLayout();
   const bool queued = !absl::GetFlag(FLAGS_job).empty();
   if (queued == !absl::GetFlag(FLAGS_local).empty()) {
     return Fail(kExitUsage, absl::InvalidArgumentError(
