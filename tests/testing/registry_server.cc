@@ -1,0 +1,857 @@
+#include "testing/registry_server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "absl/algorithm/container.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "testing/redis_server.h"
+
+extern char** environ;
+
+namespace ciagent::testing {
+namespace {
+
+constexpr char kPython[] = "/usr/bin/python3";
+constexpr char kService[] = "ciagent-test-registry";
+constexpr char kIssuer[] = "ciagent-test-issuer";
+constexpr absl::Duration kStartTimeout = absl::Seconds(15);
+
+bool IsFile(const std::filesystem::path& path) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(path, ec);
+}
+
+// A helper script: from the environment variable `env`, else next to this
+// source file (its compile-time path, relative to the build directory meson
+// runs tests in), else in tests/testing/ of a source tree holding the test
+// binary.
+absl::StatusOr<std::string> FindScript(const char* name, const char* env) {
+  if (auto from_env = PathFromEnv(env); from_env.ok()) {
+    if (IsFile(*from_env)) return *from_env;
+    return absl::FailedPreconditionError(
+        absl::StrCat(env, "=", *from_env, ": no such file"));
+  }
+  std::error_code ec;
+  const std::filesystem::path beside =
+      std::filesystem::path(__FILE__).parent_path() / name;
+  if (IsFile(beside)) return std::filesystem::absolute(beside, ec).string();
+  std::filesystem::path dir =
+      std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  for (; !ec && !dir.empty() && dir != dir.root_path();
+       dir = dir.parent_path()) {
+    const auto candidate = dir / "tests" / "testing" / name;
+    if (IsFile(candidate)) return candidate.string();
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat(name, " not found; set ", env, " to its path"));
+}
+
+// The first executable `name` in PATH, or "".
+std::string FindInPath(absl::string_view name) {
+  const char* path = std::getenv("PATH");
+  for (absl::string_view dir :
+       absl::StrSplit(path != nullptr ? path : "/usr/bin:/bin", ':')) {
+    if (dir.empty()) continue;
+    std::string candidate = absl::StrCat(dir, "/", name);
+    if (::access(candidate.c_str(), X_OK) == 0 && IsFile(candidate)) {
+      return candidate;
+    }
+  }
+  return "";
+}
+
+absl::Status CheckPython() {
+  if (::access(kPython, X_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat(kPython, " not installed"));
+  }
+  return absl::OkStatus();
+}
+
+// Runs a tool to completion, its stdout to `out_path`; kNotFound when it is
+// not installed.
+absl::Status RunTool(const std::vector<std::string>& argv,
+                     const std::string& out_path) {
+  SubprocessOptions options;
+  options.stdout_path = out_path;
+  options.stderr_path = absl::StrCat(out_path, ".err");
+  auto process = Subprocess::Start(argv, options);
+  if (!process.ok()) return process.status();
+  auto code = (*process)->Wait(absl::Seconds(30));
+  if (!code.ok()) return code.status();
+  if (*code != 0) {
+    return absl::InternalError(absl::StrCat(
+        argv[0], " ", argv.size() > 1 ? argv[1] : "", ": exit ", *code, ": ",
+        absl::StripAsciiWhitespace(ReadFileOrEmpty(options.stderr_path))));
+  }
+  return absl::OkStatus();
+}
+
+// OK when python3 can import the token service's modules; checked once.
+absl::Status CheckTokenModules(const std::string& scratch) {
+  static const absl::Status* const status = [&scratch] {
+    absl::Status s = CheckPython();
+    if (s.ok()) {
+      s = RunTool({kPython, "-I", "-c", "import jwt, cryptography"},
+                  absl::StrCat(scratch, "/python-modules.log"));
+    }
+    if (!s.ok()) {
+      return new absl::Status(absl::NotFoundError(absl::StrCat(
+          "python3 with the jwt and cryptography modules (python3-jwt, "
+          "python3-cryptography) not installed (",
+          s.message(), ")")));
+    }
+    return new absl::Status();
+  }();
+  return *status;
+}
+
+absl::Status WriteText(const std::string& path, const std::string& text,
+                       mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("create ", path, ": ", std::strerror(errno)));
+  }
+  // The mode of an existing file is not changed by open(); force it.
+  bool ok = ::fchmod(fd, mode) == 0;
+  size_t written = 0;
+  while (ok && written < text.size()) {
+    ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) written += static_cast<size_t>(n);
+  }
+  ok = (::close(fd) == 0) && ok;
+  if (!ok) {
+    return absl::InternalError(
+        absl::StrCat("write ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status OpensslMissing(const absl::Status& s) {
+  return absl::NotFoundError(
+      absl::StrCat("openssl not installed (", s.message(), ")"));
+}
+
+// Runs openssl steps; a missing openssl is kNotFound.
+absl::Status RunOpenssl(const std::vector<std::vector<std::string>>& steps,
+                        const std::string& log) {
+  for (const auto& step : steps) {
+    absl::Status s = RunTool(step, log);
+    if (s.code() == absl::StatusCode::kNotFound) return OpensslMissing(s);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+// A CA and a server certificate for 127.0.0.1 signed by it, all EC P-256:
+// ca.pem, server.pem, server.key in `dir`. The SAN names 127.0.0.1 as an IP
+// and as a DNS name, since some TLS stacks match the host only against DNS
+// names. `req -CA` needs OpenSSL 3.
+absl::Status MakeTlsCertificates(const std::string& dir) {
+  const std::string ca_conf = absl::StrCat(dir, "/ca.cnf");
+  const std::string server_conf = absl::StrCat(dir, "/server.cnf");
+  absl::Status s = WriteText(ca_conf,
+                             "[req]\n"
+                             "distinguished_name = dn\n"
+                             "prompt = no\n"
+                             "x509_extensions = ca\n"
+                             "[dn]\n"
+                             "CN = ciagent test registry CA\n"
+                             "[ca]\n"
+                             "basicConstraints = critical, CA:TRUE\n"
+                             "keyUsage = critical, keyCertSign, cRLSign\n"
+                             "subjectKeyIdentifier = hash\n",
+                             0644);
+  if (!s.ok()) return s;
+  s = WriteText(server_conf,
+                "[req]\n"
+                "distinguished_name = dn\n"
+                "prompt = no\n"
+                "x509_extensions = server\n"
+                "[dn]\n"
+                "CN = 127.0.0.1\n"
+                "[server]\n"
+                "basicConstraints = critical, CA:FALSE\n"
+                "keyUsage = critical, digitalSignature\n"
+                "extendedKeyUsage = serverAuth\n"
+                "subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:127.0.0.1\n"
+                "subjectKeyIdentifier = hash\n"
+                "authorityKeyIdentifier = keyid:always\n",
+                0644);
+  if (!s.ok()) return s;
+  auto in_dir = [&](const char* name) { return absl::StrCat(dir, "/", name); };
+  return RunOpenssl(
+      {
+          {"openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
+           "ec_paramgen_curve:P-256", "-noenc", "-keyout", in_dir("ca.key"),
+           "-config", ca_conf, "-days", "7", "-sha256", "-out",
+           in_dir("ca.pem")},
+          {"openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
+           "ec_paramgen_curve:P-256", "-noenc", "-keyout",
+           in_dir("server.key"), "-config", server_conf, "-CA",
+           in_dir("ca.pem"), "-CAkey", in_dir("ca.key"), "-days", "7",
+           "-sha256", "-out", in_dir("server.pem")},
+      },
+      in_dir("openssl.log"));
+}
+
+// The token signer: an EC P-256 key and its self-signed certificate
+// (signer.key, signer.pem in `dir`). The token service puts the certificate
+// into each JWT's `x5c` header; distribution, given the same certificate as
+// `rootcertbundle`, verifies that chain and then the ES256 signature.
+absl::Status MakeSigningCertificate(const std::string& dir) {
+  const std::string conf = absl::StrCat(dir, "/signer.cnf");
+  absl::Status s = WriteText(conf,
+                             "[req]\n"
+                             "distinguished_name = dn\n"
+                             "prompt = no\n"
+                             "x509_extensions = signer\n"
+                             "[dn]\n"
+                             "CN = ciagent test registry token signer\n"
+                             "[signer]\n"
+                             "basicConstraints = critical, CA:FALSE\n"
+                             "keyUsage = critical, digitalSignature\n"
+                             "subjectKeyIdentifier = hash\n",
+                             0644);
+  if (!s.ok()) return s;
+  return RunOpenssl({{"openssl", "req", "-x509", "-new", "-newkey", "ec",
+                      "-pkeyopt", "ec_paramgen_curve:P-256", "-noenc",
+                      "-keyout", absl::StrCat(dir, "/signer.key"), "-config",
+                      conf, "-days", "7", "-sha256", "-out",
+                      absl::StrCat(dir, "/signer.pem")}},
+                    absl::StrCat(dir, "/openssl.log"));
+}
+
+// A bcrypt htpasswd line for the `user:password` line in `auth_file`, made
+// by python3's crypt module (glibc/libxcrypt `$2b$`, which distribution's
+// Go bcrypt accepts). Cost 4, the minimum: distribution checks the hash on
+// every request, and at the usual cost 10+ that alone adds ~100 ms each.
+absl::StatusOr<std::string> HtpasswdLine(const std::string& auth_file,
+                                         const std::string& scratch) {
+  if (absl::Status s = CheckPython(); !s.ok()) return s;
+  static constexpr char kHash[] =
+      "import crypt, sys\n"
+      "line = open(sys.argv[1], 'rb').read().decode().rstrip('\\n')\n"
+      "user, _, password = line.partition(':')\n"
+      "hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH,"
+      " rounds=16))\n"
+      "if not hashed or not hashed.startswith('$2'):\n"
+      "    sys.exit('crypt has no bcrypt here')\n"
+      "print('%s:%s' % (user, hashed))\n";
+  const std::string out = absl::StrCat(scratch, "/htpasswd.out");
+  absl::Status s =
+      RunTool({kPython, "-I", "-W", "ignore", "-c", kHash, auth_file}, out);
+  if (!s.ok()) {
+    return absl::Status(s.code(),
+                        absl::StrCat("bcrypt for htpasswd: ", s.message()));
+  }
+  std::string line(absl::StripAsciiWhitespace(ReadFileOrEmpty(out)));
+  RemoveTree(out);
+  return absl::StrCat(line, "\n");
+}
+
+std::string RandomHex(size_t bytes) {
+  std::string raw;
+  int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  raw.resize(bytes);
+  if (fd >= 0) {
+    size_t got = 0;
+    while (got < bytes) {
+      ssize_t n = ::read(fd, raw.data() + got, bytes - got);
+      if (n <= 0) break;
+      got += static_cast<size_t>(n);
+    }
+    ::close(fd);
+  }
+  return absl::BytesToHexString(raw);
+}
+
+// Waits until the child prints `ready <port>`; kUnavailable when it exits
+// first (a port taken meanwhile, say).
+absl::Status AwaitReadyLine(std::unique_ptr<Subprocess>& process,
+                            const std::string& out, const std::string& err,
+                            absl::string_view what, int port) {
+  const std::string ready = absl::StrCat("ready ", port, "\n");
+  const absl::Time deadline = absl::Now() + kStartTimeout;
+  while (absl::Now() < deadline) {
+    if (ReadFileOrEmpty(out) == ready) return absl::OkStatus();
+    if (!process->running()) {
+      process.reset();
+      return absl::UnavailableError(
+          absl::StrCat(what, " on port ", port, " exited: ",
+                       absl::StripAsciiWhitespace(ReadFileOrEmpty(err))));
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  process->Kill();
+  process.reset();
+  return absl::DeadlineExceededError(absl::StrCat(
+      what, " on port ", port, " not ready after ",
+      absl::FormatDuration(kStartTimeout)));
+}
+
+// The status code of `GET <path>` on 127.0.0.1:port over plain HTTP, or -1
+// when there is no HTTP answer (yet).
+int HttpGetStatus(int port, const char* path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  timeval timeout{.tv_sec = 2, .tv_usec = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  int status = -1;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const std::string request =
+        absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1:", port,
+                     "\r\nConnection: close\r\n\r\n");
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(request.size())) {
+      char buf[64];
+      ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+      // "HTTP/1.x NNN ..."
+      if (n >= 12 && std::memcmp(buf, "HTTP/1.", 7) == 0) {
+        (void)absl::SimpleAtoi(absl::string_view(buf + 9, 3), &status);
+      }
+    }
+  }
+  ::close(fd);
+  return status;
+}
+
+bool TcpConnects(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok =
+      ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// SIGTERM, then wait; exit codes in `ok_codes` count as a clean stop.
+absl::Status StopProcess(std::unique_ptr<Subprocess>& process,
+                         absl::string_view what, const std::string& err,
+                         std::initializer_list<int> ok_codes) {
+  if (!process) return absl::OkStatus();
+  process->Signal(SIGTERM);
+  auto code = process->Wait(absl::Seconds(10));
+  if (!code.ok()) process->Kill();
+  process.reset();
+  if (!code.ok()) return code.status();
+  for (int ok : ok_codes) {
+    if (*code == ok) return absl::OkStatus();
+  }
+  return absl::InternalError(
+      absl::StrCat(what, " exited with ", *code, ": ",
+                   absl::StripAsciiWhitespace(ReadFileOrEmpty(err))));
+}
+
+absl::Status CheckCredentials(const std::string& user,
+                              const std::string& password,
+                              absl::string_view what) {
+  if (user.empty() || absl::StrContains(user, ':') ||
+      absl::StrContains(user, '\n') || absl::StrContains(password, '\n')) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " credentials: a user without ':', no newlines"));
+  }
+  return absl::OkStatus();
+}
+
+// `<method> <uri> <status>` lines from distribution's access log, which is
+// in the Apache combined format:
+//   127.0.0.1 - - [date] "GET /v2/ HTTP/1.1" 401 87 "" "curl/7.88.1"
+std::string AccessLogRequests(const std::string& log) {
+  std::string out;
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    size_t open = line.find('"');
+    if (open == absl::string_view::npos) continue;
+    size_t close = line.find('"', open + 1);
+    if (close == absl::string_view::npos) continue;
+    std::vector<absl::string_view> request =
+        absl::StrSplit(line.substr(open + 1, close - open - 1), ' ');
+    std::vector<absl::string_view> rest = absl::StrSplit(
+        absl::StripLeadingAsciiWhitespace(line.substr(close + 1)), ' ');
+    if (request.size() < 2 || rest.empty()) continue;
+    absl::StrAppend(&out, request[0], " ", request[1], " ", rest[0], "\n");
+  }
+  return out;
+}
+
+}  // namespace
+
+// --- RegistryServer ----------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<RegistryServer>> RegistryServer::Start(
+    RegistryServerOptions options) {
+  using Auth = RegistryServerOptions::Auth;
+  if (FindInPath("docker-registry").empty() && FindInPath("registry").empty()) {
+    return absl::NotFoundError(
+        "docker-registry (CNCF distribution) not installed");
+  }
+  if (options.auth != Auth::kNone) {
+    if (absl::Status s = CheckCredentials(options.username, options.password,
+                                          "registry");
+        !s.ok()) {
+      return s;
+    }
+  }
+  std::unique_ptr<RegistryServer> server(new RegistryServer());
+  server->options_ = std::move(options);
+  auto dir = MakeTempDir("ciagent-registry-");
+  if (!dir.ok()) return dir.status();
+  server->dir_ = *dir;
+  const RegistryServerOptions& opts = server->options_;
+  if (opts.auth == Auth::kToken) {
+    if (absl::Status s = CheckTokenModules(*dir); !s.ok()) return s;
+    auto script = FindScript("registry_token_server.py",
+                             "CIAGENT_REGISTRY_TOKEN_SERVER");
+    if (!script.ok()) return script.status();
+    server->token_script_ = *script;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(server->storage_dir(), ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("create ", server->storage_dir(), ": ", ec.message()));
+  }
+  if (opts.https) {
+    const std::string tls_dir = absl::StrCat(*dir, "/tls");
+    std::filesystem::create_directories(tls_dir, ec);
+    if (absl::Status s = MakeTlsCertificates(tls_dir); !s.ok()) return s;
+    server->ca_file_ = absl::StrCat(tls_dir, "/ca.pem");
+    server->tls_cert_ = absl::StrCat(tls_dir, "/server.pem");
+    server->tls_key_ = absl::StrCat(tls_dir, "/server.key");
+  }
+  const std::string auth_file = absl::StrCat(*dir, "/auth");
+  if (opts.auth != Auth::kNone) {
+    absl::Status s = WriteText(
+        auth_file, absl::StrCat(opts.username, ":", opts.password, "\n"),
+        0600);
+    if (!s.ok()) return s;
+  }
+  if (opts.auth == Auth::kBasic) {
+    auto line = HtpasswdLine(auth_file, *dir);
+    if (!line.ok()) return line.status();
+    absl::Status s = WriteText(absl::StrCat(*dir, "/htpasswd"), *line, 0600);
+    if (!s.ok()) return s;
+  }
+  if (opts.auth == Auth::kToken) {
+    if (absl::Status s = MakeSigningCertificate(*dir); !s.ok()) return s;
+    RegistryServer* raw = server.get();
+    absl::StatusOr<int> port = LaunchOnFreePort([raw](int port) {
+      raw->token_port_ = port;
+      return raw->LaunchTokenServer();
+    });
+    if (!port.ok()) return port.status();
+  }
+  // The secret protects upload state in Location URLs; fixed, so uploads
+  // survive StartAgain().
+  const std::string secret = RandomHex(16);
+  if (absl::Status s = WriteText(absl::StrCat(*dir, "/http-secret"), secret,
+                                 0600);
+      !s.ok()) {
+    return s;
+  }
+  RegistryServer* raw = server.get();
+  absl::StatusOr<int> port = LaunchOnFreePort([raw](int port) {
+    raw->port_ = port;
+    if (absl::Status s = raw->WriteConfig(); !s.ok()) return s;
+    return raw->Launch();
+  });
+  if (!port.ok()) return port.status();
+  return server;
+}
+
+RegistryServer::~RegistryServer() {
+  if (registry_) registry_->Kill();
+  if (token_server_) token_server_->Kill();
+  RemoveTree(dir_);
+}
+
+std::string RegistryServer::url() const {
+  return absl::StrCat(options_.https ? "https" : "http", "://", host());
+}
+
+std::string RegistryServer::host() const {
+  return absl::StrCat("127.0.0.1:", port_);
+}
+
+std::string RegistryServer::storage_dir() const {
+  return absl::StrCat(dir_, "/storage");
+}
+
+std::string RegistryServer::BlobPath(absl::string_view digest) const {
+  if (!absl::ConsumePrefix(&digest, "sha256:") || digest.size() != 64) {
+    return "";
+  }
+  for (char c : digest) {
+    if (!absl::ascii_isxdigit(c) || absl::ascii_isupper(c)) return "";
+  }
+  std::string path =
+      absl::StrCat(storage_dir(), "/docker/registry/v2/blobs/sha256/",
+                   digest.substr(0, 2), "/", digest, "/data");
+  return IsFile(path) ? path : "";
+}
+
+int RegistryServer::token_requests() const {
+  if (options_.auth != RegistryServerOptions::Auth::kToken) return 0;
+  int count = 0;
+  for (absl::string_view line :
+       absl::StrSplit(ReadFileOrEmpty(absl::StrCat(dir_, "/token.log")), '\n',
+                      absl::SkipEmpty())) {
+    if (absl::StartsWith(line, "GET /token ")) ++count;
+  }
+  return count;
+}
+
+std::string RegistryServer::RequestLog() const {
+  // One access log per launch (the child's stdout is truncated on start).
+  std::string log;
+  for (int i = 0;; ++i) {
+    const std::string path = absl::StrCat(dir_, "/access-", i, ".log");
+    if (!IsFile(path)) break;
+    log += ReadFileOrEmpty(path);
+  }
+  return AccessLogRequests(log);
+}
+
+absl::Status RegistryServer::WriteConfig() {
+  using Auth = RegistryServerOptions::Auth;
+  const std::string secret =
+      ReadFileOrEmpty(absl::StrCat(dir_, "/http-secret"));
+  std::string config = absl::StrCat(
+      "version: 0.1\n"
+      "log:\n"
+      "  level: warn\n"
+      "  formatter: text\n"
+      "  accesslog:\n"
+      "    disabled: false\n"
+      "storage:\n"
+      "  filesystem:\n"
+      "    rootdirectory: \"",
+      storage_dir(),
+      "\"\n"
+      "  delete:\n"
+      "    enabled: true\n"
+      "  maintenance:\n"
+      "    uploadpurging:\n"
+      "      enabled: false\n"
+      "http:\n"
+      "  addr: 127.0.0.1:",
+      port_,
+      "\n"
+      "  secret: \"",
+      secret, "\"\n");
+  if (options_.https) {
+    absl::StrAppend(&config, "  tls:\n    certificate: \"", tls_cert_,
+                    "\"\n    key: \"", tls_key_, "\"\n");
+  }
+  if (options_.auth == Auth::kBasic) {
+    absl::StrAppend(&config, "auth:\n  htpasswd:\n    realm: ", kService,
+                    "\n    path: \"", dir_, "/htpasswd\"\n");
+  } else if (options_.auth == Auth::kToken) {
+    absl::StrAppend(&config, "auth:\n  token:\n    realm: ",
+                    options_.https ? "https" : "http", "://127.0.0.1:",
+                    token_port_, "/token\n    service: ", kService,
+                    "\n    issuer: ", kIssuer, "\n    rootcertbundle: \"",
+                    dir_, "/signer.pem\"\n");
+  }
+  return WriteText(absl::StrCat(dir_, "/config.yml"), config, 0600);
+}
+
+absl::Status RegistryServer::LaunchTokenServer() {
+  std::vector<std::string> argv = {
+      kPython,       "-I",
+      token_script_, "--port",
+      absl::StrCat(token_port_),
+      "--auth-file", absl::StrCat(dir_, "/auth"),
+      "--key",       absl::StrCat(dir_, "/signer.key"),
+      "--cert",      absl::StrCat(dir_, "/signer.pem"),
+      "--service",   kService,
+      "--issuer",    kIssuer,
+      "--expires-in", absl::StrCat(options_.token_expires_in_s),
+      "--log",       absl::StrCat(dir_, "/token.log")};
+  if (options_.token_omit_expires_in) argv.push_back("--omit-expires-in");
+  if (options_.https) {
+    argv.insert(argv.end(), {"--tls-cert", tls_cert_, "--tls-key", tls_key_});
+  }
+  SubprocessOptions subprocess_options;
+  const std::string out = absl::StrCat(dir_, "/token.out");
+  const std::string err = absl::StrCat(dir_, "/token.err");
+  subprocess_options.stdout_path = out;
+  subprocess_options.stderr_path = err;
+  auto process = Subprocess::Start(argv, subprocess_options);
+  if (!process.ok()) return process.status();
+  token_server_ = std::move(process).value();
+  return AwaitReadyLine(token_server_, out, err, "registry token service",
+                        token_port_);
+}
+
+absl::Status RegistryServer::Launch() {
+  std::string binary = FindInPath("docker-registry");
+  if (binary.empty()) binary = FindInPath("registry");
+  int launch = 0;
+  while (IsFile(absl::StrCat(dir_, "/access-", launch, ".log"))) ++launch;
+  SubprocessOptions subprocess_options;
+  // Distribution lets REGISTRY_* variables override the configuration file.
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (absl::StartsWith(*e, "REGISTRY_")) {
+      subprocess_options.unset_env.push_back(
+          std::string(*e).substr(0, std::string(*e).find('=')));
+    }
+  }
+  // Its access log goes to stdout, everything else to stderr.
+  const std::string out = absl::StrCat(dir_, "/access-", launch, ".log");
+  const std::string err = absl::StrCat(dir_, "/registry.err");
+  subprocess_options.stdout_path = out;
+  subprocess_options.stderr_path = err;
+  auto process = Subprocess::Start(
+      {binary, "serve", absl::StrCat(dir_, "/config.yml")}, subprocess_options);
+  if (!process.ok()) return process.status();
+  registry_ = std::move(process).value();
+  const absl::Time deadline = absl::Now() + kStartTimeout;
+  while (absl::Now() < deadline) {
+    if (!registry_->running()) {
+      registry_.reset();
+      RemoveTree(out);
+      return absl::UnavailableError(
+          absl::StrCat("registry on port ", port_, " exited: ",
+                       absl::StripAsciiWhitespace(ReadFileOrEmpty(err))));
+    }
+    if (options_.https ? TcpConnects(port_) : [&] {
+          int status = HttpGetStatus(port_, "/v2/");
+          return status == 200 || status == 401;
+        }()) {
+      // The port answers; make sure it is this registry and not a process
+      // that took the port first (then ours exits on the failed bind).
+      absl::SleepFor(absl::Milliseconds(20));
+      if (registry_->running()) return absl::OkStatus();
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  registry_->Kill();
+  registry_.reset();
+  return absl::DeadlineExceededError(
+      absl::StrCat("registry on port ", port_, " not ready after ",
+                   absl::FormatDuration(kStartTimeout), ": ",
+                   absl::StripAsciiWhitespace(ReadFileOrEmpty(err))));
+}
+
+absl::Status RegistryServer::Stop() {
+  // Distribution stops on SIGTERM by dying of it (143) or, when draining,
+  // with status 0.
+  absl::Status registry = StopProcess(registry_, "registry",
+                                      absl::StrCat(dir_, "/registry.err"),
+                                      {0, 128 + SIGTERM});
+  absl::Status token = StopProcess(token_server_, "registry token service",
+                                   absl::StrCat(dir_, "/token.err"), {0});
+  return registry.ok() ? token : registry;
+}
+
+absl::Status RegistryServer::StartAgain() {
+  if ((registry_ && registry_->running()) ||
+      (token_server_ && token_server_->running())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("registry on port ", port_, " is running"));
+  }
+  if (options_.auth == RegistryServerOptions::Auth::kToken) {
+    if (absl::Status s = LaunchTokenServer(); !s.ok()) return s;
+  }
+  return Launch();
+}
+
+// --- FaultProxy ------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<FaultProxy>> FaultProxy::Start(
+    FaultProxyOptions options) {
+  if (absl::Status s = CheckPython(); !s.ok()) return s;
+  if (!absl::StartsWith(options.upstream, "http://") ||
+      options.upstream.size() <= 7) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fault proxy upstream '", options.upstream, "': not http://host:port"));
+  }
+  if (!(options.fault_rate >= 0 && options.fault_rate <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fault proxy rate ", options.fault_rate, " not in [0, 1]"));
+  }
+  for (const std::string& method : options.methods) {
+    if (method.empty() || !absl::c_all_of(method, absl::ascii_isalpha)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("fault proxy method '", method, "'"));
+    }
+  }
+  auto script =
+      FindScript("registry_fault_proxy.py", "CIAGENT_REGISTRY_FAULT_PROXY");
+  if (!script.ok()) return script.status();
+  std::unique_ptr<FaultProxy> proxy(new FaultProxy());
+  proxy->options_ = std::move(options);
+  proxy->script_ = *script;
+  auto dir = MakeTempDir("ciagent-fault-proxy-");
+  if (!dir.ok()) return dir.status();
+  proxy->dir_ = *dir;
+  FaultProxy* raw = proxy.get();
+  absl::StatusOr<int> port = LaunchOnFreePort([raw](int port) {
+    raw->port_ = port;
+    return raw->Launch();
+  });
+  if (!port.ok()) return port.status();
+  return proxy;
+}
+
+FaultProxy::~FaultProxy() {
+  if (process_) process_->Kill();
+  RemoveTree(dir_);
+}
+
+std::string FaultProxy::url() const { return absl::StrCat("http://", host()); }
+
+std::string FaultProxy::host() const {
+  return absl::StrCat("127.0.0.1:", port_);
+}
+
+std::pair<int, int> FaultProxy::Counters() const {
+  // "requests <seen> faults <injected>", replaced atomically by the proxy.
+  const std::string state = ReadFileOrEmpty(absl::StrCat(dir_, "/state"));
+  std::vector<absl::string_view> words =
+      absl::StrSplit(absl::StripAsciiWhitespace(state), ' ');
+  int seen = 0;
+  int faults = 0;
+  if (words.size() == 4) {
+    (void)absl::SimpleAtoi(words[1], &seen);
+    (void)absl::SimpleAtoi(words[3], &faults);
+  }
+  return {seen, faults};
+}
+
+int FaultProxy::faults_injected() const { return Counters().second; }
+
+int FaultProxy::requests_seen() const { return Counters().first; }
+
+std::string FaultProxy::RequestLog() const {
+  return ReadFileOrEmpty(absl::StrCat(dir_, "/requests.log"));
+}
+
+absl::Status FaultProxy::Launch() {
+  std::vector<std::string> argv = {
+      kPython,       "-I",
+      script_,       "--port",
+      absl::StrCat(port_),
+      "--upstream",  options_.upstream,
+      "--fault-rate", absl::StrCat(options_.fault_rate),
+      "--seed",      absl::StrCat(options_.seed),
+      "--retry-after", absl::StrCat(options_.retry_after_s),
+      "--methods",   absl::StrJoin(options_.methods, ","),
+      "--state",     absl::StrCat(dir_, "/state"),
+      "--log",       absl::StrCat(dir_, "/requests.log")};
+  if (options_.reset_connections) argv.push_back("--reset-connections");
+  SubprocessOptions subprocess_options;
+  const std::string out = absl::StrCat(dir_, "/proxy.out");
+  const std::string err = absl::StrCat(dir_, "/proxy.err");
+  subprocess_options.stdout_path = out;
+  subprocess_options.stderr_path = err;
+  auto process = Subprocess::Start(argv, subprocess_options);
+  if (!process.ok()) return process.status();
+  process_ = std::move(process).value();
+  return AwaitReadyLine(process_, out, err, "fault proxy", port_);
+}
+
+// --- QuirksRegistry --------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<QuirksRegistry>> QuirksRegistry::Start(
+    QuirksRegistryOptions options) {
+  if (absl::Status s = CheckPython(); !s.ok()) return s;
+  if (absl::Status s = CheckCredentials(options.username, options.password,
+                                        "quirks registry");
+      !s.ok()) {
+    return s;
+  }
+  auto script = FindScript("registry_quirks_server.py",
+                           "CIAGENT_REGISTRY_QUIRKS_SERVER");
+  if (!script.ok()) return script.status();
+  std::unique_ptr<QuirksRegistry> registry(new QuirksRegistry());
+  registry->options_ = std::move(options);
+  registry->script_ = *script;
+  auto dir = MakeTempDir("ciagent-quirks-registry-");
+  if (!dir.ok()) return dir.status();
+  registry->dir_ = *dir;
+  absl::Status s = WriteText(
+      absl::StrCat(*dir, "/auth"),
+      absl::StrCat(registry->options_.username, ":",
+                   registry->options_.password, "\n"),
+      0600);
+  if (!s.ok()) return s;
+  QuirksRegistry* raw = registry.get();
+  absl::StatusOr<int> port = LaunchOnFreePort([raw](int port) {
+    raw->port_ = port;
+    return raw->Launch();
+  });
+  if (!port.ok()) return port.status();
+  return registry;
+}
+
+QuirksRegistry::~QuirksRegistry() {
+  if (process_) process_->Kill();
+  RemoveTree(dir_);
+}
+
+std::string QuirksRegistry::url() const {
+  return absl::StrCat("http://", host());
+}
+
+std::string QuirksRegistry::host() const {
+  return absl::StrCat("127.0.0.1:", port_);
+}
+
+std::string QuirksRegistry::RequestLog() const {
+  return ReadFileOrEmpty(absl::StrCat(dir_, "/requests.log"));
+}
+
+absl::Status QuirksRegistry::Launch() {
+  const std::vector<std::string> argv = {
+      kPython, "-I", script_,
+      "--root", absl::StrCat(dir_, "/storage"),
+      "--port", absl::StrCat(port_),
+      "--auth-file", absl::StrCat(dir_, "/auth"),
+      "--log", absl::StrCat(dir_, "/requests.log")};
+  SubprocessOptions subprocess_options;
+  const std::string out = absl::StrCat(dir_, "/server.out");
+  const std::string err = absl::StrCat(dir_, "/server.err");
+  subprocess_options.stdout_path = out;
+  subprocess_options.stderr_path = err;
+  auto process = Subprocess::Start(argv, subprocess_options);
+  if (!process.ok()) return process.status();
+  process_ = std::move(process).value();
+  return AwaitReadyLine(process_, out, err, "quirks registry", port_);
+}
+
+}  // namespace ciagent::testing
