@@ -1,0 +1,80 @@
+#include "ciagent/oci/reference.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/status_matchers.h"
+
+namespace ciagent::oci {
+namespace {
+
+using ::ciagent::testing::StatusIs;
+using ::testing::HasSubstr;
+
+TEST(ParseImageReferenceTest, SplitsRegistryRepositoryAndTag) {
+  ASSERT_OK_AND_ASSIGN(ImageReference ref,
+                       ParseImageReference("git.example.com:3000/owner/app:1f2e3d"));
+  EXPECT_EQ(ref.registry, "git.example.com:3000");
+  EXPECT_EQ(ref.repository, "owner/app");
+  EXPECT_EQ(ref.tag, "1f2e3d");
+  EXPECT_EQ(ref.ToString(), "git.example.com:3000/owner/app:1f2e3d");
+}
+
+TEST(ParseImageReferenceTest, TagDefaultsToLatest) {
+  ASSERT_OK_AND_ASSIGN(ImageReference ref,
+                       ParseImageReference("127.0.0.1:5000/bench/app"));
+  EXPECT_EQ(ref.registry, "127.0.0.1:5000");
+  EXPECT_EQ(ref.tag, "latest");
+}
+
+TEST(ParseImageReferenceTest, FirstComponentIsRepositoryWithoutDotOrPort) {
+  ASSERT_OK_AND_ASSIGN(ImageReference ref, ParseImageReference("owner/app:v1"));
+  EXPECT_EQ(ref.registry, "");
+  EXPECT_EQ(ref.repository, "owner/app");
+  ASSERT_OK_AND_ASSIGN(ref, ParseImageReference("localhost/app"));
+  EXPECT_EQ(ref.registry, "localhost");
+}
+
+TEST(ParseImageReferenceTest, RejectsInvalidNamesWithTheReason) {
+  EXPECT_THAT(ParseImageReference("reg.io/Owner/App:v1"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("invalid repository name")));
+  EXPECT_THAT(ParseImageReference("reg.io/owner/app:-bad"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("invalid tag")));
+  EXPECT_THAT(ParseImageReference("reg.io/app@sha256:abc"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("digest references")));
+  EXPECT_THAT(ParseImageReference("reg.io/a//b"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseImageReference(""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(RepositoryNameTest, FollowsTheDistributionGrammar) {
+  EXPECT_TRUE(IsValidRepositoryName("a/b-c/d.e/f__g"));
+  EXPECT_FALSE(IsValidRepositoryName("a/-b"));
+  EXPECT_FALSE(IsValidRepositoryName("a/b."));
+  EXPECT_FALSE(IsValidRepositoryName("a/b_"));
+  EXPECT_FALSE(IsValidRepositoryName("../etc"));
+}
+
+TEST(SanitizeTagTest, TurnsBranchNamesIntoTags) {
+  EXPECT_EQ(SanitizeTag("feature/Login-2"), "feature-Login-2");
+  EXPECT_EQ(SanitizeTag("main"), "main");
+  EXPECT_EQ(SanitizeTag("--x"), "x");
+  EXPECT_EQ(SanitizeTag("///"), "");  // all '-' after replacement
+  EXPECT_EQ(SanitizeTag(std::string(300, 'a')).size(), 128u);
+  EXPECT_TRUE(IsValidTag(SanitizeTag("release/v1.2 $(rm -rf)")));
+}
+
+TEST(DigestTest, AcceptsOnlyLowercaseSha256) {
+  const std::string hex(64, 'a');
+  EXPECT_TRUE(IsValidDigest("sha256:" + hex));
+  EXPECT_FALSE(IsValidDigest("sha256:" + std::string(64, 'A')));
+  EXPECT_FALSE(IsValidDigest("sha512:" + hex));
+  EXPECT_FALSE(IsValidDigest("sha256:" + hex.substr(1)));
+  EXPECT_FALSE(IsValidDigest("sha256:../../" + hex.substr(6)));
+}
+
+}  // namespace
+}  // namespace ciagent::oci
