@@ -15,8 +15,9 @@ answers where Gitea's container registry differs from CNCF distribution:
 - Upload locations are relative and carry no query:
   `Location: /v2/<name>/blobs/uploads/<uuid>`.
 - `PATCH` without Content-Range is accepted only as the first write; after
-  that it is refused with 416. A Content-Range whose start is not the
-  current size gets 416 with `Range: 0-<size-1>`.
+  that it is refused with BLOB_UPLOAD_INVALID and status --stream-patch-status
+  (416 by default; Gitea's own code answers 400). A Content-Range whose
+  start is not the current size gets 416 with `Range: 0-<size-1>`.
 
 Errors use the standard {"errors":[{"code","message","detail"}]} body.
 
@@ -209,8 +210,10 @@ class QuirksRegistry(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, port, storage, credentials, log_path):
+    def __init__(self, port, storage, credentials, log_path,
+                 stream_patch_status):
         self.storage = storage
+        self.stream_patch_status = stream_patch_status
         self.credentials = credentials
         self.log_path = log_path
         self.tokens = set()
@@ -405,7 +408,8 @@ class RegistryHandler(http.server.BaseHTTPRequestHandler):
                                     headers=self.range_headers(name, uuid,
                                                                size))
         elif size != 0:
-            raise RegistryError(416, "BLOB_UPLOAD_INVALID",
+            raise RegistryError(self.server.stream_patch_status,
+                                "BLOB_UPLOAD_INVALID",
                                 "Stream uploads after first write are not "
                                 "allowed",
                                 headers=self.range_headers(name, uuid, size))
@@ -705,6 +709,9 @@ def main():
     parser.add_argument("--auth-file", required=True,
                         help="file with one user:password line")
     parser.add_argument("--log", help="append one line per request here")
+    parser.add_argument("--stream-patch-status", type=int, default=416,
+                        help="status refusing a PATCH without Content-Range "
+                             "after the first write")
     args = parser.parse_args()
     try:
         credentials = read_credentials(args.auth_file)
@@ -713,7 +720,7 @@ def main():
         return 2
     try:
         server = QuirksRegistry(args.port, Storage(args.root), credentials,
-                                args.log)
+                                args.log, args.stream_patch_status)
     except OSError as e:
         print("registry_quirks_server: bind 127.0.0.1:%d: %s"
               % (args.port, e.strerror), file=sys.stderr)

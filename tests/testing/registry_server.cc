@@ -247,17 +247,24 @@ absl::Status MakeSigningCertificate(const std::string& dir) {
 }
 
 // A bcrypt htpasswd line for the `user:password` line in `auth_file`, made
-// by python3's crypt module (glibc/libxcrypt `$2b$`, which distribution's
-// Go bcrypt accepts). Cost 4, the minimum: distribution checks the hash on
+// by python3: the bcrypt module when installed, else the crypt module
+// (libxcrypt's `$2b$`, which distribution's Go bcrypt accepts; crypt leaves
+// Python in 3.13). Cost 4, the minimum: distribution checks the hash on
 // every request, and at the usual cost 10+ that alone adds ~100 ms each.
 absl::StatusOr<std::string> HtpasswdLine(const std::string& auth_file,
                                          const std::string& scratch) {
   if (absl::Status s = CheckPython(); !s.ok()) return s;
   static constexpr char kHash[] =
-      "import crypt, sys\n"
+      "import sys\n"
       "line = open(sys.argv[1], 'rb').read().decode().rstrip('\\n')\n"
       "user, _, password = line.partition(':')\n"
-      "hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH,"
+      "try:\n"
+      "    import bcrypt\n"
+      "    hashed = bcrypt.hashpw(password.encode(),"
+      " bcrypt.gensalt(rounds=4)).decode()\n"
+      "except ImportError:\n"
+      "    import crypt\n"
+      "    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH,"
       " rounds=16))\n"
       "if not hashed or not hashed.startswith('$2'):\n"
       "    sys.exit('crypt has no bcrypt here')\n"
@@ -842,7 +849,8 @@ absl::Status QuirksRegistry::Launch() {
       "--root", absl::StrCat(dir_, "/storage"),
       "--port", absl::StrCat(port_),
       "--auth-file", absl::StrCat(dir_, "/auth"),
-      "--log", absl::StrCat(dir_, "/requests.log")};
+      "--log", absl::StrCat(dir_, "/requests.log"),
+      "--stream-patch-status", absl::StrCat(options_.stream_patch_status)};
   SubprocessOptions subprocess_options;
   const std::string out = absl::StrCat(dir_, "/server.out");
   const std::string err = absl::StrCat(dir_, "/server.err");

@@ -167,7 +167,9 @@ struct FaultProxyOptions {
 class FaultProxy {
  public:
   // kNotFound when /usr/bin/python3 is missing; kInvalidArgument for an
-  // upstream that is not http://host:port or a rate outside [0, 1].
+  // upstream that is not http://host:port or a rate outside [0, 1];
+  // kFailedPrecondition when registry_fault_proxy.py cannot be found (set
+  // CIAGENT_REGISTRY_FAULT_PROXY to its path).
   static absl::StatusOr<std::unique_ptr<FaultProxy>> Start(
       FaultProxyOptions options);
   ~FaultProxy();
@@ -205,6 +207,10 @@ struct QuirksRegistryOptions {
   // user may not contain ':', neither may hold a newline.
   std::string username = "ci";
   std::string password = "s3cret-registry-pass";
+  // Status refusing a PATCH without Content-Range after the first write
+  // (error code BLOB_UPLOAD_INVALID either way). Gitea's source answers 400
+  // there; 416 is what clients are told to expect, so both are worth a test.
+  int stream_patch_status = 416;
 };
 
 // A registry speaking like Gitea's, over http:
@@ -217,7 +223,8 @@ struct QuirksRegistryOptions {
 //    the blob, else a new upload (202); `?digest=` uploads monolithically.
 //  - PATCH with `Content-Range: <start>-<end>` → 202 + `Range: 0-<end>`;
 //    start != current size → 416 + Range; no Content-Range → accepted only
-//    as the first write, 416 after that. GET <upload> → 204 + Range.
+//    as the first write, refused after that (416, or
+//    stream_patch_status). GET <upload> → 204 + Range.
 //  - PUT <upload>?digest= (optional last piece) → 201, or 400
 //    DIGEST_INVALID; manifests are checked for missing blobs / child
 //    manifests (400 MANIFEST_BLOB_UNKNOWN); tags/list.

@@ -279,9 +279,20 @@ TEST_F(RegistryServerTest, AnonymousRegistryServesV2AndKeepsBlobsAcrossRestart) 
             "");
   EXPECT_EQ(registry->BlobPath("not-a-digest"), "");
 
+  // An upload begun before a restart can be finished after it.
+  HttpResult started =
+      Curl({"-X", "POST", registry->url() + "/v2/team/app/blobs/uploads/"});
+  ASSERT_EQ(started.status, 202);
   ASSERT_OK(registry->Stop());
   EXPECT_NE(Curl({registry->url() + "/v2/"}).curl_exit, 0);
   ASSERT_OK(registry->StartAgain());
+  const std::string late = WriteFile("late", "sent after the restart");
+  HttpResult finished = Curl(
+      {"-X", "PUT", "-H", "Content-Type: application/octet-stream",
+       "--data-binary", "@" + late,
+       WithParam("", started.Header("location"),
+                 "digest=" + Sha256Digest(late))});
+  EXPECT_EQ(finished.status, 201) << finished.body;
   HttpResult head = Curl({"-I", absl::StrCat(registry->url(), "/v2/team/app/blobs/",
                                              image.layer_digest)});
   EXPECT_EQ(head.status, 200);
@@ -665,6 +676,23 @@ TEST_F(RegistryServerTest, QuirksRegistryBehavesLikeGitea) {
   EXPECT_THAT(log, HasSubstr("PUT /v2/team/app/manifests/v1 201\n"));
   EXPECT_THAT(log, Not(HasSubstr(token)));
   EXPECT_THAT(log, Not(HasSubstr(kPassword)));
+}
+
+TEST_F(RegistryServerTest, QuirksRegistryCanRefuseStreamPatchesWith400) {
+  CIAGENT_START_QUIRKS_REGISTRY(registry, {.stream_patch_status = 400});
+  const std::string auth =
+      BearerConfig(FetchToken(registry->url() + "/v2/token"));
+  HttpResult started = Curl(
+      {"-K", auth, "-X", "POST", registry->url() + "/v2/app/blobs/uploads/"});
+  ASSERT_EQ(started.status, 202);
+  const std::string upload = registry->url() + started.Header("location");
+  EXPECT_EQ(Curl({"-K", auth, "-X", "PATCH", "--data-binary", "ab", upload})
+                .status,
+            202);
+  HttpResult refused =
+      Curl({"-K", auth, "-X", "PATCH", "--data-binary", "cd", upload});
+  EXPECT_EQ(refused.status, 400);
+  EXPECT_THAT(refused.body, HasSubstr("BLOB_UPLOAD_INVALID"));
 }
 
 }  // namespace
