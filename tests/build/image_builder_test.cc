@@ -5,6 +5,7 @@
 #include "ciagent/build/image_builder.h"
 
 #include <openssl/evp.h>
+#include <simdjson.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,8 +17,6 @@
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <simdjson.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -61,18 +60,18 @@ std::string PathWithBuildah() {
 // Declares `std::string var`, a PATH with buildah on it; skips the test when
 // buildah is missing or this is not root (buildah's vfs storage and chroot
 // isolation need root here), fails under CI=true.
-#define REQUIRE_BUILDAH(var)                                                 \
-  std::string var = ::ciagent::PathWithBuildah();                            \
-  do {                                                                       \
-    const char* missing = var.empty()       ? "buildah is not in PATH"       \
-                          : ::geteuid() != 0 ? "buildah needs root here"     \
-                                             : nullptr;                      \
-    if (missing != nullptr) {                                                \
-      if (::ciagent::testing::RunningUnderCi()) {                            \
-        FAIL() << missing << " (required under CI=true)";                    \
-      }                                                                      \
-      GTEST_SKIP() << missing << " (a failure under CI=true)";               \
-    }                                                                        \
+#define REQUIRE_BUILDAH(var)                                             \
+  std::string var = ::ciagent::PathWithBuildah();                        \
+  do {                                                                   \
+    const char* missing = var.empty()        ? "buildah is not in PATH"  \
+                          : ::geteuid() != 0 ? "buildah needs root here" \
+                                             : nullptr;                  \
+    if (missing != nullptr) {                                            \
+      if (::ciagent::testing::RunningUnderCi()) {                        \
+        FAIL() << missing << " (required under CI=true)";                \
+      }                                                                  \
+      GTEST_SKIP() << missing << " (a failure under CI=true)";           \
+    }                                                                    \
   } while (0)
 
 namespace ciagent {
@@ -149,16 +148,19 @@ TEST(PlanImageBuildTest, BuildahUsesVfsChrootAndATemporaryStorageOfItsOwn) {
   ASSERT_OK_AND_ASSIGN(ImageBuildCommands plan,
                        PlanImageBuild(options, "buildah", kImageName));
 
-  const std::vector<std::string> global = {
-      "buildah",       "--root",           "/ci/job/image.work/storage",
-      "--runroot",     "/ci/job/image.work/run", "--storage-driver",
-      "vfs"};
+  const std::vector<std::string> global = {"buildah",
+                                           "--root",
+                                           "/ci/job/image.work/storage",
+                                           "--runroot",
+                                           "/ci/job/image.work/run",
+                                           "--storage-driver",
+                                           "vfs"};
   std::vector<std::string> build = global;
-  build.insert(build.end(),
-               {"bud", "--isolation", "chroot", "-f", "/ci/job/src/Dockerfile",
-                "-t", kImageName, "--platform", "linux/arm64", "--build-arg",
-                "GREETING=hello world", "--build-arg", "EMPTY=",
-                "/ci/job/src"});
+  build.insert(
+      build.end(),
+      {"bud", "--isolation", "chroot", "-f", "/ci/job/src/Dockerfile", "-t",
+       kImageName, "--platform", "linux/arm64", "--build-arg",
+       "GREETING=hello world", "--build-arg", "EMPTY=", "/ci/job/src"});
   EXPECT_THAT(plan.build, ElementsAreArray(build));
   std::vector<std::string> push = global;
   push.insert(push.end(),
@@ -239,11 +241,14 @@ TEST(PlanImageBuildTest, RejectsOptionsThatCannotMakeASafeBuild) {
   EXPECT_THAT(with([](auto& o) { o.tag = ".hidden"; }), StatusIs(kInvalid));
   EXPECT_THAT(with([](auto& o) { o.tag = std::string(129, 'a'); }),
               StatusIs(kInvalid));
-  EXPECT_THAT(with([](auto& o) { o.build_args = {{"A=B", "1"}}; }),
+  EXPECT_THAT(with([](auto& o) {
+                o.build_args = {{"A=B", "1"}};
+              }),
               StatusIs(kInvalid, HasSubstr("build arg")));
-  EXPECT_THAT(
-      with([](auto& o) { o.release_executables = {{"../app", "/bin/true"}}; }),
-      StatusIs(kInvalid, HasSubstr("release executable")));
+  EXPECT_THAT(with([](auto& o) {
+                o.release_executables = {{"../app", "/bin/true"}};
+              }),
+              StatusIs(kInvalid, HasSubstr("release executable")));
   EXPECT_THAT(with([](auto& o) { o.timeout = absl::ZeroDuration(); }),
               StatusIs(kInvalid, HasSubstr("timeout")));
   EXPECT_THAT(PlanImageBuild(PlanOptions(), "kaniko", kImageName),
@@ -263,7 +268,8 @@ TEST(FindTaggedManifestTest, ReadsTheEntryNamedByTheTag) {
       R"("digest":")", digest,
       R"(","size":499,"annotations":{"org.opencontainers.image.ref.name":"v1"}}]})");
 
-  ASSERT_OK_AND_ASSIGN(LayoutManifest manifest, FindTaggedManifest(index, "v1"));
+  ASSERT_OK_AND_ASSIGN(LayoutManifest manifest,
+                       FindTaggedManifest(index, "v1"));
 
   EXPECT_EQ(manifest.digest, digest);
   EXPECT_EQ(manifest.media_type, "application/vnd.oci.image.manifest.v1+json");
@@ -275,10 +281,9 @@ TEST(FindTaggedManifestTest, ReadsTheEntryNamedByTheTag) {
   EXPECT_THAT(FindTaggedManifest("not json", "v1"),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(
-      FindTaggedManifest(
-          R"({"manifests":[{"digest":"md5:x","annotations":)"
-          R"({"org.opencontainers.image.ref.name":"v1"}}]})",
-          "v1"),
+      FindTaggedManifest(R"({"manifests":[{"digest":"md5:x","annotations":)"
+                         R"({"org.opencontainers.image.ref.name":"v1"}}]})",
+                         "v1"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sha256")));
 }
 
@@ -317,8 +322,8 @@ class ImageBuilderTest : public ::testing::Test {
                                            const std::string& cargo_path) {
     absl::StatusOr<std::vector<std::string>> built =
         RunForOutput({"cargo", "build", "--release", "--locked", "--quiet",
-             "--target-dir", tmp_ + "/target"},
-            cargo_path, src);
+                      "--target-dir", tmp_ + "/target"},
+                     cargo_path, src);
     if (!built.ok()) return built.status();
     return tmp_ + "/target/release/" + kBinary;
   }
@@ -358,9 +363,8 @@ TEST_F(ImageBuilderTest, MissingDockerfileIsTheCheckoutsFault) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("no Dockerfile in " + tmp_ + "/src")));
   options.dockerfile = "../Dockerfile";
-  EXPECT_THAT(BuildImage(options),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("without '..'")));
+  EXPECT_THAT(BuildImage(options), StatusIs(absl::StatusCode::kInvalidArgument,
+                                            HasSubstr("without '..'")));
   EXPECT_FALSE(fs::exists(tmp_ + "/image"));
 }
 
@@ -409,7 +413,8 @@ TEST_F(ImageBuilderTest, BuildsTheFixtureIntoAnOciLayoutHoldingItsBinary) {
   // Everything temporary is gone, the storage included.
   EXPECT_FALSE(fs::exists(layout + ".work"));
   // The binary went into the checkout as a hard link to the cached one.
-  struct stat cached {}, placed {};
+  struct stat cached {
+  }, placed{};
   ASSERT_EQ(::stat(binary.c_str(), &cached), 0);
   ASSERT_EQ(::stat((options.context_dir + "/target/release/" + kBinary).c_str(),
                    &placed),
@@ -453,15 +458,18 @@ TEST_F(ImageBuilderTest, BuildsTheFixtureIntoAnOciLayoutHoldingItsBinary) {
   EXPECT_EQ(Sha256Of(layer_path), layer_digest);
 
   // The layer holds the binary, and it runs from there (statically linked).
-  ASSERT_OK_AND_ASSIGN(std::vector<std::string> entries,
-                       RunForOutput({"tar", "-tf", layer_path}, "/usr/bin:/bin"));
+  ASSERT_OK_AND_ASSIGN(
+      std::vector<std::string> entries,
+      RunForOutput({"tar", "-tf", layer_path}, "/usr/bin:/bin"));
   EXPECT_THAT(entries, Contains(kBinary));
   fs::create_directories(tmp_ + "/unpacked");
-  ASSERT_OK(RunForOutput({"tar", "-xf", layer_path, "-C", tmp_ + "/unpacked", kBinary},
+  ASSERT_OK(RunForOutput(
+                {"tar", "-xf", layer_path, "-C", tmp_ + "/unpacked", kBinary},
                 "/usr/bin:/bin")
                 .status());
-  EXPECT_THAT(RunForOutput({tmp_ + "/unpacked/" + kBinary, "CI"}, "/usr/bin:/bin"),
-              testing::IsOkAndHolds(ElementsAre("Hello from the image, CI!")));
+  EXPECT_THAT(
+      RunForOutput({tmp_ + "/unpacked/" + kBinary, "CI"}, "/usr/bin:/bin"),
+      testing::IsOkAndHolds(ElementsAre("Hello from the image, CI!")));
 }
 
 TEST_F(ImageBuilderTest, AutoPicksBuildahWhenNoDockerDaemonAnswers) {
@@ -488,7 +496,8 @@ TEST_F(ImageBuilderTest, AutoPicksBuildahWhenNoDockerDaemonAnswers) {
   EXPECT_TRUE(Saw("agent|$ buildah --root " + tmp_ + "/storage"));
   ASSERT_OK_AND_ASSIGN(
       std::vector<std::string> images,
-      RunForOutput({"buildah", "--root", tmp_ + "/storage", "--runroot", tmp_ + "/run",
+      RunForOutput(
+          {"buildah", "--root", tmp_ + "/storage", "--runroot", tmp_ + "/run",
            "--storage-driver", "vfs", "images", "--noheading", "--quiet"},
           path));
   EXPECT_THAT(images, IsEmpty());
@@ -513,6 +522,40 @@ TEST_F(ImageBuilderTest, FailingDockerfileIsReportedWithBuildahsMessage) {
   EXPECT_TRUE(Saw("stderr|Error: building at STEP"));
   EXPECT_FALSE(fs::exists(options.layout_dir));
   EXPECT_FALSE(fs::exists(options.layout_dir + ".work"));
+}
+
+TEST_F(ImageBuilderTest, UnreachableBaseImageRegistryIsWorthARetry) {
+  REQUIRE_BUILDAH(path);
+  ImageBuildOptions options = FixtureOptions(path);
+  options.dockerfile = "Dockerfile.pull";
+  // Nothing listens on port 1: buildah retries for about 6 s, then fails.
+  std::ofstream(options.context_dir + "/Dockerfile.pull")
+      << "FROM 127.0.0.1:1/base:latest\n";
+
+  EXPECT_THAT(BuildImage(options),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       AllOf(HasSubstr("buildah exited with code 125"),
+                             HasSubstr("pinging container registry"))));
+}
+
+TEST_F(ImageBuilderTest, ExecutableAlreadyInTheCheckoutIsLeftInPlace) {
+  REQUIRE_BUILDAH(path);
+  ImageBuildOptions options = FixtureOptions(path);
+  const std::string in_checkout =
+      options.context_dir + "/target/release/" + kBinary;
+  fs::create_directories(options.context_dir + "/target/release");
+  std::ofstream(in_checkout) << "built in the checkout";
+  options.release_executables = {{kBinary, in_checkout}};
+
+  EXPECT_OK(BuildImage(options).status());
+  EXPECT_EQ(testing::ReadFileOrEmpty(in_checkout), "built in the checkout");
+
+  options.release_executables = {{kBinary, tmp_ + "/missing"}};
+  EXPECT_THAT(BuildImage(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("release executable with_dockerfile: no "
+                                 "file at " +
+                                 tmp_ + "/missing")));
 }
 
 TEST_F(ImageBuilderTest, StopEndsTheBuildAndLeavesNoBuildahBehind) {
@@ -540,9 +583,8 @@ TEST_F(ImageBuilderTest, TimeoutEndsTheBuild) {
   ImageBuildOptions options = FixtureOptions(path);
   options.timeout = absl::Milliseconds(50);
 
-  EXPECT_THAT(BuildImage(options),
-              StatusIs(absl::StatusCode::kDeadlineExceeded,
-                       HasSubstr("timed out after 50ms")));
+  EXPECT_THAT(BuildImage(options), StatusIs(absl::StatusCode::kDeadlineExceeded,
+                                            HasSubstr("timed out after 50ms")));
   EXPECT_EQ(testing::ProcessesWithMarker(options.layout_dir + ".work"), 0);
   EXPECT_FALSE(fs::exists(options.layout_dir + ".work"));
 }

@@ -1,5 +1,6 @@
 #include "ciagent/build/image_builder.h"
 
+#include <simdjson.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,8 +13,6 @@
 #include <sstream>
 #include <string_view>
 #include <system_error>
-
-#include <simdjson.h>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/random/random.h"
@@ -82,9 +81,9 @@ absl::Status ValidateOptions(const ImageBuildOptions& options) {
     return absl::InvalidArgumentError("image build: context_dir is required");
   }
   if (!IsContainedRelativePath(options.dockerfile)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "image build: Dockerfile path \"", options.dockerfile,
-        "\" must be relative to the checkout, without '..'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("image build: Dockerfile path \"", options.dockerfile,
+                     "\" must be relative to the checkout, without '..'"));
   }
   const absl::string_view layout = WithoutTrailingSlashes(options.layout_dir);
   if (layout.empty() || layout == "/") {
@@ -104,9 +103,9 @@ absl::Status ValidateOptions(const ImageBuildOptions& options) {
   }
   for (const auto& [name, value] : options.build_args) {
     if (name.empty() || absl::StrContains(name, '=')) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "image build: build arg name \"", name,
-          "\" must be non-empty and without '='"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("image build: build arg name \"", name,
+                       "\" must be non-empty and without '='"));
     }
   }
   for (const auto& [name, path] : options.release_executables) {
@@ -145,9 +144,8 @@ bool LooksLikeError(absl::string_view line) {
 bool LooksTransient(absl::string_view line) {
   for (absl::string_view needle :
        {"pinging container registry", "dial tcp", "i/o timeout",
-        "TLS handshake timeout", "connection reset by peer",
-        "toomanyrequests", "503 Service Unavailable",
-        "502 Bad Gateway"}) {
+        "TLS handshake timeout", "connection reset by peer", "toomanyrequests",
+        "503 Service Unavailable", "502 Bad Gateway"}) {
     if (absl::StrContains(line, needle)) return true;
   }
   return false;
@@ -175,8 +173,8 @@ class CommandRunner {
     process.should_stop = options_.should_stop;
     CommandOutcome outcome;
     std::string last_stderr, last_stdout;
-    absl::StatusOr<ProcessResult> result = RunProcess(
-        process, [&](StreamKind kind, absl::string_view line) {
+    absl::StatusOr<ProcessResult> result =
+        RunProcess(process, [&](StreamKind kind, absl::string_view line) {
           const bool is_stderr = kind == StreamKind::kStderr;
           Emit(options_, is_stderr ? "stderr" : "stdout", line);
           if (absl::StrContains(absl::AsciiStrToLower(line),
@@ -200,10 +198,9 @@ class CommandRunner {
     }
     if (outcome.process.timed_out) {
       return limit < remaining
-                 ? absl::DeadlineExceededError(
-                       absl::StrCat("image build: ", argv[0], " ", argv[1],
-                                    " timed out after ",
-                                    absl::FormatDuration(limit)))
+                 ? absl::DeadlineExceededError(absl::StrCat(
+                       "image build: ", argv[0], " ", argv[1],
+                       " timed out after ", absl::FormatDuration(limit)))
                  : TimedOut();
     }
     if (outcome.error_line.empty()) {
@@ -226,13 +223,13 @@ class CommandRunner {
 
 std::string ExitDescription(const CommandOutcome& outcome,
                             absl::string_view builder) {
-  std::string text =
-      outcome.process.term_signal != 0
-          ? absl::StrCat(builder, " was killed by signal ",
-                         outcome.process.term_signal)
-          : absl::StrCat(builder, " exited with code ",
-                         outcome.process.exit_code);
-  if (!outcome.error_line.empty()) absl::StrAppend(&text, ": ", outcome.error_line);
+  std::string text = outcome.process.term_signal != 0
+                         ? absl::StrCat(builder, " was killed by signal ",
+                                        outcome.process.term_signal)
+                         : absl::StrCat(builder, " exited with code ",
+                                        outcome.process.exit_code);
+  if (!outcome.error_line.empty())
+    absl::StrAppend(&text, ": ", outcome.error_line);
   return text;
 }
 
@@ -242,9 +239,8 @@ bool Succeeded(const CommandOutcome& outcome) {
 
 absl::Status FileError(absl::string_view operation, const fs::path& path,
                        const std::error_code& error) {
-  const std::string message =
-      absl::StrCat("image build: ", operation, " ", path.string(), ": ",
-                   error.message());
+  const std::string message = absl::StrCat(
+      "image build: ", operation, " ", path.string(), ": ", error.message());
   if (error == std::errc::no_space_on_device) {
     return absl::UnavailableError(message);
   }
@@ -260,21 +256,25 @@ absl::Status PlaceReleaseExecutables(const ImageBuildOptions& options) {
   if (error) return FileError("create", dir, error);
   for (const auto& [name, path] : options.release_executables) {
     const fs::path dest = dir / name;
-    if (!fs::is_regular_file(path, error)) {
+    // The file itself: a link to a symlink would dangle in the image.
+    const fs::path source = fs::canonical(path, error);
+    if (error || !fs::is_regular_file(source, error)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "image build: release executable ", name, ": no file at ", path));
     }
-    if (fs::equivalent(path, dest, error)) continue;
+    if (fs::equivalent(source, dest, error)) continue;
     fs::remove(dest, error);
     if (error) return FileError("replace", dest, error);
-    fs::create_hard_link(path, dest, error);
+    fs::create_hard_link(source, dest, error);
     if (!error) {
-      Emit(options, "agent", absl::StrCat("linked ", path, " to ", dest.string()));
+      Emit(options, "agent",
+           absl::StrCat("linked ", path, " to ", dest.string()));
       continue;
     }
-    fs::copy_file(path, dest, fs::copy_options::overwrite_existing, error);
+    fs::copy_file(source, dest, fs::copy_options::overwrite_existing, error);
     if (error) return FileError("copy to", dest, error);
-    Emit(options, "agent", absl::StrCat("copied ", path, " to ", dest.string()));
+    Emit(options, "agent",
+         absl::StrCat("copied ", path, " to ", dest.string()));
   }
   return absl::OkStatus();
 }
@@ -282,9 +282,8 @@ absl::Status PlaceReleaseExecutables(const ImageBuildOptions& options) {
 absl::StatusOr<std::string> ReadSmallFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::InternalError(
-        absl::StrCat("image build: read ", path.string(), ": ",
-                     std::strerror(errno)));
+    return absl::InternalError(absl::StrCat("image build: read ", path.string(),
+                                            ": ", std::strerror(errno)));
   }
   std::stringstream contents;
   contents << in.rdbuf();
@@ -370,9 +369,8 @@ absl::StatusOr<ImageBuildCommands> PlanImageBuild(
       absl::StrCat(WithoutTrailingSlashes(options.layout_dir), ".work");
   plan.staging_dir = plan.work_dir + "/layout";
   plan.tmp_dir = plan.work_dir + "/tmp";
-  const std::string dockerfile =
-      absl::StrCat(WithoutTrailingSlashes(options.context_dir), "/",
-                   options.dockerfile);
+  const std::string dockerfile = absl::StrCat(
+      WithoutTrailingSlashes(options.context_dir), "/", options.dockerfile);
   std::vector<std::string> common_build_flags;
   if (!options.platform.empty()) {
     common_build_flags.insert(common_build_flags.end(),
@@ -388,12 +386,13 @@ absl::StatusOr<ImageBuildCommands> PlanImageBuild(
                                                    : options.storage_dir;
     plan.runroot_dir = plan.work_dir + "/run";
     const std::vector<std::string> global = {
-        "buildah",         "--root", plan.storage_dir, "--runroot",
-        plan.runroot_dir, "--storage-driver", "vfs"};
+        "buildah",   "--root",         plan.storage_dir,
+        "--runroot", plan.runroot_dir, "--storage-driver",
+        "vfs"};
     plan.build = global;
-    plan.build.insert(plan.build.end(), {"bud", "--isolation", "chroot", "-f",
-                                         dockerfile, "-t",
-                                         std::string(image_name)});
+    plan.build.insert(plan.build.end(),
+                      {"bud", "--isolation", "chroot", "-f", dockerfile, "-t",
+                       std::string(image_name)});
     plan.build.insert(plan.build.end(), common_build_flags.begin(),
                       common_build_flags.end());
     plan.build.push_back(options.context_dir);
@@ -410,8 +409,7 @@ absl::StatusOr<ImageBuildCommands> PlanImageBuild(
     return plan;
   }
   if (builder == "docker") {
-    plan.build = {"docker", "buildx", "build", "--file", dockerfile,
-                  "--output",
+    plan.build = {"docker", "buildx", "build", "--file", dockerfile, "--output",
                   absl::StrCat("type=oci,dest=", plan.staging_dir,
                                ",tar=false,name=", image_name),
                   // Attestations would turn the single image into an index.
@@ -428,9 +426,9 @@ absl::StatusOr<ImageBuildCommands> PlanImageBuild(
     plan.build.push_back(options.context_dir);
     return plan;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "image build: unknown builder \"", builder,
-      "\" (want buildah or docker)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("image build: unknown builder \"", builder,
+                   "\" (want buildah or docker)"));
 }
 
 absl::StatusOr<LayoutManifest> FindTaggedManifest(absl::string_view index_json,
@@ -454,9 +452,9 @@ absl::StatusOr<LayoutManifest> FindTaggedManifest(absl::string_view index_json,
     std::string_view digest;
     if (entry["digest"].get_string().get(digest) != simdjson::SUCCESS ||
         !IsSha256Digest(absl::string_view(digest.data(), digest.size()))) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "OCI layout index.json: the entry tagged ", tag,
-          " has no sha256 digest"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("OCI layout index.json: the entry tagged ", tag,
+                       " has no sha256 digest"));
     }
     manifest.digest = std::string(digest);
     std::string_view media_type;
@@ -487,13 +485,12 @@ absl::StatusOr<ImageBuildResult> BuildImage(const ImageBuildOptions& options) {
         WithoutTrailingSlashes(absolute.lexically_normal().string()));
   }
   if (!fs::is_directory(resolved.context_dir)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "image build: no checkout at ", resolved.context_dir));
+    return absl::InvalidArgumentError(
+        absl::StrCat("image build: no checkout at ", resolved.context_dir));
   }
   if (!HasDockerfile(resolved.context_dir, resolved.dockerfile)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("image build: no ", resolved.dockerfile, " in ",
-                     resolved.context_dir));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "image build: no ", resolved.dockerfile, " in ", resolved.context_dir));
   }
 
   const std::string path =
@@ -503,8 +500,8 @@ absl::StatusOr<ImageBuildResult> BuildImage(const ImageBuildOptions& options) {
     std::string why_not = "docker is not in PATH";
     const std::string docker = FindExecutable("docker", path);
     if (!docker.empty() &&
-        DockerUsable(resolved, BuilderEnv(resolved, "docker", path, ""),
-                     docker, &why_not)) {
+        DockerUsable(resolved, BuilderEnv(resolved, "docker", path, ""), docker,
+                     &why_not)) {
       builder = "docker";
     } else if (!FindExecutable("buildah", path).empty()) {
       builder = "buildah";
@@ -529,10 +526,10 @@ absl::StatusOr<ImageBuildResult> BuildImage(const ImageBuildOptions& options) {
 
   // Unique per build: agents may share a buildah storage.
   absl::BitGen random;
-  const std::string image_name = absl::StrCat(
-      "localhost/ciagent-image-",
-      absl::Hex(absl::Uniform<uint64_t>(random), absl::kZeroPad16), ":",
-      resolved.tag);
+  const std::string image_name =
+      absl::StrCat("localhost/ciagent-image-",
+                   absl::Hex(absl::Uniform<uint64_t>(random), absl::kZeroPad16),
+                   ":", resolved.tag);
   CIAGENT_ASSIGN_OR_RETURN(ImageBuildCommands plan,
                            PlanImageBuild(resolved, builder, image_name));
 
@@ -574,9 +571,9 @@ absl::StatusOr<ImageBuildResult> BuildImage(const ImageBuildOptions& options) {
     if (!pushed.ok()) {
       exported = pushed.status();
     } else if (!Succeeded(*pushed)) {
-      const std::string message = absl::StrCat(
-          "image build: export to OCI layout failed: ",
-          ExitDescription(*pushed, builder));
+      const std::string message =
+          absl::StrCat("image build: export to OCI layout failed: ",
+                       ExitDescription(*pushed, builder));
       exported = pushed->no_space ? absl::UnavailableError(message)
                                   : absl::InternalError(message);
     }
@@ -605,16 +602,16 @@ absl::StatusOr<ImageBuildResult> BuildImage(const ImageBuildOptions& options) {
   absl::StatusOr<LayoutManifest> manifest =
       FindTaggedManifest(index, resolved.tag);
   if (!manifest.ok()) {
-    return absl::InternalError(
-        absl::StrCat("image build: ", builder, " wrote ", resolved.layout_dir,
-                     ": ", manifest.status().message()));
+    return absl::InternalError(absl::StrCat("image build: ", builder, " wrote ",
+                                            resolved.layout_dir, ": ",
+                                            manifest.status().message()));
   }
   const fs::path blob = fs::path(resolved.layout_dir) / "blobs" / "sha256" /
                         manifest->digest.substr(std::strlen("sha256:"));
   if (!fs::is_regular_file(blob, error)) {
-    return absl::InternalError(absl::StrCat(
-        "image build: ", resolved.layout_dir, " lacks the blob of manifest ",
-        manifest->digest));
+    return absl::InternalError(
+        absl::StrCat("image build: ", resolved.layout_dir,
+                     " lacks the blob of manifest ", manifest->digest));
   }
 
   ImageBuildResult result;

@@ -68,8 +68,11 @@
 //                       job cannot build its image here.
 //   kDeadlineExceeded   `timeout` passed; the builder was terminated.
 //   kCancelled          `should_stop` said so; the builder was terminated.
-//   kUnavailable        no space left on device, or out of processes:
-//                       requeue.
+//   kUnavailable        no space left on device, out of processes, or the
+//                       build failed reaching a registry for a base image
+//                       (buildah's "pinging container registry", "dial
+//                       tcp", "i/o timeout", "toomanyrequests", HTTP
+//                       502/503 after its own retries): requeue.
 //   kInternal           the builder ran but left no usable layout (export
 //                       failed, index.json without the tag), or a file
 //                       operation in the work dir failed.
@@ -117,7 +120,9 @@ struct ImageBuildOptions {
   std::string storage_dir;
   // Target platform, e.g. "linux/arm64"; empty: the host's.
   std::string platform;
-  // --build-arg NAME=VALUE, in order; names non-empty, without '='.
+  // --build-arg NAME=VALUE, in order; names non-empty, without '='. The
+  // values appear in the logged command line and in the image's history:
+  // no secrets.
   std::vector<std::pair<std::string, std::string>> build_args;
   // docker only: registry cache reference for --cache-from/--cache-to
   // (mode=max); empty: no cache. buildah ignores it.
