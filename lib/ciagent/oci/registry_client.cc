@@ -739,6 +739,7 @@ absl::Status RegistryClient::UploadChunked(absl::string_view repository,
       RepositoryScope(repository, "pull,push")};
   Backoff backoff(options_.backoff);
   int failures = 0;
+  uint64_t acknowledged = 0;  // bytes the registry confirmed holding
   for (uint64_t offset = 0; offset < blob.size;) {
     const uint64_t n = std::min(chunk, blob.size - offset);
     FileBody body(fd, offset, n);
@@ -760,6 +761,7 @@ absl::Status RegistryClient::UploadChunked(absl::string_view repository,
       }
       const std::string range = response->Header("range");
       offset = range.empty() ? offset + n : RangeEndExclusive(range);
+      acknowledged = offset;
       continue;
     }
     const bool resync = response.ok() && response->status == 416;
@@ -787,7 +789,10 @@ absl::Status RegistryClient::UploadChunked(absl::string_view repository,
     if (std::string next = status.Header("location"); !next.empty()) {
       location = ResolveLocation(next);
     }
-    offset = RangeEndExclusive(status.Header("range"));
+    // "0-0" means zero bytes as well as one (distribution writes 0-0 for
+    // an empty upload); what the registry acknowledged before decides.
+    const uint64_t held = RangeEndExclusive(status.Header("range"));
+    offset = held == 1 && acknowledged == 0 ? 0 : held;
   }
   Call finish{.request = {.method = "PUT",
                           .url = AppendQuery(location, absl::StrCat(
