@@ -123,6 +123,11 @@ if ! "$ci_build" --help 2>&1 | grep -q -- --push-layout; then
   contenders=(skopeo curl)
 fi
 
+# Nothing of the caller's environment may steer ci-build to other registries
+# or credentials.
+unset REGISTRY_URL GITEA_URL REGISTRY_USERNAME REGISTRY_TOKEN REGISTRY_TOKEN_FILE \
+  CI_CA_FILE
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/ciagent-bench-push.XXXXXX")
 reg_pid=""
 stop_registry() {
@@ -223,14 +228,18 @@ drop_registry() {
 }
 
 # --- the pushes -------------------------------------------------------------------
+# skopeo's blob-info cache: containers/image keeps it here for root, under
+# the user's data directory otherwise.
+if ((EUID == 0)); then
+  skopeo_cache=/var/lib/containers/cache/blob-info-cache-v1.boltdb
+else
+  skopeo_cache=${XDG_DATA_HOME:-${HOME:-/nonexistent}/.local/share}/containers/cache/blob-info-cache-v1.boltdb
+fi
 clear_skopeo_cache() {
-  local f
-  for f in /var/lib/containers/cache/blob-info-cache-v1.boltdb \
-    "${XDG_DATA_HOME:-${HOME:-/nonexistent}/.local/share}/containers/cache/blob-info-cache-v1.boltdb"; do
-    if [[ -e $f ]]; then
-      rm -f "$f" || { echo "bench-push: cannot remove skopeo's cache $f" >&2; exit 1; }
-    fi
-  done
+  if [[ -e $skopeo_cache ]] && ! rm -f "$skopeo_cache"; then
+    echo "bench-push: cannot remove skopeo's blob-info cache $skopeo_cache" >&2
+    exit 1
+  fi
 }
 
 push_ci_build() {
@@ -349,13 +358,25 @@ timed() {
   seconds=$(awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.3f", ns / 1e9 }')
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$side" "$round" "$seconds" "$finished" \
     "$mounted" "$requests" >>"$results"
-  printf '  %-16s %7s s  (%d uploads, %d mounts, %d upload requests)\n' "$side" \
+  printf '  %-16s %7s s  registry: %d uploads, %d mounts, %d upload requests' "$side" \
     "$seconds" "$finished" "$mounted" "$requests"
+  # ci-build's own summary line.
+  if grep -q '"bytes_uploaded"' "$work/out"; then
+    sed -n 's/.*"blobs_uploaded":\([0-9]*\).*"blobs_existing":\([0-9]*\).*"bytes_uploaded":\([0-9]*\).*/; ci-build: \1 uploaded, \2 existing, \3 bytes/p' \
+      "$work/out" | head -n 1 | tr -d '\n'
+  fi
+  printf '\n'
 }
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+read -r load1 _ </proc/loadavg
+if awk -v l="$load1" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+  echo "bench-push: warning: load average $load1 on $(nproc) CPUs before the start;" \
+    "the registry, the clients and the other work share the CPUs"
+fi
 echo "bench-push: $rounds rounds; $(skopeo --version); $(curl --version | head -n 1 | cut -d' ' -f1-2);" \
   "$(nproc) CPUs, load average $load_start"
+echo "bench-push: skopeo's blob-info cache $skopeo_cache is removed before every skopeo run"
 n=${#contenders[@]}
 for round in $(seq "$rounds"); do
   echo " round $round"
