@@ -37,7 +37,10 @@
 # layout's manifest digest; the registry's access log must show one finished
 # upload per blob for a push into an empty registry (so nobody skipped or
 # mounted one), and no upload request at all for ci-build's re-push.
-# Times are the shell's clock around the whole process after a `sync`.
+# Times are the shell's clock around the whole process (for curl, its three
+# processes) after a `sync`, process start included: on some virtual
+# machines that alone is 0.05-0.2 s per process. skopeo 1.9.3 uploads the
+# blobs of an oci: source one after the other (its access log shows it).
 #
 # Prints per side the median, min and max seconds and MiB/s, and the ratios
 # skopeo / ci-build (target >= 1.5), ci-build / curl and, for the re-push,
