@@ -24,8 +24,8 @@ Docker-Content-Digest, Range, ...) pass through unchanged. The Host header
 sent upstream names the upstream.
 
 Prints `ready <port>` on stdout once it accepts connections and exits with
-status 0 on SIGTERM or SIGINT. After every request it replaces --state FILE
-with `requests <seen> faults <injected>\n`. --log FILE appends one line per
+status 0 on SIGTERM or SIGINT. On every request, before answering it, it
+replaces --state FILE with `requests <seen> faults <injected>\n`. --log FILE appends one line per
 request, `<method> <path> <status>`, with `reset` as the status of a reset
 and ` injected` after a faulted status; the Authorization header is never
 logged.
@@ -94,26 +94,31 @@ class FaultProxy(http.server.ThreadingHTTPServer):
         self.server_port = self.server_address[1]
 
     def decide(self, method):
-        """The fault kind for the next request, or None to forward it."""
+        """The fault kind for the next request, or None to forward it.
+
+        Counts the request, and the fault, at once: the state file is up to
+        date before the client gets any answer.
+        """
         with self._lock:
             self._seen += 1
-            if self.methods and method not in self.methods:
-                return None
-            # Both draws always happen, so the sequence does not depend on
-            # which requests were faulted.
-            roll = self._random.random()
-            kind = self._random.choice(self.kinds)
-            if roll >= self.fault_rate:
-                return None
-            self._faults += 1
+            kind = None
+            if not self.methods or method in self.methods:
+                # Both draws always happen, so the sequence does not depend
+                # on which requests were faulted.
+                roll = self._random.random()
+                choice = self._random.choice(self.kinds)
+                if roll < self.fault_rate:
+                    kind = choice
+                    self._faults += 1
+            self.write_state()
             return kind
 
-    def record(self, method, path, status):
+    def log_line(self, method, path, status):
+        if not self.log_path:
+            return
         with self._lock:
-            self.write_state()
-            if self.log_path:
-                with open(self.log_path, "a", encoding="utf-8") as log:
-                    log.write("%s %s %s\n" % (method, path, status))
+            with open(self.log_path, "a", encoding="utf-8") as log:
+                log.write("%s %s %s\n" % (method, path, status))
 
     def write_state(self):
         if not self.state_path:
@@ -156,6 +161,7 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
     def setup(self):
         super().setup()
         self.upstream = None
+        self.injected = False
 
     def finish(self):
         try:
@@ -168,16 +174,26 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
         return self.server_version
 
     def log_message(self, format, *args):
-        pass  # FaultProxy.record writes the request log
+        pass  # log_request writes the request log
 
     def log_request(self, code="-", size="-"):
-        pass  # logged once the exchange is over, fault or not
+        # Called by send_response, so the line is written before the client
+        # can see the answer.
+        try:
+            status = str(int(getattr(code, "value", code)))
+        except (TypeError, ValueError):
+            status = "0"
+        if self.injected:
+            status += " injected"
+        self.server.log_line(getattr(self, "command", "-") or "-",
+                             getattr(self, "path", "-"), status)
 
     def do_any(self):
         method = self.command
         kind = self.server.decide(method)
+        self.injected = kind is not None
         if kind == "reset":
-            self.server.record(method, self.path, "reset")
+            self.server.log_line(method, self.path, "reset")
             self.reset_connection()
             return
         if kind is not None:
@@ -202,10 +218,8 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             if method != "HEAD":
                 self.wfile.write(body)
             self.wfile.flush()
-            self.server.record(method, self.path, "%d injected" % status)
             return
-        status = self.forward()
-        self.server.record(method, self.path, str(status))
+        self.forward()
 
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_any
     do_OPTIONS = do_any

@@ -111,7 +111,9 @@ class RegistryServer {
   // restarts; 0 for other modes.
   int token_requests() const;
   // One line per request the registry served, `<method> <path?query>
-  // <status>`, across restarts (from distribution's access log).
+  // <status>`, across restarts (from distribution's access log). A line is
+  // written once its response is complete, so the latest one may show up a
+  // moment after the client got its answer.
   std::string RequestLog() const;
 
   // Graceful stop (SIGTERM) of the registry and the token service; clients
