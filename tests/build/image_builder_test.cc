@@ -386,6 +386,82 @@ TEST_F(ImageBuilderTest, NoBuilderInstalledIsAFailedPrecondition) {
                        HasSubstr("buildah is not in PATH")));
 }
 
+// A docker client for the docker flow, which needs a daemon this suite does
+// not have: `info` and `buildx version` succeed; `buildx build` records its
+// arguments one per line in <dir>/docker-args and then, when `fail` is
+// empty, writes a layout as buildkit's OCI exporter does (the image named
+// by the tag of the exporter's name=), else prints `fail` and exits 1.
+void WriteFakeDocker(const std::string& dir, const std::string& fail) {
+  fs::create_directories(dir);
+  std::ofstream(dir + "/docker") << R"(#!/bin/sh
+case "$1 $2" in
+  info*) echo 24.0.7; exit 0 ;;
+  "buildx version") echo "github.com/docker/buildx v0.11.2"; exit 0 ;;
+  "buildx build") ;;
+  *) exit 2 ;;
+esac
+printf '%s\n' "$@" > ")" + dir + R"(/docker-args"
+if [ -n ")" + fail + R"(" ]; then echo ")" +
+                                        fail + R"(" >&2; exit 1; fi
+while [ $# -gt 0 ]; do
+  if [ "$1" = --output ]; then output=$2; fi
+  shift
+done
+dest=$(echo "$output" | sed 's/.*dest=\([^,]*\).*/\1/')
+tag=$(echo "$output" | sed 's/.*name=[^,]*:\([^,:]*\).*/\1/')
+mkdir -p "$dest/blobs/sha256"
+echo '{"imageLayoutVersion":"1.0.0"}' > "$dest/oci-layout"
+m='{"schemaVersion":2,"layers":[]}'
+d=$(printf '%s' "$m" | sha256sum | cut -d' ' -f1)
+printf '%s' "$m" > "$dest/blobs/sha256/$d"
+printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}' "$d" ${#m} "$tag" > "$dest/index.json"
+)";
+  fs::permissions(dir + "/docker", fs::perms::owner_all);
+}
+
+TEST_F(ImageBuilderTest, AutoPicksDockerWhenADaemonAnswers) {
+  WriteFakeDocker(tmp_ + "/bin", "");
+  fs::create_directories(tmp_ + "/src");
+  std::ofstream(tmp_ + "/src/Dockerfile") << "FROM scratch\n";
+  ImageBuildOptions options;
+  options.context_dir = tmp_ + "/src";
+  options.layout_dir = tmp_ + "/image";
+  options.tag = "v2";
+  options.cache_ref = "registry.local/cache:app";
+  options.path = tmp_ + "/bin:/usr/bin:/bin";
+
+  ASSERT_OK_AND_ASSIGN(ImageBuildResult result, BuildImage(options));
+
+  EXPECT_EQ(result.builder, "docker");
+  EXPECT_EQ(result.manifest_digest,
+            Sha256Of(BlobPath(result.layout_dir, result.manifest_digest)));
+  EXPECT_FALSE(fs::exists(tmp_ + "/image.work"));
+  const std::string args = testing::ReadFileOrEmpty(tmp_ + "/bin/docker-args");
+  EXPECT_THAT(args, HasSubstr("--output\ntype=oci,dest=" + tmp_ +
+                              "/image.work/layout,tar=false,name=localhost/"
+                              "ciagent-image-"));
+  EXPECT_THAT(args, HasSubstr("--cache-to\ntype=registry,ref=registry.local/"
+                              "cache:app,mode=max\n"));
+}
+
+TEST_F(ImageBuilderTest, DockerDriverWithoutOciExportIsTheAgentsSetup) {
+  WriteFakeDocker(tmp_ + "/bin",
+                  "ERROR: OCI exporter is not supported for the docker "
+                  "driver.");
+  fs::create_directories(tmp_ + "/src");
+  std::ofstream(tmp_ + "/src/Dockerfile") << "FROM scratch\n";
+  ImageBuildOptions options;
+  options.context_dir = tmp_ + "/src";
+  options.layout_dir = tmp_ + "/image";
+  options.builder = "docker";
+  options.path = tmp_ + "/bin:/usr/bin:/bin";
+
+  EXPECT_THAT(BuildImage(options),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("docker exited with code 1: ERROR: OCI "
+                                 "exporter is not supported")));
+}
+
 // --- Real builds -------------------------------------------------------------
 
 TEST_F(ImageBuilderTest, BuildsTheFixtureIntoAnOciLayoutHoldingItsBinary) {

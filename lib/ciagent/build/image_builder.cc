@@ -151,26 +151,42 @@ bool LooksTransient(absl::string_view line) {
   return false;
 }
 
+// A builder that cannot work on this agent, whatever the Dockerfile.
+bool LooksLikeBuilderSetup(absl::string_view line) {
+  for (absl::string_view needle :
+       {"Cannot connect to the Docker daemon",
+        "not supported for the docker driver", "unknown command: docker buildx",
+        "is not a docker command"}) {
+    if (absl::StrContains(line, needle)) return true;
+  }
+  return false;
+}
+
+// Runs builder commands against one deadline, `budget` after `start`.
 class CommandRunner {
  public:
   CommandRunner(const ImageBuildOptions& options,
                 std::vector<std::pair<std::string, std::string>> env,
-                absl::Time deadline)
-      : options_(options), env_(std::move(env)), deadline_(deadline) {}
+                absl::Time start, absl::Duration budget,
+                std::function<bool()> should_stop)
+      : options_(options),
+        env_(std::move(env)),
+        deadline_(start + budget),
+        budget_(budget),
+        should_stop_(std::move(should_stop)) {}
 
-  // Runs `argv` until it ends, the build's deadline passes or a stop is
-  // requested; kDeadlineExceeded / kCancelled for the latter two.
-  absl::StatusOr<CommandOutcome> Run(const std::vector<std::string>& argv,
-                                     absl::Duration limit) {
+  // Runs `argv` until it ends, the deadline passes (kDeadlineExceeded) or
+  // `should_stop` says so (kCancelled).
+  absl::StatusOr<CommandOutcome> Run(const std::vector<std::string>& argv) {
     const absl::Duration remaining = deadline_ - absl::Now();
     if (remaining <= absl::ZeroDuration()) return TimedOut();
     Emit(options_, "agent", absl::StrCat("$ ", absl::StrJoin(argv, " ")));
     ProcessOptions process;
     process.argv = argv;
     process.env = env_;
-    process.timeout = std::min(remaining, limit);
+    process.timeout = remaining;
     process.grace = options_.grace;
-    process.should_stop = options_.should_stop;
+    process.should_stop = should_stop_;
     CommandOutcome outcome;
     std::string last_stderr, last_stdout;
     absl::StatusOr<ProcessResult> result =
@@ -196,13 +212,7 @@ class CommandRunner {
     if (outcome.process.stopped) {
       return absl::CancelledError("image build: stopped");
     }
-    if (outcome.process.timed_out) {
-      return limit < remaining
-                 ? absl::DeadlineExceededError(absl::StrCat(
-                       "image build: ", argv[0], " ", argv[1],
-                       " timed out after ", absl::FormatDuration(limit)))
-                 : TimedOut();
-    }
+    if (outcome.process.timed_out) return TimedOut();
     if (outcome.error_line.empty()) {
       outcome.error_line = !last_stderr.empty() ? last_stderr : last_stdout;
     }
@@ -211,14 +221,15 @@ class CommandRunner {
 
  private:
   absl::Status TimedOut() const {
-    return absl::DeadlineExceededError(
-        absl::StrCat("image build: timed out after ",
-                     absl::FormatDuration(options_.timeout)));
+    return absl::DeadlineExceededError(absl::StrCat(
+        "image build: timed out after ", absl::FormatDuration(budget_)));
   }
 
   const ImageBuildOptions& options_;
   std::vector<std::pair<std::string, std::string>> env_;
   absl::Time deadline_;
+  absl::Duration budget_;
+  std::function<bool()> should_stop_;
 };
 
 std::string ExitDescription(const CommandOutcome& outcome,
@@ -228,8 +239,9 @@ std::string ExitDescription(const CommandOutcome& outcome,
                                         outcome.process.term_signal)
                          : absl::StrCat(builder, " exited with code ",
                                         outcome.process.exit_code);
-  if (!outcome.error_line.empty())
+  if (!outcome.error_line.empty()) {
     absl::StrAppend(&text, ": ", outcome.error_line);
+  }
   return text;
 }
 
@@ -550,11 +562,11 @@ absl::StatusOr<ImageBuildResult> BuildImage(const ImageBuildOptions& options) {
   }
   CIAGENT_RETURN_IF_ERROR(PlaceReleaseExecutables(resolved));
 
-  CommandRunner runner(resolved,
-                       BuilderEnv(resolved, builder, path, plan.tmp_dir),
-                       start + resolved.timeout);
-  CIAGENT_ASSIGN_OR_RETURN(CommandOutcome built,
-                           runner.Run(plan.build, absl::InfiniteDuration()));
+  const std::vector<std::pair<std::string, std::string>> env =
+      BuilderEnv(resolved, builder, path, plan.tmp_dir);
+  CommandRunner runner(resolved, env, start, resolved.timeout,
+                       resolved.should_stop);
+  CIAGENT_ASSIGN_OR_RETURN(CommandOutcome built, runner.Run(plan.build));
   if (!Succeeded(built)) {
     const std::string message =
         absl::StrCat("image build failed on ", resolved.dockerfile, ": ",
@@ -562,12 +574,14 @@ absl::StatusOr<ImageBuildResult> BuildImage(const ImageBuildOptions& options) {
     if (built.no_space || LooksTransient(built.error_line)) {
       return absl::UnavailableError(message);
     }
+    if (LooksLikeBuilderSetup(built.error_line)) {
+      return absl::FailedPreconditionError(message);
+    }
     return absl::InvalidArgumentError(message);
   }
   absl::Status exported = absl::OkStatus();
   if (!plan.export_layout.empty()) {
-    absl::StatusOr<CommandOutcome> pushed =
-        runner.Run(plan.export_layout, absl::InfiniteDuration());
+    absl::StatusOr<CommandOutcome> pushed = runner.Run(plan.export_layout);
     if (!pushed.ok()) {
       exported = pushed.status();
     } else if (!Succeeded(*pushed)) {
@@ -580,12 +594,11 @@ absl::StatusOr<ImageBuildResult> BuildImage(const ImageBuildOptions& options) {
   }
   if (!plan.remove_image.empty()) {
     // The image is in the layout (or lost); storage keeps only base images.
-    // Not stoppable: it is quick and leaves the shared storage tidy.
-    CommandRunner remover(resolved,
-                          BuilderEnv(resolved, builder, path, plan.tmp_dir),
-                          absl::Now() + kRemoveImageTimeout);
-    absl::StatusOr<CommandOutcome> removed =
-        remover.Run(plan.remove_image, kRemoveImageTimeout);
+    // Even after a stop or timeout: it is quick, and keeps a shared storage
+    // from filling up with images nobody will use.
+    CommandRunner remover(resolved, env, absl::Now(), kRemoveImageTimeout,
+                          nullptr);
+    absl::StatusOr<CommandOutcome> removed = remover.Run(plan.remove_image);
     if (!removed.ok() || !Succeeded(*removed)) {
       Emit(resolved, "agent",
            absl::StrCat("could not remove ", image_name, " from ",

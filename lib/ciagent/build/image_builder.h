@@ -64,7 +64,9 @@
 //                       on Dockerfile: buildah exited with code 125: Error:
 //                       building at STEP ..."): a failed `image` step.
 //   kFailedPrecondition no usable builder on this agent (buildah not
-//                       installed, docker requested without docker): the
+//                       installed, docker requested without docker, or the
+//                       docker build failed because no daemon answers or
+//                       its buildx driver cannot export OCI layouts): the
 //                       job cannot build its image here.
 //   kDeadlineExceeded   `timeout` passed; the builder was terminated.
 //   kCancelled          `should_stop` said so; the builder was terminated.
