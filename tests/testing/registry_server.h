@@ -74,6 +74,9 @@ struct RegistryServerOptions {
   // localhost signed by a CA made for this server alone; see ca_file().
   bool https = false;
   // kToken: `expires_in` announced with each token (and its JWT lifetime).
+  // distribution still accepts a token up to 60 s after its `exp` (its
+  // clock-skew leeway), so a refresh test should count token_requests()
+  // rather than wait for the registry to refuse an old token.
   int token_expires_in_s = 300;
   // kToken: leave `expires_in` out of the answer, as Gitea does; the JWT
   // then expires after 60 s.
