@@ -3,10 +3,13 @@
 #include <cstdlib>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "ciagent/base/secret.h"
+#include "ciagent/build/image_step.h"
+#include "ciagent/oci/reference.h"
 #include "ciagent/base/status_macros.h"
 #include "tool_flags.h"
 
@@ -40,6 +43,19 @@ ABSL_FLAG(std::string, secret_env, "",
           "secrets (masked in logs); default: env CI_SECRET_ENV");
 ABSL_FLAG(int64_t, log_max_bytes, int64_t{16} << 20,
           "cap on a job's log in bytes; later lines are dropped");
+ABSL_FLAG(std::string, image, "",
+          "registry/repository:tag of the image: local mode's image step "
+          "pushes there, push mode pushes the layout there; queued jobs use "
+          "REGISTRY_URL (or GITEA_URL) and the job's image name or repository");
+ABSL_FLAG(std::string, image_builder, "auto",
+          "image step builder: auto (docker buildx when a daemon answers, "
+          "else buildah), buildah, docker, or none (no image step); default: "
+          "env CI_IMAGE_BUILDER");
+ABSL_FLAG(std::string, image_storage_dir, "",
+          "buildah storage kept between jobs; default: env "
+          "CI_IMAGE_STORAGE_DIR, else <cache-dir>/buildah, else temporary");
+ABSL_FLAG(std::string, image_platform, "",
+          "platform of the image, e.g. linux/arm64; default: the host's");
 
 namespace ciagent {
 namespace {
@@ -100,6 +116,53 @@ absl::StatusOr<PipelineOptions> PipelineOptionsFromFlags() {
     o.secret_env.emplace_back(name, *std::move(value));
   }
   return o;
+}
+
+absl::Status ConfigureImageStep(const Job* job, PipelineOptions* pipeline) {
+  const std::string builder =
+      FlagOrEnv(absl::GetFlag(FLAGS_image_builder), "CI_IMAGE_BUILDER", "auto");
+  if (builder != "auto" && builder != "buildah" && builder != "docker" &&
+      builder != "none") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--image-builder: expected auto, buildah, docker or none, got \"",
+        builder, "\""));
+  }
+  ImageStepOptions image{.builder = builder,
+                         .path = pipeline->path,
+                         .grace = pipeline->grace};
+  image.storage_dir = FlagOrEnv(absl::GetFlag(FLAGS_image_storage_dir),
+                                "CI_IMAGE_STORAGE_DIR", "");
+  if (image.storage_dir.empty() && !pipeline->cache_dir.empty()) {
+    image.storage_dir = pipeline->cache_dir + "/buildah";
+  }
+  image.platform = absl::GetFlag(FLAGS_image_platform);
+  std::string registry_host;  // empty: the environment's registry
+  if (const std::string ref = absl::GetFlag(FLAGS_image); !ref.empty()) {
+    CIAGENT_ASSIGN_OR_RETURN(oci::ImageReference target,
+                             oci::ParseImageReference(ref));
+    registry_host = target.registry;
+    image.repository = target.repository;
+    image.tags = {target.tag};
+  } else if (job != nullptr) {
+    image.repository = job->image.has_value()
+                           ? job->image->name
+                           : ImageRepositoryFor(job->repo);
+    image.tags = ImageTagsFor(*job);
+  }
+  absl::StatusOr<oci::RegistryOptions> registry =
+      oci::RegistryOptionsFor(registry_host);
+  // kInvalidArgument: no registry configured at all (an unreadable token
+  // file is an error).
+  if (!registry.ok() &&
+      registry.status().code() != absl::StatusCode::kInvalidArgument) {
+    return registry.status();
+  }
+  if (builder == "none" || image.repository.empty() || !registry.ok()) {
+    return absl::OkStatus();  // the step is skipped: nowhere to push
+  }
+  image.registry = *std::move(registry);
+  pipeline->image_step = MakeImageStep(std::move(image));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<std::string>> SecretsToMask(

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "ciagent/build/pipeline.h"
+#include "ciagent/job/job.h"
 
 namespace ciagent {
 
@@ -17,6 +18,13 @@ namespace ciagent {
 // values. The variables named by --secret-env are read here (into
 // secret_env), so a missing one is reported before anything runs.
 absl::StatusOr<PipelineOptions> PipelineOptionsFromFlags();
+
+// Sets pipeline->image_step unless there is nowhere to push: a queued job
+// (`job`) pushes to REGISTRY_URL (or GITEA_URL's host) as its image name, or
+// its repository's path, tagged with its commit and branch; a local run
+// (`job` null) pushes to --image. --image-builder=none disables the step.
+// Call after PipelineOptionsFromFlags (uses its cache dir, PATH, grace).
+absl::Status ConfigureImageStep(const Job* job, PipelineOptions* pipeline);
 
 // "check, test" -> {"check", "test"}; "" -> {} (all steps).
 std::vector<std::string> SplitSteps(absl::string_view steps);

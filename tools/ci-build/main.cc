@@ -6,7 +6,6 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "ciagent/base/atomic_file.h"
 #include "ciagent/base/exit_code.h"
 #include "ciagent/base/log.h"
 #include "ciagent/base/process_runner.h"
@@ -16,14 +15,12 @@
 #include "ciagent/build/queued_build.h"
 #include "ciagent/build/report.h"
 #include "build_flags.h"
+#include "outcome.h"
 #include "push_mode.h"
 #include "tool_flags.h"
 
 ABSL_FLAG(std::string, job, "", "queue mode: the job.json written by ci-consume");
 ABSL_FLAG(std::string, local, "", "local mode: a checkout to build, no Redis");
-ABSL_FLAG(std::string, result, "", "write the JSON summary to this file");
-ABSL_FLAG(std::string, metrics_file, "",
-          "write Prometheus text-format metrics to this file");
 ABSL_FLAG(std::string, steps, "",
           "local mode: comma-separated steps (default: all)");
 ABSL_FLAG(bool, allow_file_urls, false,
@@ -63,37 +60,6 @@ Exit codes:
 
 constexpr int kExitRequeued = 75;
 
-int ExitCodeForResult(const ciagent::PipelineResult& result) {
-  using ciagent::JobStatus;
-  if (result.interrupted) return 143;
-  switch (result.status) {
-    case JobStatus::kSuccess:
-      return ciagent::kExitOk;
-    case JobStatus::kTimeout:
-      return 124;
-    case JobStatus::kCancelled:
-      return 130;
-    default:
-      return 1;
-  }
-}
-
-// Writes --result and --metrics-file when asked.
-absl::Status WriteReports(const ciagent::PipelineResult& result,
-                          absl::string_view job_id) {
-  using namespace ciagent;
-  const std::string result_file = absl::GetFlag(FLAGS_result);
-  if (!result_file.empty()) {
-    CIAGENT_RETURN_IF_ERROR(WriteFileAtomically(result_file, ResultJson(result)));
-  }
-  const std::string metrics_file = absl::GetFlag(FLAGS_metrics_file);
-  if (!metrics_file.empty()) {
-    CIAGENT_RETURN_IF_ERROR(
-        WriteFileAtomically(metrics_file, PrometheusText(result, job_id)));
-  }
-  return absl::OkStatus();
-}
-
 int Fail(int code, const absl::Status& status) {
   ciagent::LogError("ci-build failed", {{"error", status}, {"exit_code", code}});
   return code;
@@ -104,6 +70,8 @@ int RunLocal(ciagent::PipelineOptions pipeline) {
   pipeline.source_dir = absl::GetFlag(FLAGS_local);
   pipeline.steps = SplitSteps(absl::GetFlag(FLAGS_steps));
   pipeline.stop_requested = [] { return StopRequested(); };
+  absl::Status image = ConfigureImageStep(nullptr, &pipeline);
+  if (!image.ok()) return Fail(kExitUsage, image);
   ConsoleObserver console(stdout);
   absl::StatusOr<PipelineResult> result = RunPipeline(pipeline, &console);
   if (!result.ok()) return Fail(ExitCodeFor(result.status()), result.status());
@@ -122,6 +90,8 @@ int RunQueued(ciagent::PipelineOptions pipeline) {
   if (!claim.ok()) return Fail(kExitUsage, claim.status());
   absl::Status password = ApplyRedisPasswordFromEnv(&claim->redis);
   if (!password.ok()) return Fail(kExitUsage, password);
+  absl::Status image = ConfigureImageStep(&claim->claim.job, &pipeline);
+  if (!image.ok()) return Fail(kExitUsage, image);
   QueuedBuildOptions options;
   options.pipeline = std::move(pipeline);
   absl::StatusOr<std::vector<std::string>> secrets = SecretsToMask(options.pipeline);

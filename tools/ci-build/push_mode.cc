@@ -1,10 +1,10 @@
 #include "push_mode.h"
 
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -17,8 +17,8 @@
 
 ABSL_FLAG(std::string, push_layout, "",
           "push mode: an OCI image layout directory to push to --image");
-ABSL_FLAG(std::string, image, "",
-          "push mode: registry/repository:tag to push to");
+ABSL_DECLARE_FLAG(std::string, image);
+
 ABSL_FLAG(std::string, extra_tags, "",
           "push mode: comma-separated further tags for the same image");
 ABSL_FLAG(std::string, layout_ref, "",
@@ -39,28 +39,11 @@ int PushFailed(const absl::Status& status) {
   return code;
 }
 
-// The image's registry, with the environment's credentials only when the
-// environment (REGISTRY_URL, GITEA_URL) names that same host: a token is
-// never offered to a registry it was not issued for.
-absl::StatusOr<oci::RegistryOptions> RegistryFor(const oci::ImageReference& image) {
-  absl::StatusOr<oci::RegistryOptions> env = oci::RegistryOptionsFromEnv();
-  if (image.registry.empty()) return env;
-  if (env.ok()) {
-    absl::string_view host = env->registry;
-    if (const size_t scheme = host.find("://"); scheme != host.npos) {
-      host.remove_prefix(scheme + 3);
-    }
-    if (host == image.registry) return env;
-  }
-  oci::RegistryOptions options{.registry = image.registry};
-  if (const char* ca = std::getenv("CI_CA_FILE")) options.ca_file = ca;
-  return options;
-}
-
 absl::StatusOr<oci::PushResult> Push() {
   CIAGENT_ASSIGN_OR_RETURN(oci::ImageReference image,
                            oci::ParseImageReference(absl::GetFlag(FLAGS_image)));
-  CIAGENT_ASSIGN_OR_RETURN(oci::RegistryOptions options, RegistryFor(image));
+  CIAGENT_ASSIGN_OR_RETURN(oci::RegistryOptions options,
+                           oci::RegistryOptionsFor(image.registry));
   CIAGENT_ASSIGN_OR_RETURN(auto client,
                            oci::RegistryClient::Create(std::move(options)));
   oci::PushOptions push{.repository = image.repository,

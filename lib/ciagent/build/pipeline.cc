@@ -116,6 +116,7 @@ class PipelineRun {
   // nullopt: the step runs; else the reason it is skipped.
   std::optional<std::string> SkipReason(const StepDefinition& step) const;
   absl::StatusOr<StepRecord> RunStep(absl::string_view name);
+  absl::StatusOr<StepRecord> RunImageStep();
   absl::StatusOr<StepRecord> RunCargoSteps(absl::string_view name,
                                            const std::vector<Command>& commands);
   absl::StatusOr<ProcessResult> RunCommand(absl::string_view step,
@@ -447,15 +448,7 @@ std::vector<Command> PipelineRun::CommandsFor(absl::string_view step) const {
 }
 
 absl::StatusOr<StepRecord> PipelineRun::RunStep(absl::string_view name) {
-  if (name == "image") {
-    absl::Time started = absl::Now();
-    StepRecord record = options_.image_step(result_);
-    record.name = "image";
-    if (record.duration == absl::ZeroDuration()) {
-      record.duration = absl::Now() - started;
-    }
-    return record;
-  }
+  if (name == "image") return RunImageStep();
   if (name == "test" && nextest_) {
     CIAGENT_RETURN_IF_ERROR(WriteFileAtomically(
         work_dir_ + "/nextest.toml",
@@ -463,6 +456,37 @@ absl::StatusOr<StepRecord> PipelineRun::RunStep(absl::string_view name) {
                      "[profile.ciagent.junit]\npath = \"junit.xml\"\n")));
   }
   return RunCargoSteps(name, CommandsFor(name));
+}
+
+absl::StatusOr<StepRecord> PipelineRun::RunImageStep() {
+  const absl::Time started = absl::Now();
+  const ImageStepContext context{
+      .so_far = result_,
+      .source_dir = options_.source_dir,
+      .work_dir = work_dir_,
+      .time_left = std::max(absl::ZeroDuration(),
+                            std::min(deadline_ - started,
+                                     options_.step_timeout)),
+      .should_stop =
+          [this] {
+            return (options_.cancel_requested && options_.cancel_requested()) ||
+                   (options_.stop_requested && options_.stop_requested());
+          },
+      .output =
+          [this](absl::string_view stream, absl::string_view line) {
+            observer_->StepOutput("image", stream, line);
+          }};
+  CIAGENT_ASSIGN_OR_RETURN(StepRecord record,
+                           options_.image_step(context, &result_.image));
+  record.name = "image";
+  if (record.duration == absl::ZeroDuration()) {
+    record.duration = absl::Now() - started;
+  }
+  if (record.status == StepStatus::kCancelled && options_.stop_requested &&
+      options_.stop_requested()) {
+    result_.interrupted = true;
+  }
+  return record;
 }
 
 absl::StatusOr<StepRecord> PipelineRun::RunCargoSteps(

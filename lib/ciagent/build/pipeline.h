@@ -13,7 +13,8 @@
 //             --message-format=json                      (needs check)
 //   audit   cargo audit, then cargo deny check, each when installed;
 //           skipped when neither is
-//   image   PipelineOptions::image_step, when set    (needs build and test)
+//   image   PipelineOptions::image_step, when set    (needs build and test):
+//           build the Dockerfile, push the image (build/image_step.h)
 // `--locked` is passed when Cargo.lock exists. A step whose needs failed,
 // timed out or was cancelled is skipped with that reason; a step that is not
 // selected (PipelineOptions::steps) is skipped and satisfies its dependents.
@@ -105,6 +106,27 @@ class PipelineObserver {
   virtual void StepFinished(const StepRecord& /*record*/) {}
 };
 
+// What the image step gets from the pipeline.
+struct ImageStepContext {
+  const PipelineResult& so_far;  // the build step's artifacts among others
+  const std::string& source_dir;
+  const std::string& work_dir;
+  // What is left of the job's time (and of the step timeout).
+  absl::Duration time_left;
+  // Polled while building; true ends the step (cancel or agent stop).
+  std::function<bool()> should_stop;
+  // The step's output lines; `stream` as in PipelineObserver::StepOutput.
+  std::function<void(absl::string_view stream, absl::string_view line)> output;
+};
+
+// Runs the image step: the record says how it went (ok, failed with the
+// reason, timeout, cancelled; skipped with the reason when there is nothing
+// to build) and `image` what was pushed. An error status is the agent's
+// failure, not the job's (a registry unreachable after retries, a full
+// disk): the run ends with that error and the job is requeued.
+using ImageStep = std::function<absl::StatusOr<StepRecord>(
+    const ImageStepContext& context, ImageRecord* image)>;
+
 struct PipelineOptions {
   // The checkout; Cargo.toml at its root. Required.
   std::string source_dir;
@@ -152,8 +174,8 @@ struct PipelineOptions {
   // `cancelled`; a stop (agent shutdown) also sets `interrupted`.
   std::function<bool()> cancel_requested;
   std::function<bool()> stop_requested;
-  // Runs the image step (registry issue); unset: the step is skipped.
-  std::function<StepRecord(const PipelineResult& so_far)> image_step;
+  // Runs the image step (build/image_step.h); unset: the step is skipped.
+  ImageStep image_step;
 };
 
 absl::StatusOr<PipelineResult> RunPipeline(const PipelineOptions& options,

@@ -82,6 +82,19 @@ struct CacheStats {
   int64_t sccache_misses = 0;
 };
 
+// What the image step pushed; empty `digest`: no image.
+struct ImageRecord {
+  std::string reference;  // registry/repository:first-tag
+  std::string digest;     // of the pushed manifest or index
+  std::vector<std::string> tags;
+  std::string builder;    // "buildah" or "docker"
+  int64_t blobs_uploaded = 0;
+  int64_t blobs_existing = 0;  // already in the registry (or mounted)
+  int64_t bytes_uploaded = 0;
+  absl::Duration build_duration = absl::ZeroDuration();
+  absl::Duration push_duration = absl::ZeroDuration();
+};
+
 struct PipelineResult {
   // kSuccess, kFailed, kTimeout, kCancelled or kError; kQueued when the
   // job was given back (agent shutdown or failure) instead of finished.
@@ -94,6 +107,7 @@ struct PipelineResult {
   std::vector<Artifact> artifacts;
   int64_t clippy_warnings = 0;
   CacheStats cache;
+  ImageRecord image;
   absl::Duration duration = absl::ZeroDuration();
   // The agent was asked to shut down (SIGTERM) mid-run: the job should be
   // requeued rather than finalized.

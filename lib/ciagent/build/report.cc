@@ -115,6 +115,28 @@ std::string ArtifactJson(const Artifact& artifact, bool with_path) {
 // A ratio for JSON and Prometheus: "0", "0.5", "1".
 std::string Ratio(double value) { return absl::StrFormat("%.4g", value); }
 
+// {} when no image was pushed.
+std::string ImageJson(const ImageRecord& image) {
+  JsonObjectBuilder json;
+  if (image.digest.empty()) return std::move(json).Build();
+  std::string tags = "[";
+  for (size_t i = 0; i < image.tags.size(); ++i) {
+    if (i > 0) tags += ",";
+    AppendJsonString(&tags, image.tags[i]);
+  }
+  tags += "]";
+  json.Add("reference", image.reference)
+      .Add("digest", image.digest)
+      .AddRaw("tags", tags)
+      .Add("builder", image.builder)
+      .Add("blobs_uploaded", image.blobs_uploaded)
+      .Add("blobs_existing", image.blobs_existing)
+      .Add("bytes_uploaded", image.bytes_uploaded)
+      .Add("build_ms", Millis(image.build_duration))
+      .Add("push_ms", Millis(image.push_duration));
+  return std::move(json).Build();
+}
+
 std::string CacheJson(const CacheStats& cache) {
   JsonObjectBuilder json;
   json.Add("key", cache.key)
@@ -298,6 +320,7 @@ std::string ResultJson(const PipelineResult& result) {
       .AddRaw("artifacts", ArtifactsJson(result, /*with_path=*/true))
       .Add("clippy_warnings", result.clippy_warnings)
       .AddRaw("cache", CacheJson(result.cache))
+      .AddRaw("image", ImageJson(result.image))
       .Add("duration_ms", Millis(result.duration));
   return std::move(json).Build();
 }
@@ -314,6 +337,8 @@ std::vector<std::pair<std::string, std::string>> StatusFields(
       {"clippy_warnings", absl::StrCat(result.clippy_warnings)},
       {"pipeline_duration_ms", absl::StrCat(Millis(result.duration))},
       {"cache", CacheJson(result.cache)},
+      {"image", result.image.reference},
+      {"image_digest", result.image.digest},
   };
 }
 
@@ -453,6 +478,11 @@ std::string HumanSummary(const PipelineResult& result) {
                       "  sha256:", Printable(artifact.sha256), "  ",
                       Printable(artifact.path), "\n");
     }
+  }
+
+  if (!result.image.digest.empty()) {
+    absl::StrAppend(&out, "Image: ", Printable(result.image.reference), "@",
+                    result.image.digest, "\n");
   }
 
   // Final status.

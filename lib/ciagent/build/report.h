@@ -47,7 +47,12 @@ inline constexpr size_t kSummaryFailingNames = 20;
 //    "cache":{"key":"9c1e...","match":"exact","uncached_reason":"",
 //             "units":8,"fresh_units":6,"dependency_units":6,
 //             "fresh_dependency_units":6,"dependency_hit_rate":1},
+//    "image":{"reference":"git.example.com/acme/app:1f2e...",
+//             "digest":"sha256:...","tags":["1f2e...","main"],
+//             "builder":"buildah","blobs_uploaded":2,"blobs_existing":0,
+//             "bytes_uploaded":1048576,"build_ms":5200,"push_ms":300},
 //    "duration_ms":83000}
+// `image` is {} when no image was pushed.
 // `cache` is result.cache (pipeline_result.h CacheStats): the build step's
 // units; dependency_hit_rate is a number from 0 to 1.
 // `status` is JobStatusName(result.status); `failed_tests` holds the
@@ -63,6 +68,8 @@ std::string ResultJson(const PipelineResult& result);
 //   clippy_warnings       integer
 //   pipeline_duration_ms  integer: the pipeline's own duration
 //   cache                 JSON object: the `cache` object of ResultJson
+//   image                 registry/repository:tag pushed; "" without image
+//   image_digest          sha256:... of the pushed manifest; "" without
 // None collides with the queue's own fields; in particular the queue sets
 // `duration_ms` itself (from the attempt's start, fetch included), hence
 // `pipeline_duration_ms`.

@@ -256,6 +256,21 @@ absl::StatusOr<RegistryOptions> RegistryOptionsFromEnv() {
   return options;
 }
 
+absl::StatusOr<RegistryOptions> RegistryOptionsFor(absl::string_view registry) {
+  absl::StatusOr<RegistryOptions> env = RegistryOptionsFromEnv();
+  if (registry.empty()) return env;
+  if (env.ok()) {
+    absl::string_view host = env->registry;
+    if (const size_t scheme = host.find("://"); scheme != host.npos) {
+      host.remove_prefix(scheme + 3);
+    }
+    if (absl::StripSuffix(host, "/") == registry) return env;
+  }
+  RegistryOptions options{.registry = std::string(registry)};
+  if (const char* ca = std::getenv("CI_CA_FILE")) options.ca_file = ca;
+  return options;
+}
+
 absl::StatusOr<std::unique_ptr<RegistryClient>> RegistryClient::Create(
     RegistryOptions options) {
   absl::string_view registry = absl::StripSuffix(options.registry, "/");

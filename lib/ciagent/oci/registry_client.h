@@ -96,6 +96,13 @@ struct RegistryOptions {
 // not an error (anonymous push).
 absl::StatusOr<RegistryOptions> RegistryOptionsFromEnv();
 
+// The options for pushing to `registry` ("host[:port]", from an image
+// reference): RegistryOptionsFromEnv() when the environment names that same
+// host, else the bare host with CI_CA_FILE and no credentials -- a token is
+// never offered to a registry it was not configured for. An empty
+// `registry` means the environment's.
+absl::StatusOr<RegistryOptions> RegistryOptionsFor(absl::string_view registry);
+
 // A blob on local disk.
 struct BlobFile {
   std::string digest;  // sha256:<hex>

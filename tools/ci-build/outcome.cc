@@ -1,0 +1,45 @@
+#include "outcome.h"
+
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "ciagent/base/atomic_file.h"
+#include "ciagent/base/exit_code.h"
+#include "ciagent/base/status_macros.h"
+#include "ciagent/build/report.h"
+
+ABSL_FLAG(std::string, result, "", "write the JSON summary to this file");
+ABSL_FLAG(std::string, metrics_file, "",
+          "write Prometheus text-format metrics to this file");
+
+namespace ciagent {
+
+int ExitCodeForResult(const PipelineResult& result) {
+  if (result.interrupted) return 143;
+  switch (result.status) {
+    case JobStatus::kSuccess:
+      return kExitOk;
+    case JobStatus::kTimeout:
+      return 124;
+    case JobStatus::kCancelled:
+      return 130;
+    default:
+      return kExitFailure;
+  }
+}
+
+absl::Status WriteReports(const PipelineResult& result,
+                          absl::string_view job_id) {
+  const std::string result_file = absl::GetFlag(FLAGS_result);
+  if (!result_file.empty()) {
+    CIAGENT_RETURN_IF_ERROR(WriteFileAtomically(result_file, ResultJson(result)));
+  }
+  const std::string metrics_file = absl::GetFlag(FLAGS_metrics_file);
+  if (!metrics_file.empty()) {
+    CIAGENT_RETURN_IF_ERROR(
+        WriteFileAtomically(metrics_file, PrometheusText(result, job_id)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace ciagent

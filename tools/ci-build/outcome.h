@@ -1,0 +1,23 @@
+// How ci-build reports a finished pipeline: the --result and
+// --metrics-file files, and the exit code.
+#ifndef CIAGENT_TOOLS_CI_BUILD_OUTCOME_H_
+#define CIAGENT_TOOLS_CI_BUILD_OUTCOME_H_
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "ciagent/build/pipeline_result.h"
+
+namespace ciagent {
+
+// 0 success, 1 failed or error, 124 timeout, 130 cancelled, 143 when the
+// agent was told to stop mid-run.
+int ExitCodeForResult(const PipelineResult& result);
+
+// Writes --result (ResultJson) and --metrics-file (PrometheusText) when
+// asked.
+absl::Status WriteReports(const PipelineResult& result,
+                          absl::string_view job_id);
+
+}  // namespace ciagent
+
+#endif  // CIAGENT_TOOLS_CI_BUILD_OUTCOME_H_
