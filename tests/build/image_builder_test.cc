@@ -368,6 +368,24 @@ TEST_F(ImageBuilderTest, MissingDockerfileIsTheCheckoutsFault) {
   EXPECT_FALSE(fs::exists(tmp_ + "/image"));
 }
 
+TEST_F(ImageBuilderTest, LayoutDirThatWouldDeleteTheCheckoutIsRefused) {
+  fs::create_directories(tmp_ + "/job/src");
+  std::ofstream(tmp_ + "/job/src/Dockerfile") << "FROM scratch\n";
+  ImageBuildOptions options;
+  options.context_dir = tmp_ + "/job/src";
+  options.layout_dir = tmp_ + "/job/";
+
+  EXPECT_THAT(BuildImage(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("would hold " + tmp_ + "/job/src")));
+  options.layout_dir = tmp_ + "/image";
+  options.storage_dir = tmp_ + "/image.work/storage";
+  EXPECT_THAT(BuildImage(options),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("would hold " + tmp_ + "/image.work")));
+  EXPECT_TRUE(fs::exists(tmp_ + "/job/src/Dockerfile"));
+}
+
 TEST_F(ImageBuilderTest, NoBuilderInstalledIsAFailedPrecondition) {
   fs::create_directories(tmp_ + "/src");
   fs::create_directories(tmp_ + "/empty-bin");

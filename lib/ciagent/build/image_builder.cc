@@ -76,6 +76,12 @@ absl::string_view WithoutTrailingSlashes(absl::string_view path) {
   return path;
 }
 
+// `path` is `dir` or below it (both absolute and normalized).
+bool IsSameOrWithin(absl::string_view path, absl::string_view dir) {
+  return path == dir || dir == "/" ||
+         (absl::StartsWith(path, dir) && path[dir.size()] == '/');
+}
+
 absl::Status ValidateOptions(const ImageBuildOptions& options) {
   if (options.context_dir.empty()) {
     return absl::InvalidArgumentError("image build: context_dir is required");
@@ -495,6 +501,18 @@ absl::StatusOr<ImageBuildResult> BuildImage(const ImageBuildOptions& options) {
     if (error) return FileError("resolve", *dir, error);
     *dir = std::string(
         WithoutTrailingSlashes(absolute.lexically_normal().string()));
+  }
+  // The layout and its work dir are deleted first: they must not hold
+  // the checkout or the storage.
+  for (const std::string& kept : {resolved.context_dir, resolved.storage_dir}) {
+    for (const std::string& deleted :
+         {resolved.layout_dir, resolved.layout_dir + ".work"}) {
+      if (!kept.empty() && IsSameOrWithin(kept, deleted)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("image build: layout_dir ", resolved.layout_dir,
+                         " would hold ", kept, ", which it replaces"));
+      }
+    }
   }
   if (!fs::is_directory(resolved.context_dir)) {
     return absl::InvalidArgumentError(

@@ -35,8 +35,8 @@
 // shared cache outside the checkout; each of `release_executables` is
 // therefore hard-linked (copied across filesystems) to
 // <context_dir>/target/release/<name> before the build, and left there.
-// A `.dockerignore` that excludes `target` defeats this (the docker
-// builder honours it; buildah too).
+// A `.dockerignore` that excludes `target` defeats this (both builders
+// honour it).
 //
 // Environment. Builder commands run through RunProcess (process_runner.h)
 // with exactly: PATH, HOME, TMPDIR (in the work dir); for buildah
@@ -108,8 +108,8 @@ struct ImageBuildOptions {
   std::string context_dir;
   // The Dockerfile, relative to context_dir; neither absolute nor with '..'.
   std::string dockerfile = "Dockerfile";
-  // The OCI image layout directory to write; replaced if it exists.
-  // Required.
+  // The OCI image layout directory to write; replaced if it exists, so it
+  // must not hold context_dir or storage_dir. Required.
   std::string layout_dir;
   // The image's name in the layout (org.opencontainers.image.ref.name): an
   // OCI tag, [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
@@ -176,7 +176,8 @@ struct ImageBuildCommands {
   std::vector<std::string> export_layout;
   // Removes the local image from persistent storage; empty when none.
   std::vector<std::string> remove_image;
-  // Directories BuildImage creates, all under `work_dir`.
+  // Directories BuildImage creates; all but a persistent storage_dir are
+  // under `work_dir`, which it removes afterwards.
   std::string work_dir;     // <layout_dir>.work
   std::string staging_dir;  // <work_dir>/layout, renamed to layout_dir
   std::string storage_dir;  // buildah --root
