@@ -551,6 +551,14 @@ TEST_F(ImageBuilderTest, BuildsTheFixtureIntoAnOciLayoutHoldingItsBinary) {
   const std::string layer_path = BlobPath(layout, layer_digest);
   EXPECT_EQ(Sha256Of(layer_path), layer_digest);
 
+  // Another OCI implementation reads the same manifest through the tag.
+  if (!FindExecutable("skopeo", path).empty()) {
+    EXPECT_THAT(RunForOutput({"skopeo", "inspect", "--raw",
+                              absl::StrCat("oci:", layout, ":v1")},
+                             path),
+                testing::IsOkAndHolds(ElementsAre(manifest_json)));
+  }
+
   // The layer holds the binary, and it runs from there (statically linked).
   ASSERT_OK_AND_ASSIGN(
       std::vector<std::string> entries,
