@@ -42,7 +42,6 @@ using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-using ::testing::Not;
 
 constexpr char kBinary[] = "with_dockerfile";
 constexpr char kImageName[] = "localhost/ciagent-image-test:v1";

@@ -1,8 +1,6 @@
 #include "ciagent/build/image_builder.h"
 
 #include <simdjson.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
