@@ -182,6 +182,9 @@ class CommandRunner {
   // Runs `argv` until it ends, the deadline passes (kDeadlineExceeded) or
   // `should_stop` says so (kCancelled).
   absl::StatusOr<CommandOutcome> Run(const std::vector<std::string>& argv) {
+    if (should_stop_ && should_stop_()) {
+      return absl::CancelledError("image build: stopped");
+    }
     const absl::Duration remaining = deadline_ - absl::Now();
     if (remaining <= absl::ZeroDuration()) return TimedOut();
     Emit(options_, "agent", absl::StrCat("$ ", absl::StrJoin(argv, " ")));
