@@ -25,6 +25,7 @@
 #include "ciagent/base/process_runner.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/buildah.h"
 #include "testing/cargo_fixture.h"
 #include "testing/redis_server.h"
 #include "testing/status_matchers.h"
@@ -46,32 +47,8 @@ using ::testing::IsEmpty;
 constexpr char kBinary[] = "with_dockerfile";
 constexpr char kImageName[] = "localhost/ciagent-image-test:v1";
 
-// This process's PATH when buildah is on it, else "".
-std::string PathWithBuildah() {
-  const char* path = std::getenv("PATH");
-  const std::string result = path == nullptr ? "/usr/bin:/bin" : path;
-  return FindExecutable("buildah", result).empty() ? "" : result;
-}
-
 }  // namespace
 }  // namespace ciagent
-
-// Declares `std::string var`, a PATH with buildah on it; skips the test when
-// buildah is missing or this is not root (buildah's vfs storage and chroot
-// isolation need root here), fails under CI=true.
-#define REQUIRE_BUILDAH(var)                                             \
-  std::string var = ::ciagent::PathWithBuildah();                        \
-  do {                                                                   \
-    const char* missing = var.empty()        ? "buildah is not in PATH"  \
-                          : ::geteuid() != 0 ? "buildah needs root here" \
-                                             : nullptr;                  \
-    if (missing != nullptr) {                                            \
-      if (::ciagent::testing::RunningUnderCi()) {                        \
-        FAIL() << missing << " (required under CI=true)";                \
-      }                                                                  \
-      GTEST_SKIP() << missing << " (a failure under CI=true)";           \
-    }                                                                    \
-  } while (0)
 
 namespace ciagent {
 namespace {
@@ -280,7 +257,7 @@ TEST(FindTaggedManifestTest, ReadsTheEntryNamedByTheTag) {
   EXPECT_THAT(FindTaggedManifest("not json", "v1"),
               StatusIs(absl::StatusCode::kInvalidArgument));
   EXPECT_THAT(
-      FindTaggedManifest(R"({"manifests":[{"digest":"md5:x","annotations":)"
+      FindTaggedManifest(R"({"schemaVersion":2,"manifests":[{"digest":"md5:x","annotations":)"
                          R"({"org.opencontainers.image.ref.name":"v1"}}]})",
                          "v1"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("sha256")));
@@ -483,7 +460,7 @@ TEST_F(ImageBuilderTest, DockerDriverWithoutOciExportIsTheAgentsSetup) {
 
 TEST_F(ImageBuilderTest, BuildsTheFixtureIntoAnOciLayoutHoldingItsBinary) {
   CIAGENT_REQUIRE_CARGO(cargo_path);
-  REQUIRE_BUILDAH(path);
+  CIAGENT_REQUIRE_BUILDAH(path);
   ImageBuildOptions options = FixtureOptions(path);
   ASSERT_OK_AND_ASSIGN(const std::string binary,
                        BuildRelease(options.context_dir, cargo_path));
@@ -575,7 +552,7 @@ TEST_F(ImageBuilderTest, BuildsTheFixtureIntoAnOciLayoutHoldingItsBinary) {
 
 TEST_F(ImageBuilderTest, AutoPicksBuildahWhenNoDockerDaemonAnswers) {
   CIAGENT_REQUIRE_CARGO(cargo_path);
-  REQUIRE_BUILDAH(path);
+  CIAGENT_REQUIRE_BUILDAH(path);
   // A docker client whose daemon is down, first in PATH.
   fs::create_directories(tmp_ + "/bin");
   std::ofstream(tmp_ + "/bin/docker")
@@ -605,7 +582,7 @@ TEST_F(ImageBuilderTest, AutoPicksBuildahWhenNoDockerDaemonAnswers) {
 }
 
 TEST_F(ImageBuilderTest, FailingDockerfileIsReportedWithBuildahsMessage) {
-  REQUIRE_BUILDAH(path);
+  CIAGENT_REQUIRE_BUILDAH(path);
   ImageBuildOptions options = FixtureOptions(path);
   options.dockerfile = "Dockerfile.broken";
   std::ofstream(options.context_dir + "/Dockerfile.broken")
@@ -626,7 +603,7 @@ TEST_F(ImageBuilderTest, FailingDockerfileIsReportedWithBuildahsMessage) {
 }
 
 TEST_F(ImageBuilderTest, UnreachableBaseImageRegistryIsWorthARetry) {
-  REQUIRE_BUILDAH(path);
+  CIAGENT_REQUIRE_BUILDAH(path);
   ImageBuildOptions options = FixtureOptions(path);
   options.dockerfile = "Dockerfile.pull";
   // Nothing listens on port 1: buildah retries for about 6 s, then fails.
@@ -640,7 +617,7 @@ TEST_F(ImageBuilderTest, UnreachableBaseImageRegistryIsWorthARetry) {
 }
 
 TEST_F(ImageBuilderTest, ExecutableAlreadyInTheCheckoutIsLeftInPlace) {
-  REQUIRE_BUILDAH(path);
+  CIAGENT_REQUIRE_BUILDAH(path);
   ImageBuildOptions options = FixtureOptions(path);
   const std::string in_checkout =
       options.context_dir + "/target/release/" + kBinary;
@@ -660,7 +637,7 @@ TEST_F(ImageBuilderTest, ExecutableAlreadyInTheCheckoutIsLeftInPlace) {
 }
 
 TEST_F(ImageBuilderTest, StopEndsTheBuildAndLeavesNoBuildahBehind) {
-  REQUIRE_BUILDAH(path);
+  CIAGENT_REQUIRE_BUILDAH(path);
   ImageBuildOptions options = FixtureOptions(path);
   // Anything to copy will do: the stop comes as the build starts.
   fs::create_directories(options.context_dir + "/target/release");
@@ -680,7 +657,7 @@ TEST_F(ImageBuilderTest, StopEndsTheBuildAndLeavesNoBuildahBehind) {
 }
 
 TEST_F(ImageBuilderTest, TimeoutEndsTheBuild) {
-  REQUIRE_BUILDAH(path);
+  CIAGENT_REQUIRE_BUILDAH(path);
   ImageBuildOptions options = FixtureOptions(path);
   options.timeout = absl::Milliseconds(50);
 

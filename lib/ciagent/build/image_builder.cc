@@ -1,6 +1,5 @@
 #include "ciagent/build/image_builder.h"
 
-#include <simdjson.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -23,13 +22,13 @@
 #include "absl/time/clock.h"
 #include "ciagent/base/process_runner.h"
 #include "ciagent/base/status_macros.h"
+#include "ciagent/oci/manifest.h"
 
 namespace ciagent {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kRefNameAnnotation[] = "org.opencontainers.image.ref.name";
 // Variables a docker client needs to find its daemon and builder; they say
 // where, not who, so passing them on leaks nothing.
 constexpr const char* kDockerVariables[] = {"DOCKER_HOST", "DOCKER_CONTEXT",
@@ -353,20 +352,6 @@ std::vector<std::pair<std::string, std::string>> BuilderEnv(
   return env;
 }
 
-// "sha256:" and 64 lowercase hex digits.
-bool IsSha256Digest(absl::string_view digest) {
-  if (!absl::ConsumePrefix(&digest, "sha256:") || digest.size() != 64) {
-    return false;
-  }
-  for (char c : digest) {
-    if (!absl::ascii_isdigit(static_cast<unsigned char>(c)) &&
-        (c < 'a' || c > 'f')) {
-      return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 bool HasDockerfile(absl::string_view source_dir, absl::string_view dockerfile) {
@@ -452,38 +437,21 @@ absl::StatusOr<ImageBuildCommands> PlanImageBuild(
 
 absl::StatusOr<LayoutManifest> FindTaggedManifest(absl::string_view index_json,
                                                   absl::string_view tag) {
-  simdjson::dom::parser parser;
-  simdjson::dom::array manifests;
-  if (parser.parse(index_json.data(), index_json.size())["manifests"]
-          .get_array()
-          .get(manifests) != simdjson::SUCCESS) {
-    return absl::InvalidArgumentError(
-        "OCI layout index.json: not an image index with \"manifests\"");
+  absl::StatusOr<oci::Manifest> index = oci::ParseManifest(index_json);
+  if (!index.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "OCI layout index.json: ", index.status().message()));
   }
-  for (simdjson::dom::element entry : manifests) {
-    std::string_view name;
-    if (entry["annotations"][kRefNameAnnotation].get_string().get(name) !=
-            simdjson::SUCCESS ||
-        name != std::string_view(tag.data(), tag.size())) {
-      continue;
+  if (!index->is_index()) {
+    return absl::InvalidArgumentError(
+        "OCI layout index.json: not an image index");
+  }
+  for (const oci::Descriptor& entry : index->manifests) {
+    if (entry.ref_name == tag) {
+      return LayoutManifest{.digest = entry.digest,
+                            .media_type = entry.media_type,
+                            .size = entry.size};
     }
-    LayoutManifest manifest;
-    std::string_view digest;
-    if (entry["digest"].get_string().get(digest) != simdjson::SUCCESS ||
-        !IsSha256Digest(absl::string_view(digest.data(), digest.size()))) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("OCI layout index.json: the entry tagged ", tag,
-                       " has no sha256 digest"));
-    }
-    manifest.digest = std::string(digest);
-    std::string_view media_type;
-    if (entry["mediaType"].get_string().get(media_type) == simdjson::SUCCESS) {
-      manifest.media_type = std::string(media_type);
-    }
-    if (entry["size"].get_int64().get(manifest.size) != simdjson::SUCCESS) {
-      manifest.size = 0;
-    }
-    return manifest;
   }
   return absl::NotFoundError(
       absl::StrCat("OCI layout index.json: no manifest tagged ", tag));
