@@ -6,16 +6,16 @@
 #
 # 1. Installs the build dependencies (scripts/bootstrap.sh) and builds
 #    ci-consume and ci-build with meson.
-# 2. Starts, on free 127.0.0.1 ports, a redis-server and a git server over
+# 2. Starts, on free 127.0.0.1 ports, a redis-server, a git server over
 #    HTTP with Basic auth (tests/testing/git_http_server.py) that serves the
-#    bundled crate packaging/demo/hello-ci, committed into a fresh repository.
-#    No registry: the pipeline has no image step yet, so the job asks for no
-#    image and nothing is pushed; the registry joins the demo with that step.
+#    bundled crate packaging/demo/hello-ci, committed into a fresh repository,
+#    and a container registry (CNCF distribution, Basic auth) for its image.
 # 3. Enqueues a job for that commit with redis-cli, exactly as a producer
 #    would (the commands are printed), then runs the agent's container
 #    entrypoint, packaging/entrypoint.sh, against these services.
 # 4. Prints the job's status hash, the first and last lines of its log
-#    stream, and a verdict.
+#    stream, the pushed image's digest (and what the registry says the tag
+#    points at, asked with skopeo) and a verdict.
 #
 # Exit status: 0 only when the job ended `success`; 130 when interrupted
 # (Ctrl-C: the agent requeues the job, then everything is stopped).
@@ -57,6 +57,7 @@ phase_done() {
 tmp=""
 redis_pid=""
 git_pid=""
+registry_pid=""
 agent_pid=""
 follow_pid=""
 interrupted=0
@@ -81,6 +82,7 @@ cleanup() {
   stop_pid "$agent_pid"
   stop_pid "$follow_pid"
   stop_pid "$git_pid"
+  stop_pid "$registry_pid"
   stop_pid "$redis_pid"
   if [[ -n $tmp ]]; then rm -rf "$tmp"; fi
   exit "$rc"
@@ -123,6 +125,7 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
   clippy_note=" (clippy is not installed: the job skips it)"
 fi
+steps+=',"image"'
 echo "    $(cargo --version)$clippy_note"
 scripts/bootstrap.sh
 phase_done
@@ -231,7 +234,46 @@ fi
 echo "$git_port" >"$state/git-port"
 repo_url=http://127.0.0.1:$git_port/demo/hello-ci.git
 echo "    git       $repo_url (Basic auth, user $git_user; commit ${commit:0:12})"
-echo "    registry  skipped: the image step does not exist yet"
+
+# The registry: distribution with an htpasswd user and a token made for
+# this run (bcrypt through Debian's python3; the agent reads the token from
+# its environment, the hash generator from its stdin).
+registry_user=demo
+registry_token=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
+mkdir -p "$tmp/registry"
+/usr/bin/python3 -W ignore -c 'import crypt, sys
+salt = crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)
+print("%s:%s" % (sys.argv[1], crypt.crypt(sys.stdin.read().strip(), salt)))' \
+  "$registry_user" <<<"$registry_token" >"$tmp/registry/htpasswd"
+registry_port=""
+for _ in 1 2 3 4 5; do
+  port=$((20000 + RANDOM % 12000))
+  printf '%s\n' "version: 0.1" "log: {level: warn}" \
+    "storage: {filesystem: {rootdirectory: $tmp/registry/data}}" \
+    "http: {addr: 127.0.0.1:$port}" \
+    "auth: {htpasswd: {realm: demo, path: $tmp/registry/htpasswd}}" \
+    >"$tmp/registry/config.yml"
+  setsid docker-registry serve "$tmp/registry/config.yml" \
+    </dev/null >"$tmp/registry/registry.log" 2>&1 &
+  registry_pid=$!
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$registry_pid" 2>/dev/null || break
+    if [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/") == 401 ]]; then
+      registry_port=$port
+      break
+    fi
+    sleep 0.1
+  done
+  [[ -z $registry_port ]] || break
+  stop_pid "$registry_pid"
+  registry_pid=""
+done
+if [[ -z $registry_port ]]; then
+  echo "demo: the registry did not start:" >&2
+  tail -n 5 "$tmp/registry/registry.log" >&2 || true
+  exit 1
+fi
+echo "    registry  http://127.0.0.1:$registry_port (CNCF distribution, Basic auth, user $registry_user)"
 phase_done
 
 # --- 3. enqueue, as a producer ------------------------------------------------
@@ -279,20 +321,23 @@ cat <<EOF
     CI_WORKDIR=$build_dir/demo/work  CI_CACHE_DIR=$build_dir/demo/cache
     CI_CARGO_HOME=$build_dir/demo/cargo-home  CI_TARGET_DIR=$build_dir/demo/target
     GIT_USERNAME=$git_user  GIT_TOKEN=($token_note)
+    REGISTRY_URL=http://127.0.0.1:$registry_port  REGISTRY_USERNAME=$registry_user  REGISTRY_TOKEN=(the registry's)
     agent log: $build_dir/demo/agent.log (JSON lines), summarized below
 EOF
 (
   # Only the settings chosen here: no secret of the caller's environment.
   unset GIT_TOKEN_FILE GITEA_TOKEN GITEA_TOKEN_FILE REDIS_PASSWORD \
-    REDIS_PASSWORD_FILE CI_SECRET_ENV CI_CARGO_CONFIG CI_CA_FILE
+    REDIS_PASSWORD_FILE CI_SECRET_ENV CI_CARGO_CONFIG CI_CA_FILE \
+    REGISTRY_TOKEN_FILE GITEA_URL CI_IMAGE_BUILDER
   export REDIS_URL=redis://127.0.0.1:$redis_port POD_NAME=demo-agent \
     CI_WORKDIR=$state/work CI_CACHE_DIR=$state/cache \
     CI_CARGO_HOME=$state/cargo-home CI_TARGET_DIR=$state/target \
     CI_WAIT=10 CI_EXIT_CODE=job CI_RESULT_FILE=$state/result.json \
     CI_CONSUME_BIN=$build_path/tools/ci-consume/ci-consume \
     CI_BUILD_BIN=$build_path/tools/ci-build/ci-build \
-    GIT_USERNAME=$git_user
-  export GIT_TOKEN=$agent_token
+    GIT_USERNAME=$git_user \
+    REGISTRY_URL=http://127.0.0.1:$registry_port REGISTRY_USERNAME=$registry_user
+  export GIT_TOKEN=$agent_token REGISTRY_TOKEN=$registry_token
   exec packaging/entrypoint.sh
 ) 2>"$state/agent.log" &
 agent_pid=$!
@@ -379,7 +424,8 @@ status_key, log_key, status, first, last, total = sys.argv[1:7]
 order = ["status", "reason", "job_id", "repo", "branch", "commit", "attempt",
          "consumer", "stream_id", "enqueued_at", "started_at", "finished_at",
          "duration_ms", "tests_passed", "tests_failed", "tests_ignored",
-         "failed_tests", "clippy_warnings", "artifacts", "steps"]
+         "failed_tests", "clippy_warnings", "image", "image_digest",
+         "artifacts", "steps"]
 fields = json.loads(status) or {}
 print("    HGETALL '%s'" % status_key)
 for key in [k for k in order if k in fields] + [k for k in fields if k not in order]:
@@ -412,9 +458,26 @@ if ((interrupted)); then
   echo "VERDICT: interrupted: job $job_id is '$status' (the agent requeued it); ${total} s"
   exit 130
 fi
-if [[ $status == success ]]; then
+image=$(redis-cli -p "$redis_port" HGET "$status_key" image)
+image_digest=$(redis-cli -p "$redis_port" HGET "$status_key" image_digest)
+registry_digest=""
+if [[ -n $image ]]; then
+  # An independent client asks the registry what the tag points at.
+  # Credentials in a private auth file: never on a command line.
+  (umask 077 && printf '{"auths":{"127.0.0.1:%s":{"auth":"%s"}}}\n' \
+    "$registry_port" "$(printf '%s:%s' "$registry_user" "$registry_token" | base64 -w0)" \
+    >"$tmp/registry/auth.json")
+  registry_digest=$(skopeo inspect --tls-verify=false --raw \
+    --authfile "$tmp/registry/auth.json" "docker://$image" | sha256sum |
+    awk '{print "sha256:" $1}')
+  echo
+  echo "    image $image"
+  echo "      image_digest in the status  $image_digest"
+  echo "      the registry (skopeo)       $registry_digest"
+fi
+if [[ $status == success && -n $image && $registry_digest == "$image_digest" ]]; then
   passed=$(redis-cli -p "$redis_port" HGET "$status_key" tests_passed)
-  echo "VERDICT: success: job $job_id (commit ${commit:0:12}) passed steps ${steps//\"/} with ${passed:-?} tests passed; entrypoint exit $agent_rc; ${total} s in all"
+  echo "VERDICT: success: job $job_id (commit ${commit:0:12}) passed steps ${steps//\"/} with ${passed:-?} tests passed and pushed $image@$image_digest; entrypoint exit $agent_rc; ${total} s in all"
   exit 0
 fi
 echo "VERDICT: job $job_id ended '$status'${reason:+: $reason}; entrypoint exit $agent_rc; ${total} s in all"
