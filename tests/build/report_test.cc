@@ -150,7 +150,8 @@ TEST(ResultJsonTest, HoldsEveryPartOfTheResult) {
   EXPECT_THAT(
       Keys(root),
       ElementsAre("status", "reason", "steps", "tests", "failed_tests",
-                  "artifacts", "clippy_warnings", "cache", "duration_ms"));
+                  "artifacts", "clippy_warnings", "cache", "image",
+                  "duration_ms"));
   EXPECT_EQ(String(root["status"]), "failed");
   EXPECT_EQ(String(root["reason"]), "test failed: 2 tests failed");
 
@@ -238,7 +239,7 @@ TEST(ResultJsonTest, DescribesAnEmptyRun) {
             R"("cache":{"key":"","match":"none","uncached_reason":"",)"
             R"("units":0,"fresh_units":0,"dependency_units":0,)"
             R"("fresh_dependency_units":0,"dependency_hit_rate":0},)"
-            R"("duration_ms":0})");
+            R"("image":{},"duration_ms":0})");
   Parse(parser, json);
 }
 
@@ -266,7 +267,34 @@ TEST(StatusFieldsTest, NamesEveryPipelineFieldInOrder) {
       ElementsAre(Key("tests_passed"), Key("tests_failed"),
                   Key("tests_ignored"), Key("failed_tests"), Key("artifacts"),
                   Key("steps"), Key("clippy_warnings"),
-                  Key("pipeline_duration_ms"), Key("cache")));
+                  Key("pipeline_duration_ms"), Key("cache"), Key("image"),
+                  Key("image_digest")));
+}
+
+TEST(StatusFieldsTest, NamePushedImageAndItsDigest) {
+  PipelineResult result;
+  EXPECT_EQ(AsMap(StatusFields(result)).at("image"), "");
+  EXPECT_EQ(AsMap(StatusFields(result)).at("image_digest"), "");
+  EXPECT_THAT(ResultJson(result), HasSubstr(R"("image":{})"));
+  result.image = {.reference = "reg.example/acme/app:1f2e",
+                  .digest = absl::StrCat("sha256:", kSha),
+                  .tags = {"1f2e", "main"},
+                  .builder = "buildah",
+                  .blobs_uploaded = 2,
+                  .bytes_uploaded = 4096,
+                  .build_duration = absl::Milliseconds(1500),
+                  .push_duration = absl::Milliseconds(70)};
+  const auto fields = AsMap(StatusFields(result));
+  EXPECT_EQ(fields.at("image"), "reg.example/acme/app:1f2e");
+  EXPECT_EQ(fields.at("image_digest"), absl::StrCat("sha256:", kSha));
+  dom::parser parser;
+  dom::element image = Parse(parser, ResultJson(result))["image"];
+  EXPECT_EQ(String(image["digest"]), absl::StrCat("sha256:", kSha));
+  EXPECT_EQ(String(image["tags"].at(1)), "main");
+  EXPECT_EQ(Int(image["bytes_uploaded"]), 4096);
+  EXPECT_EQ(Int(image["build_ms"]), 1500);
+  EXPECT_THAT(HumanSummary(result),
+              HasSubstr("Image: reg.example/acme/app:1f2e@sha256:"));
 }
 
 TEST(StatusFieldsTest, HoldsCountsAsIntegersAndListsAsJson) {

@@ -1,5 +1,7 @@
 #include "ciagent/build/image_step.h"
 
+#include <sys/utsname.h>
+
 #include <filesystem>
 
 #include "absl/strings/ascii.h"
@@ -61,6 +63,7 @@ class ImageStepRun {
         .grace = options_.grace,
         .should_stop = context.should_stop,
         .output = context.output};
+    build.cache_ref = CacheRef();
     for (const Artifact& artifact : context.so_far.artifacts) {
       build.release_executables.emplace_back(artifact.name, artifact.path);
     }
@@ -114,6 +117,30 @@ class ImageStepRun {
     context.output("agent", absl::StrCat("pushed ", reference, "@",
                                          pushed->digest));
     return Finished(StepStatus::kOk);
+  }
+
+  // docker buildx's registry cache, one per architecture beside the image:
+  // <registry>/<repository>:buildcache-<arch> (buildah ignores it).
+  std::string CacheRef() const {
+    std::string arch = options_.platform;  // "linux/arm64": linux-arm64
+    if (arch.empty()) {
+      struct utsname host {};
+      uname(&host);
+      const absl::string_view machine = host.machine;
+      arch = machine == "x86_64"    ? "amd64"
+             : machine == "aarch64" ? "arm64"
+                                    : std::string(machine);
+    }
+    return absl::StrCat(RegistryHost(), "/", options_.repository,
+                        ":buildcache-", oci::SanitizeTag(arch));
+  }
+
+  std::string RegistryHost() const {
+    absl::string_view host = options_.registry.registry;
+    if (const size_t scheme = host.find("://"); scheme != host.npos) {
+      host.remove_prefix(scheme + 3);
+    }
+    return std::string(absl::StripSuffix(host, "/"));
   }
 
   const ImageStepOptions& options_;
