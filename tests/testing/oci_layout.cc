@@ -2,8 +2,12 @@
 
 #include <simdjson.h>
 
-#include <filesystem>
+#include <sys/stat.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "ciagent/base/sha256.h"
 #include "gtest/gtest.h"
@@ -110,8 +114,17 @@ absl::StatusOr<std::string> InspectDigest(const std::string& image,
     argv.push_back("--cert-dir=" + cert_dir);
   }
   if (!options.username.empty()) {
-    argv.push_back(absl::StrCat("--creds=", options.username, ":",
-                                options.password));
+    // An auth file, as a credential never goes on a command line.
+    const std::string auth_file = ::testing::TempDir() + "/skopeo-auth-" +
+                                  Sha256Hex(image).substr(0, 12) + ".json";
+    const std::string registry = image.substr(0, image.find('/'));
+    std::ofstream(auth_file, std::ios::trunc)
+        << "{\"auths\":{\"" << registry << "\":{\"auth\":\""
+        << absl::Base64Escape(
+               absl::StrCat(options.username, ":", options.password))
+        << "\"}}}";
+    chmod(auth_file.c_str(), 0600);
+    argv.push_back("--authfile=" + auth_file);
   }
   argv.push_back("docker://" + image);
   const std::string out_path = ::testing::TempDir() + "/skopeo-inspect-" +
