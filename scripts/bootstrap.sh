@@ -19,7 +19,9 @@ packages=(
   time  # /usr/bin/time -v: peak RSS in scripts/bench-prune.sh
   sccache  # the build cache's optional compiler cache
   git openssl python3
-  # registry client tests: a real registry, a JWT token server, image tools
+  # registry client tests: a real registry, a JWT token server, image tools;
+  # the metrics push test: a real Pushgateway
+  prometheus-pushgateway
   docker-registry python3-jwt python3-cryptography skopeo buildah umoci
   # crates the Rust fixture tests/fixtures/with_deps builds offline
   # (vendored under /usr/share/cargo/registry)

@@ -6,11 +6,17 @@
 #include "ciagent/base/atomic_file.h"
 #include "ciagent/base/exit_code.h"
 #include "ciagent/base/status_macros.h"
+#include "ciagent/base/log.h"
 #include "ciagent/build/report.h"
+#include "ciagent/metrics/pushgateway.h"
+#include "tool_flags.h"
 
 ABSL_FLAG(std::string, result, "", "write the JSON summary to this file");
 ABSL_FLAG(std::string, metrics_file, "",
           "write Prometheus text-format metrics to this file");
+ABSL_FLAG(std::string, metrics_pushgateway, "",
+          "push the metrics to this Prometheus Pushgateway URL, grouped by "
+          "instance=$POD_NAME; default: env CI_METRICS_PUSHGATEWAY");
 
 namespace ciagent {
 
@@ -38,6 +44,17 @@ absl::Status WriteReports(const PipelineResult& result,
   if (!metrics_file.empty()) {
     CIAGENT_RETURN_IF_ERROR(
         WriteFileAtomically(metrics_file, PrometheusText(result, job_id)));
+  }
+  const std::string gateway = FlagOrEnv(absl::GetFlag(FLAGS_metrics_pushgateway),
+                                        "CI_METRICS_PUSHGATEWAY", "");
+  if (!gateway.empty()) {
+    // Metrics are worth a warning, not the job's outcome.
+    const absl::Status pushed = PushMetrics(
+        {.url = gateway,
+         .grouping = {{"instance", EnvOr("POD_NAME", "ci-build")}},
+         .ca_file = EnvOr("CI_CA_FILE", "")},
+        PrometheusText(result, job_id));
+    if (!pushed.ok()) LogWarning("metrics not pushed", {{"error", pushed}});
   }
   return absl::OkStatus();
 }

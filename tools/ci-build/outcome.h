@@ -1,5 +1,5 @@
 // How ci-build reports a finished pipeline: the --result and
-// --metrics-file files, and the exit code.
+// --metrics-file files, the Pushgateway, and the exit code.
 #ifndef CIAGENT_TOOLS_CI_BUILD_OUTCOME_H_
 #define CIAGENT_TOOLS_CI_BUILD_OUTCOME_H_
 
@@ -14,7 +14,8 @@ namespace ciagent {
 int ExitCodeForResult(const PipelineResult& result);
 
 // Writes --result (ResultJson) and --metrics-file (PrometheusText) when
-// asked.
+// asked, and pushes the metrics to --metrics-pushgateway (a failed push is
+// only logged).
 absl::Status WriteReports(const PipelineResult& result,
                           absl::string_view job_id);
 

@@ -137,6 +137,21 @@ std::string ImageJson(const ImageRecord& image) {
   return std::move(json).Build();
 }
 
+// "test" when the test step failed first; "timeout", "cancelled" or "error"
+// for those statuses; "unknown" for a failed job without a failed step.
+std::string FailureReason(const PipelineResult& result) {
+  switch (result.status) {
+    case JobStatus::kTimeout: return "timeout";
+    case JobStatus::kCancelled: return "cancelled";
+    case JobStatus::kError: return "error";
+    default: break;
+  }
+  for (const StepRecord& step : result.steps) {
+    if (step.status == StepStatus::kFailed) return step.name;
+  }
+  return "unknown";
+}
+
 std::string CacheJson(const CacheStats& cache) {
   JsonObjectBuilder json;
   json.Add("key", cache.key)
@@ -356,6 +371,14 @@ std::string PrometheusText(const PipelineResult& result,
                int64_t{status == result.status ? 1 : 0});
   }
 
+  if (result.status != JobStatus::kSuccess) {
+    out.Family("ciagent_job_failure",
+               "1 for what ended an unsuccessful job: the first failed step, "
+               "or timeout, cancelled, error.");
+    out.Sample("ciagent_job_failure", {{"reason", FailureReason(result)}},
+               int64_t{1});
+  }
+
   out.Family("ciagent_step_duration_seconds",
              "Duration of each pipeline step, with the step's status.");
   for (const StepRecord& step : result.steps) {
@@ -393,6 +416,16 @@ std::string PrometheusText(const PipelineResult& result,
                result.cache.sccache_hits);
     out.Sample("ciagent_sccache_compilations", {{"result", "miss"}},
                result.cache.sccache_misses);
+  }
+
+  if (!result.image.digest.empty()) {
+    out.Family("ciagent_image_build_seconds", "Duration of the image build.");
+    out.Sample("ciagent_image_build_seconds", {}, result.image.build_duration);
+    out.Family("ciagent_image_push_seconds", "Duration of the image push.");
+    out.Sample("ciagent_image_push_seconds", {}, result.image.push_duration);
+    out.Family("ciagent_image_uploaded_bytes",
+               "Blob bytes the push sent (0 when the registry had them all).");
+    out.Sample("ciagent_image_uploaded_bytes", {}, result.image.bytes_uploaded);
   }
 
   if (!result.artifacts.empty()) {

@@ -81,12 +81,16 @@ std::vector<std::pair<std::string, std::string>> StatusFields(
 //   ciagent_job_duration_seconds
 //   ciagent_job_result{status="success"|"failed"|"timeout"|"cancelled"|"error"}
 //       1 for the job's status, 0 for the others
+//   ciagent_job_failure{reason="test"}  unsuccessful jobs only: 1 for what
+//       ended it (the first failed step; timeout, cancelled, error)
 //   ciagent_step_duration_seconds{step="check",status="ok"}  one per step
 //   ciagent_tests{outcome="passed"|"failed"|"ignored"}
 //   ciagent_clippy_warnings
 //   ciagent_cache_dependency_hit_ratio  0..1, the build step's
 //   ciagent_cache_match{match="exact"|"fallback"|"none"}  1 for the match
 //   ciagent_artifact_size_bytes{artifact="app"}  one per artifact
+//   ciagent_image_build_seconds, ciagent_image_push_seconds,
+//   ciagent_image_uploaded_bytes  when an image was pushed
 // When `job_id` is not empty every sample carries a `job_id` label: then
 // the files of several jobs can sit side by side in one textfile directory
 // without clashing series, and a job's figures can be found by its id. The
