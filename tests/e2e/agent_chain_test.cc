@@ -1,0 +1,218 @@
+// The whole chain, as in production but on one machine: a producer
+// enqueues two jobs on a real Redis; two agents, each the container
+// entrypoint (packaging/entrypoint.sh → ci-consume → ci-build), take one job
+// each, fetch over HTTP with a token from a real git server, run real cargo,
+// build the passing crate's image with buildah and push it to a real
+// registry with Basic auth.
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "ciagent/job/job.h"
+#include "ciagent/queue/job_queue.h"
+#include "ciagent/queue/redis_client.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/buildah.h"
+#include "testing/cargo_fixture.h"
+#include "testing/git_repo.h"
+#include "testing/git_server.h"
+#include "testing/oci_layout.h"
+#include "testing/redis_server.h"
+#include "testing/registry_server.h"
+#include "testing/status_matchers.h"
+#include "testing/subprocess.h"
+
+namespace ciagent {
+namespace {
+
+using ::ciagent::testing::InspectDigest;
+using ::ciagent::testing::IsOkAndHolds;
+using ::ciagent::testing::RegistryServerOptions;
+using ::ciagent::testing::Subprocess;
+using ::testing::Contains;
+using ::testing::HasSubstr;
+
+constexpr char kGitToken[] = "git-token-e2e-5f4e3d";
+constexpr char kRegistryToken[] = "registry-token-e2e-9a8b7c";
+
+// Every file of a fixture crate (hidden ones too), relative path => bytes.
+std::map<std::string, std::string> FixtureFiles(const std::string& name) {
+  namespace fs = std::filesystem;
+  std::map<std::string, std::string> files;
+  const absl::StatusOr<std::string> root = testing::FixturesDir();
+  EXPECT_OK(root.status());
+  const fs::path dir = fs::path(root.value_or("")) / name;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    const std::string relative = fs::relative(entry.path(), dir).string();
+    if (!entry.is_regular_file() || absl::StartsWith(relative, "target")) {
+      continue;
+    }
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    files[relative] = bytes.str();
+  }
+  return files;
+}
+
+class AgentChainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK_AND_ASSIGN(dir_, testing::MakeTempDir("agent-chain"));
+    ASSERT_OK_AND_ASSIGN(entrypoint_,
+                         testing::PathFromEnv("CIAGENT_ENTRYPOINT"));
+  }
+  void TearDown() override {
+    if (!dir_.empty()) testing::RemoveTree(dir_);
+  }
+
+  // A bare repository on `git` holding fixture `name` on main; its job.
+  Job Publish(testing::GitServer& git, const std::string& name) {
+    absl::StatusOr<std::string> bare = git.CreateBareRepo("acme/" + name);
+    EXPECT_OK(bare.status());
+    absl::StatusOr<std::string> commit = testing::CommitFiles(
+        bare.value_or(""), "main", FixtureFiles(name), "import " + name);
+    EXPECT_OK(commit.status());
+    std::string repo_name = name;
+    std::replace(repo_name.begin(), repo_name.end(), '_', '-');
+    return Job{.job_id = "e2e-" + repo_name,
+               .repo = git.RepoUrl("acme/" + name),
+               .branch = "main",
+               .commit = commit.value_or(""),
+               .timeout = absl::Minutes(5)};
+  }
+
+  // One agent pod: the entrypoint with its own work dir, the shared cache.
+  std::unique_ptr<Subprocess> StartAgent(const std::string& name,
+                                         const std::string& redis_url,
+                                         const testing::RegistryServer& registry,
+                                         const std::string& path) {
+    testing::SubprocessOptions options;
+    options.env = {
+        {"PATH", path},
+        {"REDIS_URL", redis_url},
+        {"POD_NAME", name},
+        {"CI_WORKDIR", dir_ + "/" + name},
+        {"CI_CACHE_DIR", dir_ + "/cache"},
+        {"CI_WAIT", "20"},
+        {"CI_EXIT_CODE", "agent"},
+        {"CI_CONSUME_BIN", testing::PathFromEnv("CIAGENT_CI_CONSUME").value_or("")},
+        {"CI_BUILD_BIN", testing::PathFromEnv("CIAGENT_CI_BUILD").value_or("")},
+        {"CI_IMAGE_BUILDER", "buildah"},
+        {"GIT_USERNAME", "ci"},
+        {"GIT_TOKEN", kGitToken},
+        {"REGISTRY_URL", registry.url()},
+        {"REGISTRY_USERNAME", "ci"},
+        {"REGISTRY_TOKEN", kRegistryToken},
+    };
+    options.unset_env = {"REDIS_PASSWORD", "CI_SECRET_ENV", "CI_TARGET_DIR",
+                         "CI_CARGO_HOME", "GITEA_URL", "CIAGENT_LOG_LEVEL"};
+    options.stdout_path = dir_ + "/" + name + ".out";
+    options.stderr_path = dir_ + "/" + name + ".log";
+    absl::StatusOr<std::unique_ptr<Subprocess>> agent =
+        Subprocess::Start({entrypoint_}, options);
+    EXPECT_OK(agent.status());
+    return agent.ok() ? *std::move(agent) : nullptr;
+  }
+
+  std::string dir_;
+  std::string entrypoint_;
+};
+
+TEST_F(AgentChainTest, TwoAgentsRunTwoJobsToTheirFinalStatusesAndPushTheImage) {
+  CIAGENT_REQUIRE_CARGO(path);
+  CIAGENT_REQUIRE_BUILDAH(buildah_path);
+  CIAGENT_START_REDIS(redis);
+  CIAGENT_START_GIT_SERVER(git, {.username = "ci", .password = kGitToken});
+  CIAGENT_START_REGISTRY(registry, {.auth = RegistryServerOptions::Auth::kBasic,
+                                    .password = kRegistryToken});
+
+  // The producer: two jobs, as the API service enqueues them.
+  const Job passing = Publish(*git, "with_dockerfile");
+  const Job failing = Publish(*git, "failing_test");
+  ASSERT_OK_AND_ASSIGN(RedisOptions redis_options,
+                       RedisOptionsFromUrl(redis->url()));
+  QueueOptions queue_options{.consumer = "producer", .create_group = true};
+  JobQueue producer(redis_options, queue_options);
+  ASSERT_OK(producer.Enqueue(passing).status());
+  ASSERT_OK(producer.Enqueue(failing).status());
+
+  auto agent_a = StartAgent("agent-a", redis->url(), *registry, path);
+  auto agent_b = StartAgent("agent-b", redis->url(), *registry, path);
+  ASSERT_NE(agent_a, nullptr);
+  ASSERT_NE(agent_b, nullptr);
+  // Each agent reached a final state for its job: exit 0 (CI_EXIT_CODE=agent).
+  EXPECT_THAT(agent_a->Wait(absl::Minutes(5)), IsOkAndHolds(0))
+      << testing::ReadFileOrEmpty(dir_ + "/agent-a.log");
+  EXPECT_THAT(agent_b->Wait(absl::Minutes(5)), IsOkAndHolds(0))
+      << testing::ReadFileOrEmpty(dir_ + "/agent-b.log");
+
+  RedisClient client(redis_options);
+  auto status = [&](const Job& job, const std::string& field) {
+    absl::StatusOr<RedisReply> reply =
+        client.Command({"HGET", queue_options.StatusKey(job.job_id), field});
+    return reply.ok() ? reply->str : std::string();
+  };
+  // Both agents worked, one job each.
+  EXPECT_NE(status(passing, "consumer"), status(failing, "consumer"));
+
+  EXPECT_EQ(status(passing, "status"), "success") << status(passing, "reason");
+  EXPECT_EQ(status(passing, "tests_passed"), "1");
+  EXPECT_EQ(status(passing, "tests_failed"), "0");
+  const std::string image = status(passing, "image");
+  EXPECT_EQ(image, absl::StrCat(registry->host(),
+                                "/acme/with_dockerfile:", passing.commit));
+  EXPECT_THAT(InspectDigest(image, {.username = "ci",
+                                    .password = kRegistryToken}),
+              IsOkAndHolds(status(passing, "image_digest")));
+
+  EXPECT_EQ(status(failing, "status"), "failed");
+  EXPECT_THAT(status(failing, "reason"), HasSubstr("1 test failed"));
+  EXPECT_EQ(status(failing, "tests_failed"), "1");
+  EXPECT_EQ(status(failing, "tests_passed"),
+            absl::StrCat(testing::kFailingPassed));
+  EXPECT_THAT(status(failing, "failed_tests"),
+              HasSubstr(testing::kFailingName));
+  EXPECT_EQ(status(failing, "image"), "");
+
+  // The log streams tell the story, fetch to finish, tokens masked.
+  for (const Job& job : {passing, failing}) {
+    absl::StatusOr<RedisReply> log = client.Command(
+        {"XRANGE", queue_options.LogKey(job.job_id), "-", "+"});
+    ASSERT_OK(log.status());
+    std::vector<std::string> steps;
+    std::string all;
+    for (const RedisReply& entry : log->elements) {
+      const auto& kv = entry.elements[1].elements;
+      for (size_t i = 0; i + 1 < kv.size(); i += 2) {
+        if (kv[i].str == "step") steps.push_back(kv[i + 1].str);
+        absl::StrAppend(&all, kv[i + 1].str, "\n");
+      }
+    }
+    EXPECT_THAT(steps, Contains("fetch")) << job.job_id;
+    EXPECT_THAT(steps, Contains("test")) << job.job_id;
+    EXPECT_THAT(all, ::testing::Not(HasSubstr(kGitToken)));
+    EXPECT_THAT(all, ::testing::Not(HasSubstr(kRegistryToken)));
+  }
+  EXPECT_THAT(testing::ReadFileOrEmpty(dir_ + "/agent-a.log") +
+                  testing::ReadFileOrEmpty(dir_ + "/agent-b.log"),
+              ::testing::AllOf(::testing::Not(HasSubstr(kGitToken)),
+                               ::testing::Not(HasSubstr(kRegistryToken))));
+
+  // Nothing left pending: both entries were acked.
+  absl::StatusOr<RedisReply> pending = client.Command(
+      {"XPENDING", queue_options.stream, queue_options.group});
+  ASSERT_OK(pending.status());
+  EXPECT_EQ(pending->elements[0].integer, 0);
+}
+
+}  // namespace
+}  // namespace ciagent
