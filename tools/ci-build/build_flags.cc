@@ -47,10 +47,10 @@ ABSL_FLAG(std::string, image, "",
           "registry/repository:tag of the image: local mode's image step "
           "pushes there, push mode pushes the layout there; queued jobs use "
           "REGISTRY_URL (or GITEA_URL) and the job's image name or repository");
-ABSL_FLAG(std::string, image_builder, "auto",
+ABSL_FLAG(std::string, image_builder, "",
           "image step builder: auto (docker buildx when a daemon answers, "
           "else buildah), buildah, docker, or none (no image step); default: "
-          "env CI_IMAGE_BUILDER");
+          "env CI_IMAGE_BUILDER, else auto");
 ABSL_FLAG(std::string, image_storage_dir, "",
           "buildah storage kept between jobs; default: env "
           "CI_IMAGE_STORAGE_DIR, else <cache-dir>/buildah, else temporary");

@@ -34,7 +34,9 @@ namespace {
 constexpr int kExitRetryLater = 75;
 
 int PushFailed(const absl::Status& status) {
-  const int code = IsTransient(status) ? kExitRetryLater : ExitCodeFor(status);
+  const int code = status.code() == absl::StatusCode::kUnavailable
+                       ? kExitRetryLater
+                       : ExitCodeFor(status);
   LogError("push failed", {{"error", status}, {"exit_code", code}});
   return code;
 }

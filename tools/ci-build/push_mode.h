@@ -12,8 +12,10 @@ namespace ciagent {
 bool PushModeRequested();
 
 // Pushes, prints one JSON summary line on stdout and returns the exit code:
-// 0 pushed, 1 the registry refused or failed (75 when retrying later may
-// succeed), 2 usage or configuration error (bad layout, credentials).
+// 0 pushed; 2 rejected: a bad layout or reference, credentials or
+// permissions refused, a manifest the registry refuses; 75 the registry
+// unavailable after retries (try later); 1 anything else (a layout blob not
+// matching its digest, 413 even for chunked uploads).
 int RunPushLayout();
 
 }  // namespace ciagent

@@ -103,9 +103,16 @@ class ImageStepRun {
     absl::StatusOr<oci::PushResult> pushed =
         oci::PushLayout(**client, layout_dir, push);
     if (!pushed.ok()) {
-      if (IsTransient(pushed.status())) return pushed.status();
-      return Finished(StepStatus::kFailed,
-                      std::string(pushed.status().message()));
+      switch (pushed.status().code()) {
+        case absl::StatusCode::kUnavailable:  // another attempt may get through
+          return pushed.status();
+        case absl::StatusCode::kCancelled:  // stopped while retrying
+          return Finished(StepStatus::kCancelled,
+                          std::string(pushed.status().message()));
+        default:
+          return Finished(StepStatus::kFailed,
+                          std::string(pushed.status().message()));
+      }
     }
     image->reference = reference;
     image->digest = pushed->digest;

@@ -88,6 +88,7 @@ std::vector<std::pair<std::string, std::string>> StatusFields(
 //   ciagent_clippy_warnings
 //   ciagent_cache_dependency_hit_ratio  0..1, the build step's
 //   ciagent_cache_match{match="exact"|"fallback"|"none"}  1 for the match
+//   ciagent_sccache_compilations{result="hit"|"miss"}  when sccache was used
 //   ciagent_artifact_size_bytes{artifact="app"}  one per artifact
 //   ciagent_image_build_seconds, ciagent_image_push_seconds,
 //   ciagent_image_uploaded_bytes  when an image was pushed
@@ -96,7 +97,8 @@ std::vector<std::pair<std::string, std::string>> StatusFields(
 // without clashing series, and a job's figures can be found by its id. The
 // cost is one set of series per job, so whoever writes one file per job
 // should delete files that were scraped (keep the last few). With an empty
-// `job_id` (local mode, or one file overwritten by each job) the series are
+// `job_id` (one file overwritten by each job; ci-build's local mode passes
+// "local") the series are
 // the same from job to job. (`job` is not used: Prometheus sets it.)
 std::string PrometheusText(const PipelineResult& result,
                            absl::string_view job_id);
