@@ -3,9 +3,9 @@
 # Idempotent: packages already present are left alone, and apt is not even
 # consulted when nothing is missing. Needs root (or sudo).
 #
-#   scripts/bootstrap.sh              build and test dependencies
-#   scripts/bootstrap.sh --with-node  also Node.js and npm (the BullMQ
-#                                     comparison in scripts/bench-queue.sh)
+#   scripts/bootstrap.sh              build and test dependencies, Node.js
+#                                     and npm included (--with-node, once
+#                                     needed for them, is still accepted)
 set -euo pipefail
 
 packages=(
@@ -32,12 +32,11 @@ packages=(
   # fuzzing and sanitizers (clang builds)
   clang libclang-rt-14-dev
 )
-# npm may come bundled with a nodejs package from elsewhere; only ask Debian
-# for it when the command is missing.
-if [[ ${1:-} == --with-node ]]; then
-  command -v node >/dev/null || packages+=(nodejs)
-  command -v npm >/dev/null || packages+=(npm)
-fi
+# Node.js and npm: the Kubernetes manifest validation (tests/packaging) and
+# the BullMQ comparison (scripts/bench-queue.sh). npm may come bundled with a
+# nodejs from elsewhere; Debian is only asked for a command that is missing.
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for pkg in "${packages[@]}"; do
