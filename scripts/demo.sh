@@ -8,7 +8,7 @@
 #    ci-consume and ci-build with meson.
 # 2. Starts, on free 127.0.0.1 ports, a redis-server, a git server over
 #    HTTP with Basic auth (tests/testing/git_http_server.py) that serves the
-#    bundled crate packaging/demo/hello-ci, committed into a fresh repository,
+#    bundled crate examples/hello-ci, committed into a fresh repository,
 #    and a container registry (CNCF distribution, Basic auth) for its image.
 # 3. Enqueues a job for that commit with redis-cli, exactly as a producer
 #    would (the commands are printed), then runs the agent's container
@@ -184,7 +184,7 @@ export GIT_COMMITTER_NAME="CI demo" GIT_COMMITTER_EMAIL="demo@example.invalid"
 export GIT_AUTHOR_DATE="2026-01-01T00:00:00Z" GIT_COMMITTER_DATE="2026-01-01T00:00:00Z"
 crate=$tmp/hello-ci
 mkdir -p "$crate" "$tmp/git/demo"
-tar -C packaging/demo/hello-ci --exclude=./target -cf - . | tar -C "$crate" -xf -
+tar -C examples/hello-ci --exclude=./target -cf - . | tar -C "$crate" -xf -
 git -C "$crate" init -q -b main
 git -C "$crate" add -A
 git -C "$crate" commit -q -m "hello-ci: the demo crate"
