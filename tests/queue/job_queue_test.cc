@@ -263,10 +263,13 @@ TEST_F(JobQueueTest, DeadLettersJobDeliveredMoreThanMaxDeliveries) {
   options.lease = absl::Milliseconds(100);
   JobQueue queue(redis_, options);
   ASSERT_OK(queue.Enqueue(MakeJob("crashy")).status());
+  RedisClient client(redis_);
   for (int attempt = 1; attempt <= 2; ++attempt) {
     ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(2)));
     EXPECT_EQ(claim.attempt, attempt);
-    // ... and the agent dies without finalizing.
+    // ... logs a line, and the agent dies without finalizing.
+    ASSERT_OK(client.Command({"XADD", options.LogKey("crashy"), "*", "line",
+                              "building"}));
   }
   absl::SleepFor(absl::Milliseconds(150));
   EXPECT_THAT(queue.Claim(absl::Milliseconds(300)),
@@ -281,6 +284,10 @@ TEST_F(JobQueueTest, DeadLettersJobDeliveredMoreThanMaxDeliveries) {
   EXPECT_EQ(status["status"], "error");
   EXPECT_THAT(status["reason"], HasSubstr("max_deliveries=2"));
   EXPECT_EQ(PendingCount(), 0);
+  // The attempts' log expires with the status, not never.
+  ASSERT_OK_AND_ASSIGN(RedisReply ttl,
+                       client.Command({"TTL", options.LogKey("crashy")}));
+  EXPECT_GT(ttl.integer, 6 * 24 * 3600);
 }
 
 TEST_F(JobQueueTest, DeadLettersMalformedJobAtOnceAndGoesOn) {

@@ -1,5 +1,7 @@
 // ci-consume: claims one CI job from the Redis stream and writes
 // <workdir>/job.json for the tools that run it. See --help.
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -97,6 +99,11 @@ absl::StatusOr<ciagent::IntakeOptions> OptionsFromFlags() {
   o.fetch.ca_file = FlagOrEnv(absl::GetFlag(FLAGS_ca_file), "CI_CA_FILE", "");
   o.fetch.allow_file_urls = o.queue.parse.allow_file_urls;
   CIAGENT_ASSIGN_OR_RETURN(o.fetch.credentials, GitCredentialsFromEnv());
+  // Before claiming: a bad path is this agent's fault, not the job's.
+  if (!o.fetch.ca_file.empty() && access(o.fetch.ca_file.c_str(), R_OK) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--ca-file / CI_CA_FILE: ", o.fetch.ca_file, " is not readable"));
+  }
   if (o.queue.consumer.empty() || o.wait < absl::ZeroDuration() ||
       o.queue.lease <= absl::ZeroDuration() || o.queue.max_deliveries <= 0) {
     return absl::InvalidArgumentError(

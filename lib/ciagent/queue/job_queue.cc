@@ -337,7 +337,10 @@ absl::Status JobQueue::DeadLetter(const Entry& entry,
                                   absl::string_view reason) {
   std::vector<std::string> keys = {options_.stream,
                                    options_.DeadLetterStream()};
-  if (job_id.has_value()) keys.push_back(options_.StatusKey(*job_id));
+  if (job_id.has_value()) {
+    keys.push_back(options_.StatusKey(*job_id));
+    keys.push_back(options_.LogKey(*job_id));
+  }
   std::vector<std::string> args = {
       options_.group,
       entry.id,

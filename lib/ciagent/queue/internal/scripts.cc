@@ -173,7 +173,11 @@ if KEYS[3] then
              'attempt', ARGV[4], 'stream_id', ARGV[2], 'consumer', ARGV[3],
              'finished_at', ARGV[7], 'updated_at', ARGV[7],
              'dead_letter_id', dead_id)
-  if tonumber(ARGV[8]) > 0 then redis.call('EXPIRE', KEYS[3], ARGV[8]) end
+  if tonumber(ARGV[8]) > 0 then
+    redis.call('EXPIRE', KEYS[3], ARGV[8])
+    -- An earlier attempt's log goes with the status (no-op without one).
+    redis.call('EXPIRE', KEYS[4], ARGV[8])
+  end
 end
 return {'ok', dead_id}
 )lua");
