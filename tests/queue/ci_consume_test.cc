@@ -225,6 +225,24 @@ TEST_F(CiConsumeTest, RejectsUnknownFlagAsUsageError) {
   EXPECT_EQ(run.out, "");
 }
 
+TEST_F(CiConsumeTest, UnreadableCaFileIsUsageErrorAndLeavesTheJobQueued) {
+  CIAGENT_START_REDIS(server);
+  JobQueue queue(OptionsFor(*server), ProducerOptions());
+  ASSERT_OK(queue.Enqueue(TestJob("j-ca")).status());
+
+  const ToolRun run = Run(server->url(), {"--wait=1"},
+                          {{"CI_CA_FILE", dir_ + "/no-such-ca.pem"}});
+
+  EXPECT_EQ(run.exit_code, kUsageError) << run.err;
+  EXPECT_THAT(run.err, HasSubstr("no-such-ca.pem"));
+  // Not this job's fault: it waits, unclaimed, for a well-configured agent.
+  RedisClient client(OptionsFor(*server));
+  ASSERT_OK_AND_ASSIGN(RedisReply status,
+                       client.Command({"HGET", QueueOptions().StatusKey("j-ca"),
+                                       "status"}));
+  EXPECT_EQ(status.str, "queued");
+}
+
 TEST_F(CiConsumeTest, MissingGroupIsUsageErrorNamingTheGroup) {
   CIAGENT_START_REDIS(server);
   JobQueue queue(OptionsFor(*server), ProducerOptions());
