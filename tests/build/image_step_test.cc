@@ -3,6 +3,8 @@
 // registry; skopeo reads it back.
 #include "ciagent/build/image_step.h"
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
 #include "ciagent/base/process_runner.h"
 #include "ciagent/build/pipeline.h"
@@ -101,6 +103,8 @@ TEST_F(ImageStepTest, BuildsAndPushesTheCratesImageWithCommitAndBranchTags) {
               IsOkAndHolds(result.image.digest));
   EXPECT_THAT(InspectDigest(registry->host() + "/acme/app:feature-login", creds),
               IsOkAndHolds(result.image.digest));
+  // The kept buildah storage is a cache entry the pruner sees as used.
+  EXPECT_TRUE(std::filesystem::exists(tmp_ + "/buildah/ciagent-last-use"));
 }
 
 TEST_F(ImageStepTest, CrateWithoutDockerfileSkipsTheStep) {

@@ -310,6 +310,28 @@ TEST_F(PruneCacheTest, SkipsEntriesWhoseLockIsHeld) {
   EXPECT_TRUE(report.failed.empty());
 }
 
+TEST_F(PruneCacheTest, ImageStorageIsAnEntryKeptWhileABuildSharesItsLock) {
+  MakeEntry("buildah", absl::Hours(24 * 30));
+  MakeEntry("target/idle", absl::Hours(24 * 30));
+  PruneOptions options = Options();
+  {
+    // Image builds hold the storage's lock shared, several at once.
+    ASSERT_OK_AND_ASSIGN(FileLock build_a,
+                         FileLock::AcquireShared(root_ + "/buildah.lock",
+                                                 absl::ZeroDuration()));
+    ASSERT_OK_AND_ASSIGN(FileLock build_b,
+                         FileLock::AcquireShared(root_ + "/buildah.lock",
+                                                 absl::ZeroDuration()));
+    ASSERT_OK_AND_ASSIGN(PruneReport report, PruneCache(options));
+    EXPECT_THAT(ItemPaths(report.removed), ElementsAre("target/idle"));
+    EXPECT_THAT(ItemPaths(report.skipped_in_use), ElementsAre("buildah"));
+    EXPECT_TRUE(Exists("buildah/f0"));
+  }
+  ASSERT_OK_AND_ASSIGN(PruneReport report, PruneCache(options));
+  EXPECT_THAT(ItemPaths(report.removed), ElementsAre("buildah"));
+  EXPECT_FALSE(Exists("buildah"));
+}
+
 TEST_F(PruneCacheTest, ATargetDirBeingCopiedIsGuardedByItsKeysLock) {
   MakeEntry("target/k.incoming", absl::Hours(24 * 30));
   MakeEntry("target/crashed.incoming", absl::Hours(24 * 30));

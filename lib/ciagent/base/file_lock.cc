@@ -22,6 +22,16 @@ constexpr absl::Duration kPollInterval = absl::Milliseconds(50);
 
 absl::StatusOr<FileLock> FileLock::Acquire(absl::string_view path,
                                            absl::Duration timeout) {
+  return Lock(path, timeout, LOCK_EX);
+}
+
+absl::StatusOr<FileLock> FileLock::AcquireShared(absl::string_view path,
+                                                 absl::Duration timeout) {
+  return Lock(path, timeout, LOCK_SH);
+}
+
+absl::StatusOr<FileLock> FileLock::Lock(absl::string_view path,
+                                        absl::Duration timeout, int mode) {
   std::string name(path);
   const int fd = ::open(name.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
@@ -30,7 +40,7 @@ absl::StatusOr<FileLock> FileLock::Acquire(absl::string_view path,
   }
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
-    if (::flock(fd, LOCK_EX | LOCK_NB) == 0)
+    if (::flock(fd, mode | LOCK_NB) == 0)
       return FileLock(std::move(name), fd);
     const int error = errno;
     if (error != EWOULDBLOCK && error != EINTR) {

@@ -1,5 +1,7 @@
-// FileLock: an exclusive advisory lock on a file (flock), for state several
-// agents share on one volume — git mirrors, cargo target directories.
+// FileLock: an advisory lock on a file (flock), for state several agents
+// share on one volume — git mirrors, cargo target directories (exclusive),
+// the image builder's storage (shared: the builder locks finer itself; the
+// shared lock only keeps the cache pruner away).
 //
 // The lock belongs to the open file description, so it excludes other
 // processes and other FileLock objects in the same process alike, and the
@@ -34,6 +36,10 @@ class FileLock {
                                           absl::Duration timeout);
   // Locks only if free right now; kUnavailable otherwise.
   static absl::StatusOr<FileLock> TryAcquire(absl::string_view path);
+  // A shared lock, as Acquire: held by any number of holders at once, and
+  // excluding every exclusive one.
+  static absl::StatusOr<FileLock> AcquireShared(absl::string_view path,
+                                                absl::Duration timeout);
 
   FileLock(FileLock&& other) noexcept;
   FileLock& operator=(FileLock&& other) noexcept;
@@ -43,6 +49,9 @@ class FileLock {
 
  private:
   FileLock(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  // `mode`: LOCK_EX or LOCK_SH.
+  static absl::StatusOr<FileLock> Lock(absl::string_view path,
+                                       absl::Duration timeout, int mode);
   void Release();
 
   std::string path_;

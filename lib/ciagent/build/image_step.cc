@@ -3,13 +3,16 @@
 #include <sys/utsname.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "ciagent/base/file_lock.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/build/image_builder.h"
+#include "ciagent/cache/prune.h"
 #include "ciagent/oci/push.h"
 #include "ciagent/oci/reference.h"
 
@@ -66,6 +69,20 @@ class ImageStepRun {
     build.cache_ref = CacheRef();
     for (const Artifact& artifact : context.so_far.artifacts) {
       build.release_executables.emplace_back(artifact.name, artifact.path);
+    }
+    // A kept storage is a cache entry: a shared lock keeps the pruner off
+    // it while the build runs, and its stamp records the use.
+    std::optional<FileLock> storage_lock;
+    if (!options_.storage_dir.empty()) {
+      absl::StatusOr<FileLock> lock = FileLock::AcquireShared(
+          options_.storage_dir + ".lock", absl::Minutes(5));
+      if (!lock.ok()) return Annotate(lock.status(), "image storage");
+      storage_lock = *std::move(lock);
+      if (absl::Status touched = TouchLastUseStamp(options_.storage_dir);
+          !touched.ok()) {
+        context.output("agent", absl::StrCat("image storage not stamped: ",
+                                             touched.message()));
+      }
     }
     absl::StatusOr<ImageBuildResult> built = BuildImage(build);
     if (!built.ok()) return BuildFailure(built.status());

@@ -23,6 +23,7 @@
 #include "ciagent/base/status_macros.h"
 #include "ciagent/build/cargo_messages.h"
 #include "ciagent/cache/build_cache.h"
+#include "ciagent/cache/prune.h"
 #include "ciagent/cache/sccache.h"
 #include "ciagent/job/job.h"
 
@@ -280,12 +281,8 @@ void PipelineRun::UseSccache() {
 
 // The pruner's last-use stamp of the sccache entry (docs/caching.md).
 void PipelineRun::TouchSccacheStamp() {
-  const std::string dir = options_.cache_dir + "/sccache";
-  absl::Status touched = MakeDirs(dir);
-  if (touched.ok()) {
-    touched = WriteFileAtomically(dir + "/ciagent-last-use",
-                                  FormatTimestamp(absl::Now()));
-  }
+  const absl::Status touched =
+      TouchLastUseStamp(options_.cache_dir + "/sccache");
   if (!touched.ok()) {
     LogWarning("sccache last-use stamp not written", {{"error", touched}});
   }

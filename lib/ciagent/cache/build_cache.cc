@@ -27,6 +27,7 @@
 #include "ciagent/base/log.h"
 #include "ciagent/base/process_runner.h"
 #include "ciagent/base/status_macros.h"
+#include "ciagent/cache/prune.h"
 
 namespace ciagent {
 namespace {
@@ -224,14 +225,9 @@ void FindManifests(const std::string& root, const std::string& relative,
 // Writes the last-use stamp: the time as RFC 3339 text (what the pruner
 // reads), and so also its mtime.
 void TouchStamp(const std::string& dir) {
-  const std::string stamp = dir + "/" + kCacheStampFile;
-  absl::Status written = WriteFileAtomically(
-      stamp, absl::StrCat(absl::FormatTime(absl::RFC3339_full, absl::Now(),
-                                           absl::UTCTimeZone()),
-                          "\n"));
+  const absl::Status written = TouchLastUseStamp(dir);
   if (!written.ok()) {
-    LogWarning("cache stamp not touched",
-               {{"path", stamp}, {"error", written}});
+    LogWarning("cache stamp not touched", {{"path", dir}, {"error", written}});
   }
 }
 

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <numeric>
 #include <thread>
@@ -24,6 +25,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "ciagent/base/atomic_file.h"
 #include "ciagent/base/file_lock.h"
 #include "ciagent/base/json_writer.h"
 #include "ciagent/base/log.h"
@@ -36,7 +39,8 @@ constexpr char kTrashPrefix[] = ".trash-";
 constexpr char kLockSuffix[] = ".lock";
 constexpr char kCargoHome[] = "cargo-home";
 constexpr const char* kEntryDirs[] = {"git", "target"};
-constexpr char kSccache[] = "sccache";
+// Single-directory entries directly under the root.
+constexpr const char* kRootEntries[] = {"sccache", "buildah"};
 
 constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
 
@@ -364,10 +368,12 @@ absl::StatusOr<std::vector<CacheEntry>> ScanRoot(int root_fd, dev_t dev,
       entries.emplace_back().path = absl::StrCat(sub, "/", e->d_name);
     }
   }
-  struct stat st;
-  if (::fstatat(root_fd, kSccache, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    items.push_back({root_fd, kSccache});
-    entries.emplace_back().path = kSccache;
+  for (const char* name : kRootEntries) {
+    struct stat st;
+    if (::fstatat(root_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+      items.push_back({root_fd, name});
+      entries.emplace_back().path = name;
+    }
   }
   for (size_t i = 0; i < entries.size(); ++i) {
     CacheEntry& entry = entries[i];
@@ -741,6 +747,20 @@ std::string PruneReportJson(const PruneReport& report) {
       .Add("walk_errors", report.walk_errors)
       .Add("duration_ms", absl::ToInt64Milliseconds(report.duration));
   return std::move(b).Build();
+}
+
+absl::Status TouchLastUseStamp(absl::string_view entry_dir) {
+  std::error_code error;
+  std::filesystem::create_directories(std::string(entry_dir), error);
+  if (error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("create ", entry_dir, ": ", error.message()));
+  }
+  return WriteFileAtomically(
+      absl::StrCat(entry_dir, "/", kPruneStampName),
+      absl::StrCat(absl::FormatTime(absl::RFC3339_full, absl::Now(),
+                                    absl::UTCTimeZone()),
+                   "\n"));
 }
 
 }  // namespace ciagent

@@ -7,6 +7,8 @@
 //   <cache>/git/<key>.git  a git mirror        <cache>/git/<key>.git.lock
 //   <cache>/target/<key>   a cargo target dir  <cache>/target/<key>.lock
 //   <cache>/sccache        the sccache dir     <cache>/sccache.lock
+//   <cache>/buildah        the image builder's <cache>/buildah.lock (held
+//                          storage (base images) shared while a build runs)
 //
 // Every direct child of git/ and target/ is an entry, whatever its type,
 // except lock files (names ending in ".lock") and trash (".trash-*"). An
@@ -65,9 +67,15 @@ namespace ciagent {
 // The name of the last-use stamp inside an entry directory.
 inline constexpr absl::string_view kPruneStampName = "ciagent-last-use";
 
+// Marks entry directory `entry_dir` used now: writes its stamp (RFC 3339
+// text, so also its mtime), creating the directory if needed. Every user of
+// an entry calls it, so that the pruner's age and LRU order see the use.
+absl::Status TouchLastUseStamp(absl::string_view entry_dir);
+
 // One prunable entry of the cache root.
 struct CacheEntry {
-  // Relative to the cache root: "git/<key>.git", "target/<key>", "sccache".
+  // Relative to the cache root: "git/<key>.git", "target/<key>", "sccache",
+  // "buildah".
   std::string path;
   absl::Time last_use = absl::InfinitePast();
   // Bytes allocated on disk (st_blocks), each multiply-linked inode once.
