@@ -30,7 +30,8 @@ namespace {
 
 constexpr char kUsage[] =
     R"(Prunes the CI cache volume: git mirrors (git/<key>.git), target
-directories (target/<key>) and the sccache directory.
+directories (target/<key>), the sccache directory and the image builder's
+storage (buildah).
 
 First every entry unused for longer than --max-age goes, then the least
 recently used ones until the entries total at most --max-size. Last use comes
