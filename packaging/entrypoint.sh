@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/sh
 # Container entrypoint of the CI agent: one job per run.
 #
 #   ci-consume   claims a job from the Redis stream, fetches its commit into
@@ -15,7 +15,16 @@
 #                        GIT_USERNAME, GIT_TOKEN[_FILE]
 #   read by ci-build     REDIS_PASSWORD[_FILE], CI_CACHE_DIR (build cache),
 #                        CI_CARGO_HOME, CI_TARGET_DIR, CI_CARGO_CONFIG,
-#                        CI_SECRET_ENV
+#                        CI_SECRET_ENV, CI_SCCACHE=true|false,
+#                        CI_IMAGE_BUILDER (auto|buildah|docker|none),
+#                        CI_IMAGE_STORAGE_DIR (buildah's storage),
+#                        CI_METRICS_PUSHGATEWAY (grouped by POD_NAME);
+#                        for the image push REGISTRY_URL (else GITEA_URL's
+#                        host), REGISTRY_USERNAME, REGISTRY_TOKEN[_FILE],
+#                        CI_CA_FILE; GIT_TOKEN, GITEA_TOKEN and
+#                        REGISTRY_PASSWORD (each also _FILE) only to mask
+#                        them in the job log
+#   read by both         CIAGENT_LOG_LEVEL=debug|info|warning|error
 #   flags of ci-consume  CI_STREAM (--stream), CI_GROUP (--group),
 #                        CI_WAIT (--wait, seconds), CI_LEASE (--lease),
 #                        CI_MAX_DELIVERIES (--max-deliveries),
@@ -76,37 +85,45 @@
 # send SIGTERM.
 #
 # Logs: one JSON object per line on stderr, like the tools'.
-set -euo pipefail
+set -eu
 
 usage() {
-  sed -n '2,/^set -euo pipefail$/{/^set /d;s/^# \{0,1\}//;p}' "$0"
+  sed -n '2,/^set -eu$/{/^set /d;s/^# \{0,1\}//;p}' "$0"
 }
 
+tab=$(printf '\t')
+
+# json_escape STRING: STRING as the inside of a JSON string (backslash,
+# quote, tab and newline escaped). The newline printf adds ends the last
+# record, so a trailing newline of STRING is kept as \n.
 json_escape() {
-  local s=$1
-  s=${s//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//$'\n'/\\n}
-  s=${s//$'\t'/\\t}
-  printf '%s' "$s"
+  printf '%s\n' "$1" |
+    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e "s/$tab/\\\\t/g" |
+    awk '{ printf "%s%s", sep, $0; sep = "\\n" }'
+}
+
+# is_integer STRING: true for an optional minus and at least one digit.
+is_integer() {
+  case ${1#-} in
+    "" | *[!0-9]*) return 1 ;;
+  esac
 }
 
 # log LEVEL MESSAGE [KEY VALUE]...: one JSON line on stderr. Integers are
 # written as numbers. Never pass a setting's value here.
 log() {
-  local level=$1 msg=$2 line
+  log_line=$(printf '{"ts":"%s","level":"%s","msg":"%s"' \
+    "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$1" "$(json_escape "$2")")
   shift 2
-  line=$(printf '{"ts":"%s","level":"%s","msg":"%s"' \
-    "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$level" "$(json_escape "$msg")")
-  while (($# >= 2)); do
-    if [[ $2 =~ ^-?[0-9]+$ ]]; then
-      line+=",\"$1\":$2"
+  while [ $# -ge 2 ]; do
+    if is_integer "$2"; then
+      log_line="$log_line,\"$1\":$2"
     else
-      line+=",\"$1\":\"$(json_escape "$2")\""
+      log_line="$log_line,\"$1\":\"$(json_escape "$2")\""
     fi
     shift 2
   done
-  printf '%s}\n' "$line" >&2
+  printf '%s}\n' "$log_line" >&2
 }
 
 case "${1:-}" in
@@ -122,7 +139,7 @@ case "${1:-}" in
 esac
 
 exit_mode=${CI_EXIT_CODE:-agent}
-if [[ $exit_mode != agent && $exit_mode != job ]]; then
+if [ "$exit_mode" != agent ] && [ "$exit_mode" != job ]; then
   log error "entrypoint: CI_EXIT_CODE must be agent or job"
   exit 2
 fi
@@ -136,43 +153,39 @@ for tool in "$consume_bin" "$build_bin"; do
   fi
 done
 
-# add_flag ARRAY FLAG VARIABLE: appends FLAG=value when VARIABLE is set.
-# Only non-secret settings go through here.
-add_flag() {
-  local -n args_ref=$1
-  local value=${!3:-}
-  if [[ -n $value ]]; then args_ref+=("$2=$value"); fi
+# flags_from VARIABLE=--flag...: prints one shell word per set VARIABLE,
+# "--flag=value" quoted for eval. POSIX sh has no arrays, so the argument
+# lists are built as quoted strings and expanded with `eval set --`. Only
+# non-secret settings go through here.
+flags_from() {
+  for pair in "$@"; do
+    eval "flag_value=\${${pair%%=*}:-}"
+    if [ -n "$flag_value" ]; then
+      # Single-quoted, with each ' written as '\''.
+      printf " '%s'" "${pair#*=}=$(printf '%s\n' "$flag_value" | sed "s/'/'\\\\''/g")"
+    fi
+  done
 }
 
-consume_args=()
-add_flag consume_args --stream CI_STREAM
-add_flag consume_args --group CI_GROUP
-add_flag consume_args --wait CI_WAIT
-add_flag consume_args --lease CI_LEASE
-add_flag consume_args --max-deliveries CI_MAX_DELIVERIES
-add_flag consume_args --create-group CI_CREATE_GROUP
-add_flag consume_args --fetch-timeout CI_FETCH_TIMEOUT
-
-build_args=()
-add_flag build_args --timeout CI_JOB_TIMEOUT
-add_flag build_args --step-timeout CI_STEP_TIMEOUT
-add_flag build_args --grace CI_GRACE
-add_flag build_args --clippy-warnings-fail CI_CLIPPY_WARNINGS_FAIL
-add_flag build_args --log-max-bytes CI_LOG_MAX_BYTES
-add_flag build_args --result CI_RESULT_FILE
-add_flag build_args --metrics-file CI_METRICS_FILE
+consume_args=$(flags_from CI_STREAM=--stream CI_GROUP=--group CI_WAIT=--wait \
+  CI_LEASE=--lease CI_MAX_DELIVERIES=--max-deliveries \
+  CI_CREATE_GROUP=--create-group CI_FETCH_TIMEOUT=--fetch-timeout)
+build_args=$(flags_from CI_JOB_TIMEOUT=--timeout CI_STEP_TIMEOUT=--step-timeout \
+  CI_GRACE=--grace CI_CLIPPY_WARNINGS_FAIL=--clippy-warnings-fail \
+  CI_LOG_MAX_BYTES=--log-max-bytes CI_RESULT_FILE=--result \
+  CI_METRICS_FILE=--metrics-file)
 
 # --- running a tool with signal forwarding --------------------------------
 
-child=""        # pid of the running tool
-terminating=0   # a SIGTERM/SIGINT arrived
-signalled=0     # ... and interrupted the current wait
+child=""      # pid of the running tool
+terminating=0 # a SIGTERM/SIGINT arrived
+signalled=0   # ... and interrupted the current wait
 
 # shellcheck disable=SC2317  # invoked by trap
 on_signal() {
   terminating=1
   signalled=1
-  if [[ -n $child ]]; then
+  if [ -n "$child" ]; then
     kill -TERM "$child" 2>/dev/null || true
   fi
 }
@@ -187,31 +200,52 @@ trap on_signal TERM INT
 # lapses; ignored, it is lost instead, so once stopping, SIGTERM is repeated
 # until the tool exits. (This script ignores SIGTERM only while it forks.)
 #
-# `wait` returns early when a trapped signal arrives; the status is then
-# collected by waiting again (bash keeps it once the child has exited).
+# `wait` returns early (128 + the signal's number) when a trapped signal
+# arrives; the status is then collected by waiting again: the shell keeps it
+# until a `wait` has reported it. A signal that lands just after `wait`
+# returned the tool's own status runs the trap too; that status is kept
+# unless it looks like an interruption (130, 143), and then waiting again
+# answers 127 (no such child) and it stands all the same.
 run_tool() {
-  local out=$1
+  run_out=$1
   shift
   # Ignored here for the instant of the fork, so the child starts ignoring it.
   trap '' TERM
-  if [[ $out == - ]]; then
+  if [ "$run_out" = - ]; then
     "$@" &
   else
-    "$@" >"$out" &
+    "$@" >"$run_out" &
   fi
   child=$!
   trap on_signal TERM
+  rc=""
   while true; do
-    if ((terminating)); then
+    if [ "$terminating" = 1 ]; then
       while kill -0 "$child" 2>/dev/null; do
         kill -TERM "$child" 2>/dev/null || true
         sleep 0.5
       done
     fi
     signalled=0
-    rc=0
-    wait "$child" || rc=$?
-    ((signalled)) || break
+    wait_rc=0
+    wait "$child" || wait_rc=$?
+    if [ "$signalled" = 1 ]; then
+      case $wait_rc in
+        # Interrupted (or the tool's own 130/143, read just before the
+        # signal): wait again.
+        130 | 143)
+          rc=$wait_rc
+          continue
+          ;;
+        # Already reported by the wait before: that status stands.
+        127)
+          [ -n "$rc" ] || rc=127
+          break
+          ;;
+      esac
+    fi
+    rc=$wait_rc
+    break
   done
   child=""
 }
@@ -220,37 +254,39 @@ job_out=$(mktemp)
 trap 'rm -f "$job_out"' EXIT
 
 log info "entrypoint: claiming a job"
-rc=0
-run_tool "$job_out" "$consume_bin" ${consume_args[@]+"${consume_args[@]}"}
+eval "set -- $consume_args"
+# ${1+"$@"}: older shells (posh) count an empty "$@" as unset under set -u.
+run_tool "$job_out" "$consume_bin" ${1+"$@"}
 consume_rc=$rc
 job_file=$(head -n 1 "$job_out")
 
-if ((consume_rc != 0)); then
+if [ "$consume_rc" != 0 ]; then
   code=$consume_rc
   case $consume_rc in
-    3) code=0; what="no job" ;;
+    3) code=0 what="no job" ;;
     4)
       what="job ended during intake (see its status hash)"
-      if [[ $exit_mode == agent ]]; then code=0; else code=1; fi
+      if [ "$exit_mode" = agent ]; then code=0; else code=1; fi
       ;;
     1) what="transient failure; any claimed job was requeued" ;;
     2) what="configuration error" ;;
     *) what="ci-consume ended abnormally" ;;
   esac
-  if ((terminating)); then
+  if [ "$terminating" = 1 ]; then
     code=143
     what="terminated while claiming; $what"
   fi
   log info "entrypoint: done" stage consume tool_exit "$consume_rc" exit "$code" outcome "$what"
   exit "$code"
 fi
-if [[ -z $job_file ]]; then
+if [ -z "$job_file" ]; then
   log error "entrypoint: ci-consume succeeded but printed no job file" exit 1
   exit 1
 fi
 
 log info "entrypoint: building" job_file "$job_file"
-run_tool - "$build_bin" --job "$job_file" ${build_args[@]+"${build_args[@]}"}
+eval "set -- $build_args"
+run_tool - "$build_bin" --job "$job_file" ${1+"$@"}
 build_rc=$rc
 
 code=$build_rc
@@ -262,7 +298,7 @@ case $build_rc in
       124) what="job timed out" ;;
       130) what="job cancelled" ;;
     esac
-    if [[ $exit_mode == agent ]]; then code=0; fi
+    if [ "$exit_mode" = agent ]; then code=0; fi
     ;;
   75) what="not finished here; the job will run again" ;;
   143) what="terminated; the job was requeued" ;;
@@ -270,6 +306,6 @@ case $build_rc in
   *) what="ci-build ended abnormally" ;;
 esac
 # A job finalized before the stop took effect keeps its code.
-if ((terminating)) && ((code != 0)); then code=143; fi
+if [ "$terminating" = 1 ] && [ "$code" != 0 ]; then code=143; fi
 log info "entrypoint: done" stage build tool_exit "$build_rc" exit "$code" outcome "$what"
 exit "$code"

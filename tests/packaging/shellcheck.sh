@@ -1,0 +1,71 @@
+#!/bin/sh
+# Runs shellcheck on the repository's shell scripts.
+#
+#   tests/packaging/shellcheck.sh SOURCE_ROOT
+#
+# packaging/entrypoint.sh and packaging/healthcheck.sh are checked as POSIX
+# sh (-s sh: the image's /bin/sh is dash, and they must not slip back into
+# bash); every scripts/*.sh and tests/**/*.sh as its shebang says. Any
+# finding, notes included, fails.
+#
+# Without shellcheck the test is skipped (exit 77), except under CI=true,
+# where that is a failure.
+set -eu
+
+if [ $# -ne 1 ]; then
+  echo "usage: shellcheck.sh SOURCE_ROOT" >&2
+  exit 2
+fi
+cd "$1"
+
+# Scripts with findings that are not fixed yet; each stays out of the check
+# until its owner fixes it (then delete its line here):
+#   scripts/bench-logs.sh:85        SC2005 useless echo
+#   scripts/bench-prune.sh:144      SC2016 expression in single quotes
+#   scripts/bench-prune.sh:179-181  SC2086 unquoted expansions
+#   tests/install/pkg_config_test.sh:16  SC2155 declare and assign separately
+#   tests/install/pkg_config_test.sh:18  SC2086 unquoted expansion
+not_yet_clean="
+scripts/bench-logs.sh
+scripts/bench-prune.sh
+tests/install/pkg_config_test.sh
+"
+
+if ! command -v shellcheck >/dev/null 2>&1; then
+  if [ "${CI:-}" = true ]; then
+    echo "FAIL: shellcheck not found (CI=true: the shell checks must run)" >&2
+    exit 1
+  fi
+  echo "SKIP: shellcheck not found (apt-get install shellcheck)" >&2
+  exit 77
+fi
+
+status=0
+count=0
+for script in packaging/entrypoint.sh packaging/healthcheck.sh; do
+  count=$((count + 1))
+  shellcheck -s sh "$script" || status=1
+done
+
+# One script per line from find; split on newlines only, no globbing.
+scripts=$(find scripts tests -name '*.sh' -type f -not -path '*/node_modules/*' | LC_ALL=C sort)
+set -f
+IFS='
+'
+for script in $scripts; do
+  case $not_yet_clean in
+    *"
+$script
+"*)
+      echo "skipped (known findings): $script"
+      continue
+      ;;
+  esac
+  count=$((count + 1))
+  shellcheck "$script" || status=1
+done
+
+if [ "$status" = 0 ]; then
+  echo "shellcheck: $count scripts clean"
+fi
+exit "$status"
