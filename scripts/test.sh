@@ -2,12 +2,38 @@
 # The test command: installs dependencies, configures, builds (warnings are
 # errors) and runs the unit and integration suites against real services.
 #
-#   scripts/test.sh [BUILD_DIR]     (default: build)
+#   scripts/test.sh [--sanitizers] [BUILD_DIR]     (default: build)
 #
 # Under CI=true a missing service fails the run instead of skipping tests.
+#
+# Sanitizers: under CI=true, with --sanitizers or with CIAGENT_SANITIZERS=1,
+# a second pass follows: scripts/test-sanitizers.sh builds BUILD_DIR-asan
+# (clang, AddressSanitizer + LeakSanitizer + UndefinedBehaviorSanitizer) and
+# runs the unit suite and a chosen part of the integration suite there (the
+# list and its reasons are in that script). CIAGENT_SANITIZERS=0 skips the
+# pass, under CI too. The run fails when either pass fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build_dir=${1:-build}
+
+sanitizers=${CIAGENT_SANITIZERS:-}
+if [[ -z $sanitizers ]]; then
+  if [[ ${CI:-} == true ]]; then sanitizers=1; else sanitizers=0; fi
+fi
+build_dir=build
+for arg in "$@"; do
+  case $arg in
+    --sanitizers) sanitizers=1 ;;
+    -h | --help)
+      sed -n '2,/^set -euo pipefail$/{/^set /d;s/^# \{0,1\}//;p}' "$0"
+      exit 0
+      ;;
+    -*)
+      echo "test.sh: unknown option $arg (see --help)" >&2
+      exit 2
+      ;;
+    *) build_dir=$arg ;;
+  esac
+done
 
 scripts/bootstrap.sh
 # The pipeline tests run real cargo; a rustup toolchain lives here.
@@ -32,4 +58,8 @@ count() {
   echo "${n:-0}"
 }
 echo "$(( $(count Ok) + $(count "Expected Fail") )) passed, $(( $(count Fail) + $(count Timeout) + $(count "Unexpected Pass") )) failed, $(count Skipped) skipped"
+
+if [[ $sanitizers == 1 ]]; then
+  scripts/test-sanitizers.sh "$build_dir-asan" || status=1
+fi
 exit "$status"

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The sanitizer pass of the test command: configures and builds a tree with
+# clang, -fsanitize=address,undefined (LeakSanitizer included) at -O1, and
+# runs there the unit suite and the integration tests listed below. Any
+# sanitizer report fails the test that triggered it: the test binaries and
+# the tools they drive (ci-consume, ci-build, ci-cache-prune) are
+# instrumented, and so is libciagent. What the tests spawn besides (cargo,
+# git, redis-server, buildah, skopeo, python) is not, and needs not be.
+#
+#   scripts/test-sanitizers.sh [--all] [BUILD_DIR [TEST...]]
+#                              (default: build-asan)
+#
+# scripts/test.sh runs it under CI=true (or with --sanitizers) after the
+# main pass; it assumes scripts/bootstrap.sh has run. --all runs the whole
+# integration suite instead of the list; TEST names pick tests by meson name
+# (e.g. queue/job_queue_test) instead of both.
+#
+# Reports: ASan/UBSan stop the process at the first error and print a stack;
+# LeakSanitizer reports at exit (a process leaving through _exit or
+# execve, such as a forked child, is not checked). Suppressions of false
+# positives live in tests/sanitizers/, each with its reason.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build_dir=build-asan
+all=0
+positional=0
+tests=()
+for arg in "$@"; do
+  case $arg in
+    --all) all=1 ;;
+    -h | --help)
+      sed -n '2,/^set -euo pipefail$/{/^set /d;s/^# \{0,1\}//;p}' "$0"
+      exit 0
+      ;;
+    -*)
+      echo "test-sanitizers.sh: unknown option $arg (see --help)" >&2
+      exit 2
+      ;;
+    *)
+      if ((positional++ == 0)); then build_dir=$arg; else tests+=("$arg"); fi
+      ;;
+  esac
+done
+
+# The integration tests run under the sanitizers in CI. The whole suite
+# takes about as long again as the main pass, more than CI's time budget
+# allows on top of it; these cover every part of the library and both
+# tools at a fraction of that: the queue (Lua scripts, leases, claims),
+# ci-consume with its fetch (libgit2, credentials), the OCI client and
+# push (libcurl, auth, retries), ci-build on real cargo (process runner,
+# cancel, SIGTERM, timeouts, masking), the log shipper, the pruner and the
+# secrets check of the whole chain. Left out, for their time and because
+# they add little C++ the above do not run: pipeline_test and
+# build_cache_test (mostly cargo), fetch_test (mostly git servers),
+# registry_client_test's fault-injection rounds, image_builder/image_step
+# (buildah), the e2e chain, and the non-C++ checks (pkg-config, packaging).
+integration_subset=(
+  queue/redis_client_test
+  queue/job_queue_test
+  queue/ci_consume_test
+  git/ci_consume_fetch_test
+  oci/push_test
+  build/log_shipper_test
+  build/ci_build_test
+  cache/ci_cache_prune_test
+  secrets/argv_secrets_test
+)
+
+supp=$PWD/tests/sanitizers
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:suppressions=$supp/asan.supp"
+export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp"
+
+if [[ ! -f $build_dir/build.ninja ]]; then
+  # -O1: the sanitizers' usual level, and a faster build than -O2. No
+  # benchmarks or fuzzers (the fuzzers have their own ASan build).
+  CXX=${CXX_SANITIZE:-clang++} meson setup "$build_dir" \
+    -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dbuildtype=debugoptimized -Doptimization=1 -Dwerror=true \
+    -Dtests=enabled -Dintegration_tests=enabled \
+    -Dbenchmarks=disabled -Dfuzzers=disabled
+fi
+# Only what the chosen tests need is built: their executables and the ones
+# they drive (meson's own list, from `meson introspect`).
+if ((all)); then
+  selection=(--suite unit --suite integration)
+elif ((${#tests[@]} > 0)); then
+  selection=("${tests[@]}")
+else
+  selection=(--suite unit "${integration_subset[@]}")
+fi
+targets=$(meson introspect "$build_dir" --tests --targets |
+  python3 -c '
+import json, os, sys
+args, root = sys.argv[1:], os.path.realpath(sys.argv[1])
+args = args[1:]
+suites = {args[i + 1] for i, a in enumerate(args) if a == "--suite"}
+names = {a for i, a in enumerate(args)
+         if a != "--suite" and (i == 0 or args[i - 1] != "--suite")}
+info = json.load(sys.stdin)
+files = {t["id"]: t["filename"] for t in info["targets"]}
+wanted, found = set(), set()
+for test in info["tests"]:
+    in_suite = any(s.split(":")[-1] in suites for s in test["suite"])
+    if not in_suite and test["name"] not in names:
+        continue
+    found.add(test["name"])
+    paths = [test["cmd"][0]] + [f for d in test["depends"] for f in files.get(d, [])]
+    for path in paths:
+        path = os.path.realpath(path)
+        if path.startswith(root + os.sep):
+            wanted.add(os.path.relpath(path, root))
+missing = names - found
+if missing:
+    sys.exit("test-sanitizers.sh: no such test: " + " ".join(sorted(missing)))
+print("\n".join(sorted(wanted)))
+' "$build_dir" "${selection[@]}")
+mapfile -t targets <<<"$targets"
+ninja -C "$build_dir" "${targets[@]}"
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+run() {
+  meson test -C "$build_dir" --no-rebuild --print-errorlogs \
+    --num-processes 2 "$@" | tee -a "$log" || status=$?
+}
+if ((all || ${#tests[@]} > 0)); then
+  run "${selection[@]}"
+else
+  run --suite unit
+  run "${integration_subset[@]}"
+fi
+sum() {
+  awk -v k="$1:" 'index($0, k) == 1 { n += $NF } END { print n + 0 }' "$log"
+}
+echo "sanitizers: $(( $(sum Ok) + $(sum "Expected Fail") )) passed, $(( $(sum Fail) + $(sum Timeout) + $(sum "Unexpected Pass") )) failed, $(sum Skipped) skipped"
+exit "$status"
