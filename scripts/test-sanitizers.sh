@@ -81,8 +81,10 @@ if [[ ! -f $build_dir/build.ninja ]]; then
     -Dtests=enabled -Dintegration_tests=enabled \
     -Dbenchmarks=disabled -Dfuzzers=disabled
 fi
-# Only what the chosen tests need is built: their executables and the ones
-# they drive (meson's own list, from `meson introspect`).
+# The tests: of the suites chosen, those whose program is built in this tree
+# (the C++ ones; script checks such as packaging/* gain nothing here), and
+# the integration tests named. Only what they need is built: their programs
+# and the ones they drive (meson's own lists, from `meson introspect`).
 if ((all)); then
   selection=(--suite unit --suite integration)
 elif ((${#tests[@]} > 0)); then
@@ -90,50 +92,47 @@ elif ((${#tests[@]} > 0)); then
 else
   selection=(--suite unit "${integration_subset[@]}")
 fi
-targets=$(meson introspect "$build_dir" --tests --targets |
+plan=$(meson introspect "$build_dir" --tests --targets |
   python3 -c '
 import json, os, sys
-args, root = sys.argv[1:], os.path.realpath(sys.argv[1])
-args = args[1:]
+root, args = os.path.realpath(sys.argv[1]), sys.argv[2:]
 suites = {args[i + 1] for i, a in enumerate(args) if a == "--suite"}
 names = {a for i, a in enumerate(args)
          if a != "--suite" and (i == 0 or args[i - 1] != "--suite")}
 info = json.load(sys.stdin)
 files = {t["id"]: t["filename"] for t in info["targets"]}
-wanted, found = set(), set()
+def here(path):
+    path = os.path.realpath(path)
+    return os.path.relpath(path, root) if path.startswith(root + os.sep) else None
+targets, tests = set(), []
 for test in info["tests"]:
     in_suite = any(s.split(":")[-1] in suites for s in test["suite"])
-    if not in_suite and test["name"] not in names:
+    if test["name"] not in names and not (in_suite and here(test["cmd"][0])):
         continue
-    found.add(test["name"])
+    tests.append(test["name"])
     paths = [test["cmd"][0]] + [f for d in test["depends"] for f in files.get(d, [])]
-    for path in paths:
-        path = os.path.realpath(path)
-        if path.startswith(root + os.sep):
-            wanted.add(os.path.relpath(path, root))
-missing = names - found
+    targets.update(filter(None, map(here, paths)))
+missing = names - set(tests)
 if missing:
     sys.exit("test-sanitizers.sh: no such test: " + " ".join(sorted(missing)))
-print("\n".join(sorted(wanted)))
+for target in sorted(targets):
+    print("build", target)
+for name in tests:
+    print("test", name)
 ' "$build_dir" "${selection[@]}")
-mapfile -t targets <<<"$targets"
+mapfile -t targets < <(sed -n 's/^build //p' <<<"$plan")
+mapfile -t names < <(sed -n 's/^test //p' <<<"$plan")
 ninja -C "$build_dir" "${targets[@]}"
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-run() {
-  meson test -C "$build_dir" --no-rebuild --print-errorlogs \
-    --num-processes 2 "$@" | tee -a "$log" || status=$?
+meson test -C "$build_dir" --no-rebuild --print-errorlogs --num-processes 2 \
+  "${names[@]}" | tee "$log" || status=$?
+count() {
+  local n
+  n=$(awk -v k="$1:" 'index($0, k) == 1 { print $NF }' "$log" | tail -n 1)
+  echo "${n:-0}"
 }
-if ((all || ${#tests[@]} > 0)); then
-  run "${selection[@]}"
-else
-  run --suite unit
-  run "${integration_subset[@]}"
-fi
-sum() {
-  awk -v k="$1:" 'index($0, k) == 1 { n += $NF } END { print n + 0 }' "$log"
-}
-echo "sanitizers: $(( $(sum Ok) + $(sum "Expected Fail") )) passed, $(( $(sum Fail) + $(sum Timeout) + $(sum "Unexpected Pass") )) failed, $(sum Skipped) skipped"
+echo "sanitizers: $(( $(count Ok) + $(count "Expected Fail") )) passed, $(( $(count Fail) + $(count Timeout) + $(count "Unexpected Pass") )) failed, $(count Skipped) skipped"
 exit "$status"
