@@ -105,10 +105,10 @@ bah inspect --format '{{.Docker.Config.Entrypoint}} user={{.Docker.Config.User}}
   localhost/libciagent-agent:offline
 ctr=$(bah from localhost/libciagent-agent:offline)
 # shellcheck disable=SC2016  # expanded inside the container
-bah run "$ctr" -- sh -c '
+bah run --isolation chroot "$ctr" -- sh -c '
   set -e
   /opt/ciagent/libexec/entrypoint.sh --help | head -n 1
-  command -v ci-consume ci-build ci-cache-prune
+  for tool in ci-consume ci-build ci-cache-prune; do command -v "$tool"; done
   ci-cache-prune --help >/dev/null
   ls -l /bin/sh
   cargo clippy --version
@@ -116,6 +116,11 @@ bah run "$ctr" -- sh -c '
   buildah --version
   redis-cli --version
   CI_CACHE_DIR=$(mktemp -d) REDIS_URL=redis://127.0.0.1:1 /opt/ciagent/libexec/healthcheck.sh || true
+  # No Redis: ci-consume gives up after CI_WAIT, the entrypoint maps it to 1.
+  rc=0
+  CI_WAIT=1 REDIS_URL=redis://127.0.0.1:1 /opt/ciagent/libexec/entrypoint.sh 2>/dev/null || rc=$?
+  echo "entrypoint without Redis: exit $rc"
+  [ "$rc" = 1 ]
 '
 bah rm "$ctr" >/dev/null
 echo "ok: localhost/libciagent-agent:offline in $work/storage"
