@@ -265,6 +265,33 @@ TEST_F(FetchTest, UnknownCommitIsNotFoundNamingCommitAndBranch) {
                ::testing::AllOf(HasSubstr(missing), HasSubstr("main"))));
 }
 
+TEST_F(FetchTest, CommitMustBeOnTheJobsBranchEvenInAWarmMirror) {
+  StartServer();
+  const std::string on_main = MakeRepo();
+  ASSERT_OK_AND_ASSIGN(
+      std::string on_feature,
+      CommitFiles(bare_, "feature", {{"F", "feature\n"}}, "feature work"));
+  // Warm the mirror with both branches' commits.
+  ASSERT_OK(FetchCommit(server_->RepoUrl("app"), "feature", on_feature,
+                        Dest("a"), Options())
+                .status());
+  // The feature commit is in the mirror, but not on main.
+  EXPECT_THAT(FetchCommit(server_->RepoUrl("app"), "main", on_feature,
+                          Dest("b"), Options()),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("not on the branch")));
+  // A branch the server does not have, for a commit the mirror has.
+  EXPECT_THAT(FetchCommit(server_->RepoUrl("app"), "gone", on_main, Dest("c"),
+                          Options()),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("branch gone not found")));
+  // An ancestor of the branch tip is fine.
+  ASSERT_OK(CommitFiles(bare_, "main", {{"N", "next\n"}}, "next").status());
+  EXPECT_OK(FetchCommit(server_->RepoUrl("app"), "main", on_main, Dest("d"),
+                        Options())
+                .status());
+}
+
 TEST_F(FetchTest, UnknownRepositoryIsNotFound) {
   StartServer();
   EXPECT_THAT(FetchCommit(server_->RepoUrl("nope"), "main",

@@ -274,10 +274,30 @@ absl::StatusOr<RepoPtr> OpenOrInitMirror(const std::string& path) {
   return RepoPtr(repo);
 }
 
+// The tip the server advertised for `branch` in the last fetch by
+// `remote`; kNotFound when the server has no such branch (a mirror may
+// still hold a stale ref or the commit itself from an earlier fetch).
+absl::StatusOr<git_oid> AdvertisedTip(git_remote* remote,
+                                      absl::string_view branch,
+                                      const std::string& url) {
+  const git_remote_head** heads = nullptr;
+  size_t count = 0;
+  if (int rc = git_remote_ls(&heads, &count, remote); rc != 0) {
+    return GitError(rc, absl::StrCat("list the branches of ", url));
+  }
+  const std::string name = absl::StrCat("refs/heads/", branch);
+  for (size_t i = 0; i < count; ++i) {
+    if (name == heads[i]->name) return heads[i]->oid;
+  }
+  return absl::NotFoundError(
+      absl::StrCat("branch ", branch, " not found in ", url));
+}
+
 // One fetch of `refspec` from `url` into `repo`, retried on transient
-// failures.
+// failures. With a `branch`, its advertised tip goes to `*tip`.
 absl::Status FetchWithRetries(git_repository* repo, const std::string& url,
                               const std::string& refspec,
+                              absl::string_view branch, git_oid* tip,
                               const FetchOptions& options,
                               FetchResult* result) {
   Backoff backoff(options.backoff);
@@ -305,6 +325,8 @@ absl::Status FetchWithRetries(git_repository* repo, const std::string& url,
     if (rc == 0) {
       ReportProgress(&state, absl::Now());
       result->transfer = state.progress;
+      if (branch.empty()) return absl::OkStatus();
+      CIAGENT_ASSIGN_OR_RETURN(*tip, AdvertisedTip(remote.get(), branch, url));
       return absl::OkStatus();
     }
     status = GitError(rc, absl::StrCat("fetch ", url), &state);
@@ -322,6 +344,28 @@ absl::Status FetchWithRetries(git_repository* repo, const std::string& url,
         status, absl::StrCat("gave up after ", result->attempts, " attempts"));
   }
   return status;
+}
+
+// kNotFound unless `oid` is the branch's `tip` or one of its ancestors: a
+// job names a commit of its branch, and a warm mirror may hold commits of
+// other branches (or of one since deleted).
+absl::Status CheckOnBranch(git_repository* repo, const git_oid& tip,
+                           const git_oid& oid, absl::string_view describe) {
+  if (git_oid_equal(&tip, &oid)) return absl::OkStatus();
+  git_odb* odb = nullptr;
+  if (int rc = git_repository_odb(&odb, repo); rc != 0) {
+    return GitError(rc, absl::StrCat("open the objects for ", describe));
+  }
+  const bool exists = git_odb_exists(odb, &oid) == 1;
+  git_odb_free(odb);
+  if (!exists) {
+    return absl::NotFoundError(absl::StrCat(describe, ": no such commit"));
+  }
+  const int rc = git_graph_descendant_of(repo, &tip, &oid);
+  if (rc == 1) return absl::OkStatus();
+  if (rc < 0) return GitError(rc, absl::StrCat("look up ", describe));
+  return absl::NotFoundError(
+      absl::StrCat(describe, ": the commit is not on the branch"));
 }
 
 absl::StatusOr<git_oid> ParseOid(absl::string_view commit) {
@@ -589,9 +633,14 @@ absl::StatusOr<FetchResult> FetchAtDepth(absl::string_view repo_url,
     CIAGENT_RETURN_IF_ERROR(PrepareEmptyDir(dest));
     CIAGENT_ASSIGN_OR_RETURN(work_tree, InitRepo(dest, /*bare=*/false));
     const absl::Time transfer_start = absl::Now();
-    CIAGENT_RETURN_IF_ERROR(
-        FetchWithRetries(work_tree.get(), url, refspec, options, &result));
+    git_oid tip;
+    CIAGENT_RETURN_IF_ERROR(FetchWithRetries(work_tree.get(), url, refspec,
+                                             branch, &tip, options, &result));
     result.transfer_duration = absl::Now() - transfer_start;
+    if (!branch.empty()) {
+      CIAGENT_RETURN_IF_ERROR(
+          CheckOnBranch(work_tree.get(), tip, oid, describe));
+    }
     const absl::Time checkout_start = absl::Now();
     CIAGENT_RETURN_IF_ERROR(CheckoutDetached(work_tree.get(), oid, describe));
     result.checkout_duration = absl::Now() - checkout_start;
@@ -613,9 +662,14 @@ absl::StatusOr<FetchResult> FetchAtDepth(absl::string_view repo_url,
       absl::Status status = [&]() -> absl::Status {
         CIAGENT_ASSIGN_OR_RETURN(RepoPtr repo, OpenOrInitMirror(mirror));
         const absl::Time transfer_start = absl::Now();
-        CIAGENT_RETURN_IF_ERROR(
-            FetchWithRetries(repo.get(), url, refspec, options, &result));
+        git_oid tip;
+        CIAGENT_RETURN_IF_ERROR(FetchWithRetries(repo.get(), url, refspec,
+                                                 branch, &tip, options,
+                                                 &result));
         result.transfer_duration = absl::Now() - transfer_start;
+        if (!branch.empty()) {
+          CIAGENT_RETURN_IF_ERROR(CheckOnBranch(repo.get(), tip, oid, describe));
+        }
         const absl::Time checkout_start = absl::Now();
         CIAGENT_ASSIGN_OR_RETURN(
             work_tree, CheckoutFromMirror(dest, mirror, url, oid, describe,
