@@ -359,7 +359,7 @@ absl::Status CheckOnBranch(git_repository* repo, const git_oid& tip,
   const bool exists = git_odb_exists(odb, &oid) == 1;
   git_odb_free(odb);
   if (!exists) {
-    return absl::NotFoundError(absl::StrCat(describe, ": no such commit"));
+    return absl::NotFoundError(absl::StrCat(describe, ": commit not found"));
   }
   const int rc = git_graph_descendant_of(repo, &tip, &oid);
   if (rc == 1) return absl::OkStatus();
