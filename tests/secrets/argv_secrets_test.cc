@@ -306,7 +306,7 @@ TEST_F(ArgvSecretsTest, QueueChainKeepsSecretsOutOfArgvLogsAndStatus) {
       {"PATH", path},
       {"REDIS_URL", redis->url()},
       {"POD_NAME", "agent-argv"},
-      {"CI_WORKDIR", dir_ + "/work"},
+      {"CI_WORKDIR", dir_ + "/workdir"},
       {"CI_TARGET_DIR", dir_ + "/target"},
       {"CI_CARGO_HOME", dir_ + "/cargo-home"},
       {"CI_IMAGE_BUILDER", "buildah"},
@@ -315,7 +315,7 @@ TEST_F(ArgvSecretsTest, QueueChainKeepsSecretsOutOfArgvLogsAndStatus) {
   const int consumed =
       RunSampled("ci-consume", {consume_, "--wait=20", "--lease=60"}, env);
   ASSERT_EQ(consumed, 0) << ReadFileOrEmpty(dir_ + "/ci-consume.log");
-  const std::string job_file = dir_ + "/work/job.json";
+  const std::string job_file = dir_ + "/workdir/job.json";
   ASSERT_EQ(ReadFileOrEmpty(dir_ + "/ci-consume.out"), job_file + "\n");
   const int built = RunSampled("ci-build", {build_, "--job", job_file}, env);
   EXPECT_EQ(built, 0) << ReadFileOrEmpty(dir_ + "/ci-build.log");
@@ -351,7 +351,7 @@ TEST_F(ArgvSecretsTest, QueueChainKeepsSecretsOutOfArgvLogsAndStatus) {
   // Nor in the tools' output and logs, nor in job.json.
   for (const char* file :
        {"ci-consume.out", "ci-consume.log", "ci-build.out", "ci-build.log",
-        "work/job.json"}) {
+        "workdir/job.json"}) {
     EXPECT_EQ(SecretsIn(ReadFileOrEmpty(dir_ + "/" + file)), "") << file;
   }
   EXPECT_NE(ReadFileOrEmpty(dir_ + "/ci-build.log"), "");
