@@ -467,6 +467,10 @@ TEST(PrometheusTextTest, WritesEveryFamilyWithHelpAndType) {
       "ciagent_job_result{job_id=\"push-1234\",status=\"timeout\"} 0\n"
       "ciagent_job_result{job_id=\"push-1234\",status=\"cancelled\"} 0\n"
       "ciagent_job_result{job_id=\"push-1234\",status=\"error\"} 0\n"
+      "# HELP ciagent_job_failure 1 for what ended an unsuccessful job: the "
+      "first failed step, or timeout, cancelled, error.\n"
+      "# TYPE ciagent_job_failure gauge\n"
+      "ciagent_job_failure{job_id=\"push-1234\",reason=\"test\"} 1\n"
       "# HELP ciagent_step_duration_seconds Duration of each pipeline step, "
       "with the step's status.\n"
       "# TYPE ciagent_step_duration_seconds gauge\n"
@@ -502,7 +506,21 @@ TEST(PrometheusTextTest, WritesEveryFamilyWithHelpAndType) {
       "# TYPE ciagent_artifact_size_bytes gauge\n"
       "ciagent_artifact_size_bytes{job_id=\"push-1234\",artifact=\"app\"} "
       "4096\n");
-  EXPECT_EQ(ParseExposition(text).size(), 20u);
+  EXPECT_EQ(ParseExposition(text).size(), 21u);
+}
+
+TEST(PrometheusTextTest, NamesWhatEndedAnUnsuccessfulJob) {
+  PipelineResult result;
+  EXPECT_THAT(PrometheusText(result, ""),
+              ::testing::Not(HasSubstr("ciagent_job_failure")));
+  result.status = JobStatus::kTimeout;
+  EXPECT_THAT(PrometheusText(result, ""),
+              HasSubstr("ciagent_job_failure{reason=\"timeout\"} 1\n"));
+  result.status = JobStatus::kFailed;
+  result.steps = {{.name = "check", .status = StepStatus::kOk},
+                  {.name = "image", .status = StepStatus::kFailed}};
+  EXPECT_THAT(PrometheusText(result, ""),
+              HasSubstr("ciagent_job_failure{reason=\"image\"} 1\n"));
 }
 
 TEST(PrometheusTextTest, LeavesOutTheJobIdLabelWhenThereIsNoJobId) {
