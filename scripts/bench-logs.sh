@@ -82,7 +82,7 @@ echo "bench-logs: $rounds rounds of $lines lines per side, Redis on 127.0.0.1:$p
   "$(nproc) CPUs, load $(load)"
 for round in $(seq "$rounds"); do
   for side in LogShipper XaddPerLine; do
-    echo "$(load)" >"$work/$side-$round.load"
+    load >"$work/$side-$round.load"
     "$bench" --benchmark_filter="^BM_$side/" --benchmark_format=json \
       >"$work/$side-$round.json" 2>"$work/$side-$round.log"
   done

@@ -141,6 +141,8 @@ timed() {
   rss_kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$out")
 }
 
+# $1 and \$1 are for the inner shell and awk, hence the single quotes.
+# shellcheck disable=SC2016
 find_pass=(bash -c 'find "$1" -printf "%s\n" | awk "{s += \$1} END {print s}"'
            _ "$root")
 prune_pass=("$prune_bin" --cache-dir "$root" --dry-run --json)
@@ -176,8 +178,12 @@ verdict() {
   awk -v p="$1" -v f="$2" -v t="$target_ratio" \
     'BEGIN {r = p / f; printf "%.2fx (target <= %s): %s", r, t, (r <= t) ? "PASS" : "FAIL"}'
 }
+# The lists are space-separated numbers, split into median's arguments.
+# shellcheck disable=SC2086
 find_med=$(median ${times[find]})
+# shellcheck disable=SC2086
 prune_med=$(median ${times[prune]})
+# shellcheck disable=SC2086
 prune1_med=$(median ${times[prune1]})
 echo
 echo "files: $nfiles"

@@ -13,8 +13,11 @@ prefix=$(meson introspect "$build_dir" --buildoptions |
   python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"]=="prefix"))')
 pc=$(find "$root" -name libciagent.pc | head -n 1)
 [[ -n $pc ]] || { echo "libciagent.pc was not installed"; exit 1; }
-export PKG_CONFIG_PATH=$(dirname "$pc")
+PKG_CONFIG_PATH=$(dirname "$pc")
+export PKG_CONFIG_PATH
 flags=$(pkg-config --define-variable=prefix="$root$prefix" --cflags --libs libciagent)
+# pkg-config's answer is a list of compiler arguments: split it.
+# shellcheck disable=SC2086
 c++ -std=c++20 "$source_dir/consumer.cc" $flags -o "$root/consumer"
 libdir=$(pkg-config --define-variable=prefix="$root$prefix" --variable=libdir libciagent)
 out=$(LD_LIBRARY_PATH=$libdir "$root/consumer")
