@@ -27,9 +27,8 @@ ABSL_FLAG(int, wait, 30, "seconds to wait for a job");
 ABSL_FLAG(int, lease, 60,
           "lease in seconds: a job idle this long is reclaimed");
 ABSL_FLAG(int, max_deliveries, 3, "deliveries before a job is dead-lettered");
-ABSL_FLAG(
-    std::string, workdir, "",
-    "directory for job.json and src/; default: env CI_WORKDIR, else ./ci-work");
+ABSL_FLAG(std::string, workdir, "", "directory for job.json and src/; "
+          "default: env CI_WORKDIR, else ./ci-work");
 ABSL_FLAG(bool, create_group, false, "create the consumer group if missing");
 ABSL_FLAG(std::string, cache_dir, "",
           "cache volume root (git mirrors under git/); default: env "
@@ -106,9 +105,8 @@ absl::StatusOr<ciagent::IntakeOptions> OptionsFromFlags() {
   }
   if (o.queue.consumer.empty() || o.wait < absl::ZeroDuration() ||
       o.queue.lease <= absl::ZeroDuration() || o.queue.max_deliveries <= 0) {
-    return absl::InvalidArgumentError(
-        "--consumer must be set; --wait >= 0; --lease and --max-deliveries > "
-        "0");
+    return absl::InvalidArgumentError("--consumer must be set; --wait >= 0; "
+                                      "--lease and --max-deliveries > 0");
   }
   return o;
 }
@@ -126,12 +124,10 @@ int main(int argc, char** argv) {
   if (start->help_shown) return kExitOk;
   absl::StatusOr<IntakeOptions> options = OptionsFromFlags();
   if (!options.ok()) return fail(kExitUsage, options.status());
-
-  LogInfo("waiting for a job", {{"redis", RedactedRedisUrl(options->redis)},
-                                {"stream", options->queue.stream},
-                                {"group", options->queue.group},
-                                {"consumer", options->queue.consumer},
-                                {"wait_ms", options->wait}});
+  LogInfo("waiting for a job",
+          {{"redis", RedactedRedisUrl(options->redis)},
+           {"stream", options->queue.stream}, {"group", options->queue.group},
+           {"consumer", options->queue.consumer}, {"wait_ms", options->wait}});
   absl::StatusOr<IntakeResult> intake = TakeJob(*options);
   if (!intake.ok()) return fail(ExitCodeFor(intake.status()), intake.status());
   switch (intake->outcome) {
