@@ -65,12 +65,13 @@ class ImageStepTest : public ::testing::Test {
     Job job{.repo = "https://git.example.com/Acme/App.git",
             .branch = "feature/login",
             .commit = std::string(40, 'c')};
-    options.image_step = MakeImageStep({.builder = "buildah",
-                                        .storage_dir = tmp_ + "/buildah",
-                                        .path = path,
-                                        .registry = std::move(registry),
-                                        .repository = ImageRepositoryFor(job.repo),
-                                        .tags = ImageTagsFor(job)});
+    options.image_step =
+        MakeImageStep({.builder = "buildah",
+                       .storage_dir = tmp_ + "/buildah",
+                       .path = path,
+                       .registry = std::move(registry),
+                       .repository = ImageRepositoryFor(job.repo),
+                       .tags = ImageTagsFor(job)});
     return options;
   }
 
@@ -80,12 +81,12 @@ class ImageStepTest : public ::testing::Test {
 TEST_F(ImageStepTest, BuildsAndPushesTheCratesImageWithCommitAndBranchTags) {
   CIAGENT_REQUIRE_CARGO(path);
   CIAGENT_REQUIRE_BUILDAH(buildah_path);
-  CIAGENT_START_REGISTRY(registry, {.auth = RegistryServerOptions::Auth::kToken});
-  PipelineOptions options =
-      Options("with_dockerfile", path,
-              {.registry = registry->url(),
-               .username = "ci",
-               .password = registry->options().password});
+  CIAGENT_START_REGISTRY(registry,
+                         {.auth = RegistryServerOptions::Auth::kToken});
+  PipelineOptions options = Options("with_dockerfile", path,
+                                    {.registry = registry->url(),
+                                     .username = "ci",
+                                     .password = registry->options().password});
   ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, nullptr));
   ASSERT_EQ(result.status, JobStatus::kSuccess) << result.reason;
   const StepRecord* image = FindStep(result, "image");
@@ -101,8 +102,9 @@ TEST_F(ImageStepTest, BuildsAndPushesTheCratesImageWithCommitAndBranchTags) {
                                       .password = registry->options().password};
   EXPECT_THAT(InspectDigest(result.image.reference, creds),
               IsOkAndHolds(result.image.digest));
-  EXPECT_THAT(InspectDigest(registry->host() + "/acme/app:feature-login", creds),
-              IsOkAndHolds(result.image.digest));
+  EXPECT_THAT(
+      InspectDigest(registry->host() + "/acme/app:feature-login", creds),
+      IsOkAndHolds(result.image.digest));
   // The kept buildah storage is a cache entry the pruner sees as used.
   EXPECT_TRUE(std::filesystem::exists(tmp_ + "/buildah/ciagent-last-use"));
 }
@@ -123,10 +125,12 @@ TEST_F(ImageStepTest, CrateWithoutDockerfileSkipsTheStep) {
 TEST_F(ImageStepTest, RejectedCredentialsFailTheStepSayingWhy) {
   CIAGENT_REQUIRE_CARGO(path);
   CIAGENT_REQUIRE_BUILDAH(buildah_path);
-  CIAGENT_START_REGISTRY(registry, {.auth = RegistryServerOptions::Auth::kBasic});
-  PipelineOptions options = Options(
-      "with_dockerfile", path,
-      {.registry = registry->url(), .username = "ci", .password = "wrong-1234"});
+  CIAGENT_START_REGISTRY(registry,
+                         {.auth = RegistryServerOptions::Auth::kBasic});
+  PipelineOptions options = Options("with_dockerfile", path,
+                                    {.registry = registry->url(),
+                                     .username = "ci",
+                                     .password = "wrong-1234"});
   ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, nullptr));
   EXPECT_EQ(result.status, JobStatus::kFailed);
   const StepRecord* image = FindStep(result, "image");

@@ -91,10 +91,9 @@ class AgentChainTest : public ::testing::Test {
   }
 
   // One agent pod: the entrypoint with its own work dir, the shared cache.
-  std::unique_ptr<Subprocess> StartAgent(const std::string& name,
-                                         const std::string& redis_url,
-                                         const testing::RegistryServer& registry,
-                                         const std::string& path) {
+  std::unique_ptr<Subprocess> StartAgent(
+      const std::string& name, const std::string& redis_url,
+      const testing::RegistryServer& registry, const std::string& path) {
     testing::SubprocessOptions options;
     options.env = {
         {"PATH", path},
@@ -104,7 +103,8 @@ class AgentChainTest : public ::testing::Test {
         {"CI_CACHE_DIR", dir_ + "/cache"},
         {"CI_WAIT", "20"},
         {"CI_EXIT_CODE", "agent"},
-        {"CI_CONSUME_BIN", testing::PathFromEnv("CIAGENT_CI_CONSUME").value_or("")},
+        {"CI_CONSUME_BIN",
+         testing::PathFromEnv("CIAGENT_CI_CONSUME").value_or("")},
         {"CI_BUILD_BIN", testing::PathFromEnv("CIAGENT_CI_BUILD").value_or("")},
         {"CI_IMAGE_BUILDER", "buildah"},
         {"GIT_USERNAME", "ci"},
@@ -113,8 +113,9 @@ class AgentChainTest : public ::testing::Test {
         {"REGISTRY_USERNAME", "ci"},
         {"REGISTRY_TOKEN", kRegistryToken},
     };
-    options.unset_env = {"REDIS_PASSWORD", "CI_SECRET_ENV", "CI_TARGET_DIR",
-                         "CI_CARGO_HOME", "GITEA_URL", "CIAGENT_LOG_LEVEL"};
+    options.unset_env = {"REDIS_PASSWORD", "CI_SECRET_ENV",
+                         "CI_TARGET_DIR",  "CI_CARGO_HOME",
+                         "GITEA_URL",      "CIAGENT_LOG_LEVEL"};
     options.stdout_path = dir_ + "/" + name + ".out";
     options.stderr_path = dir_ + "/" + name + ".log";
     absl::StatusOr<std::unique_ptr<Subprocess>> agent =
@@ -170,9 +171,9 @@ TEST_F(AgentChainTest, TwoAgentsRunTwoJobsToTheirFinalStatusesAndPushTheImage) {
   const std::string image = status(passing, "image");
   EXPECT_EQ(image, absl::StrCat(registry->host(),
                                 "/acme/with_dockerfile:", passing.commit));
-  EXPECT_THAT(InspectDigest(image, {.username = "ci",
-                                    .password = kRegistryToken}),
-              IsOkAndHolds(status(passing, "image_digest")));
+  EXPECT_THAT(
+      InspectDigest(image, {.username = "ci", .password = kRegistryToken}),
+      IsOkAndHolds(status(passing, "image_digest")));
 
   EXPECT_EQ(status(failing, "status"), "failed");
   EXPECT_THAT(status(failing, "reason"), HasSubstr("1 test failed"));
@@ -185,8 +186,8 @@ TEST_F(AgentChainTest, TwoAgentsRunTwoJobsToTheirFinalStatusesAndPushTheImage) {
 
   // The log streams tell the story, fetch to finish, tokens masked.
   for (const Job& job : {passing, failing}) {
-    absl::StatusOr<RedisReply> log = client.Command(
-        {"XRANGE", queue_options.LogKey(job.job_id), "-", "+"});
+    absl::StatusOr<RedisReply> log =
+        client.Command({"XRANGE", queue_options.LogKey(job.job_id), "-", "+"});
     ASSERT_OK(log.status());
     std::vector<std::string> steps;
     std::string all;
@@ -208,8 +209,8 @@ TEST_F(AgentChainTest, TwoAgentsRunTwoJobsToTheirFinalStatusesAndPushTheImage) {
                                ::testing::Not(HasSubstr(kRegistryToken))));
 
   // Nothing left pending: both entries were acked.
-  absl::StatusOr<RedisReply> pending = client.Command(
-      {"XPENDING", queue_options.stream, queue_options.group});
+  absl::StatusOr<RedisReply> pending =
+      client.Command({"XPENDING", queue_options.stream, queue_options.group});
   ASSERT_OK(pending.status());
   EXPECT_EQ(pending->elements[0].integer, 0);
 }

@@ -25,7 +25,8 @@ using ::ciagent::testing::StatusIs;
 using ::testing::HasSubstr;
 
 constexpr char kText[] =
-    "# HELP ciagent_job_duration_seconds Duration of the job's build pipeline.\n"
+    "# HELP ciagent_job_duration_seconds Duration of the job's build "
+    "pipeline.\n"
     "# TYPE ciagent_job_duration_seconds gauge\n"
     "ciagent_job_duration_seconds{job_id=\"j-1\"} 12.5\n";
 
@@ -41,23 +42,24 @@ class PushgatewayTest : public ::testing::Test {
                       "(a failure under CI=true)";
     }
     ASSERT_OK_AND_ASSIGN(dir_, testing::MakeTempDir("pushgateway"));
-    ASSERT_OK_AND_ASSIGN(port_, testing::LaunchOnFreePort([&](int port) {
-      auto started = testing::Subprocess::Start(
-          {"prometheus-pushgateway",
-           absl::StrCat("--web.listen-address=127.0.0.1:", port)},
-          {.stdout_path = dir_ + "/out", .stderr_path = dir_ + "/err"});
-      if (!started.ok()) return started.status();
-      gateway_ = *std::move(started);
-      for (int i = 0; i < 100; ++i) {
-        if (!gateway_->running()) break;
-        auto ready = http_->Send({.url = absl::StrCat(
-                                      "http://127.0.0.1:", port, "/-/ready")});
-        if (ready.ok() && ready->status == 200) return absl::OkStatus();
-        absl::SleepFor(absl::Milliseconds(100));
-      }
-      gateway_.reset();
-      return absl::UnavailableError("pushgateway did not start");
-    }));
+    ASSERT_OK_AND_ASSIGN(
+        port_, testing::LaunchOnFreePort([&](int port) {
+          auto started = testing::Subprocess::Start(
+              {"prometheus-pushgateway",
+               absl::StrCat("--web.listen-address=127.0.0.1:", port)},
+              {.stdout_path = dir_ + "/out", .stderr_path = dir_ + "/err"});
+          if (!started.ok()) return started.status();
+          gateway_ = *std::move(started);
+          for (int i = 0; i < 100; ++i) {
+            if (!gateway_->running()) break;
+            auto ready = http_->Send(
+                {.url = absl::StrCat("http://127.0.0.1:", port, "/-/ready")});
+            if (ready.ok() && ready->status == 200) return absl::OkStatus();
+            absl::SleepFor(absl::Milliseconds(100));
+          }
+          gateway_.reset();
+          return absl::UnavailableError("pushgateway did not start");
+        }));
   }
   void TearDown() override {
     gateway_.reset();
@@ -79,8 +81,8 @@ class PushgatewayTest : public ::testing::Test {
 };
 
 TEST_F(PushgatewayTest, PushedMetricsAreScrapedWithTheirGroup) {
-  ASSERT_OK(PushMetrics({.url = url(), .grouping = {{"instance", "agent-7f9c"}}},
-                        kText));
+  ASSERT_OK(PushMetrics(
+      {.url = url(), .grouping = {{"instance", "agent-7f9c"}}}, kText));
   EXPECT_THAT(Scrape(),
               HasSubstr("ciagent_job_duration_seconds{instance=\"agent-7f9c\","
                         "job=\"ciagent\",job_id=\"j-1\"} 12.5"));
@@ -93,12 +95,14 @@ TEST_F(PushgatewayTest, GroupingValuesWithSlashesAreEncoded) {
 }
 
 TEST_F(PushgatewayTest, PushReplacesTheGroupsEarlierMetrics) {
-  ASSERT_OK(PushMetrics({.url = url(), .grouping = {{"instance", "a"}}}, kText));
+  ASSERT_OK(
+      PushMetrics({.url = url(), .grouping = {{"instance", "a"}}}, kText));
   ASSERT_OK(PushMetrics({.url = url(), .grouping = {{"instance", "a"}}},
                         "ciagent_clippy_warnings 3\n"));
   const std::string scraped = Scrape();
   EXPECT_THAT(scraped, HasSubstr("ciagent_clippy_warnings{instance=\"a\""));
-  EXPECT_THAT(scraped, ::testing::Not(HasSubstr("ciagent_job_duration_seconds")));
+  EXPECT_THAT(scraped,
+              ::testing::Not(HasSubstr("ciagent_job_duration_seconds")));
 }
 
 TEST_F(PushgatewayTest, MalformedTextIsRejectedAsInvalid) {
@@ -126,12 +130,12 @@ TEST_F(PushgatewayTest, CiBuildPushesAFinishedRunsMetrics) {
   auto run = testing::Subprocess::Start(
       {ci_build, "--local", dir_ + "/src", "--steps", "check",
        "--metrics-pushgateway", url()},
-      {.env = {{"POD_NAME", "agent-e2"},
-               {"PATH", dir_ + "/bin:/usr/bin:/bin"}},
+      {.env = {{"POD_NAME", "agent-e2"}, {"PATH", dir_ + "/bin:/usr/bin:/bin"}},
        .stdout_path = dir_ + "/ci-build.out",
        .stderr_path = dir_ + "/ci-build.err"});
   ASSERT_OK(run.status());
-  EXPECT_THAT((*run)->Wait(absl::Seconds(60)), ::ciagent::testing::IsOkAndHolds(0))
+  EXPECT_THAT((*run)->Wait(absl::Seconds(60)),
+              ::ciagent::testing::IsOkAndHolds(0))
       << testing::ReadFileOrEmpty(dir_ + "/ci-build.err");
   const std::string scraped = Scrape();
   EXPECT_THAT(scraped, HasSubstr("ciagent_job_result{instance=\"agent-e2\""))

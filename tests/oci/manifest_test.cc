@@ -17,9 +17,11 @@ TEST(ParseManifestTest, ReadsConfigAndLayers) {
   const std::string json = R"({"schemaVersion":2,
     "mediaType":"application/vnd.oci.image.manifest.v1+json",
     "config":{"mediaType":"application/vnd.oci.image.config.v1+json",
-              "digest":")" + kDigestA + R"(","size":653},
+              "digest":")" +
+                           kDigestA + R"(","size":653},
     "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip",
-               "digest":")" + kDigestB + R"(","size":3001249}]})";
+               "digest":")" +
+                           kDigestB + R"(","size":3001249}]})";
   ASSERT_OK_AND_ASSIGN(Manifest manifest, ParseManifest(json));
   EXPECT_FALSE(manifest.is_index());
   EXPECT_EQ(manifest.config.digest, kDigestA);
@@ -51,21 +53,23 @@ TEST(ParseManifestTest, ReadsDockerManifestList) {
 }
 
 TEST(ParseManifestTest, RejectsBadDescriptorsNamingTheField) {
-  EXPECT_THAT(ParseManifest(R"({"schemaVersion":2,"config":{"digest":"md5:x","size":1},"layers":[]})"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("config")));
+  EXPECT_THAT(
+      ParseManifest(
+          R"({"schemaVersion":2,"config":{"digest":"md5:x","size":1},"layers":[]})"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("config")));
   EXPECT_THAT(ParseManifest(R"({"schemaVersion":2,"config":{"digest":")" +
                             kDigestA + R"(","size":-1},"layers":[]})"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("size")));
-  EXPECT_THAT(ParseManifest(R"({"schemaVersion":2,"config":{"digest":")" +
-                            kDigestA + R"(","size":1},"layers":[{}]})"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("layers[0]")));
-  EXPECT_THAT(ParseManifest(R"({"schemaVersion":1})"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("schemaVersion")));
-  EXPECT_THAT(ParseManifest(R"({"schemaVersion":2,"mediaType":"text/html"})"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("mediaType")));
+  EXPECT_THAT(
+      ParseManifest(R"({"schemaVersion":2,"config":{"digest":")" + kDigestA +
+                    R"(","size":1},"layers":[{}]})"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("layers[0]")));
+  EXPECT_THAT(
+      ParseManifest(R"({"schemaVersion":1})"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("schemaVersion")));
+  EXPECT_THAT(
+      ParseManifest(R"({"schemaVersion":2,"mediaType":"text/html"})"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("mediaType")));
   EXPECT_THAT(ParseManifest("not json"),
               StatusIs(absl::StatusCode::kInvalidArgument));
 }

@@ -126,7 +126,8 @@ TEST_F(PushLayoutTest, MountsBlobsFromAnotherRepository) {
   ASSERT_OK_AND_ASSIGN(
       PushResult mounted,
       PushLayout(*client, layout.dir,
-                 {.repository = "owner/app", .tags = {"v1"},
+                 {.repository = "owner/app",
+                  .tags = {"v1"},
                   .mount_from = {"owner/missing", "owner/base"}}));
   EXPECT_EQ(mounted.blobs_mounted, 3);
   EXPECT_EQ(mounted.bytes_uploaded, 0u);
@@ -138,17 +139,17 @@ TEST_F(PushLayoutTest, PushesMultiPlatformIndexAfterItsManifests) {
   CIAGENT_START_REGISTRY(registry);
   for (bool nested : {false, true}) {
     SCOPED_TRACE(nested ? "nested index" : "index.json lists platforms");
-    ASSERT_OK_AND_ASSIGN(
-        TestLayout layout,
-        MakeOciLayout(absl::StrCat(dir_, "/layout-", nested),
-                      {.layers = 1,
-                       .platforms = "linux/amd64,linux/arm64",
-                       .nested_index = nested}));
+    ASSERT_OK_AND_ASSIGN(TestLayout layout,
+                         MakeOciLayout(absl::StrCat(dir_, "/layout-", nested),
+                                       {.layers = 1,
+                                        .platforms = "linux/amd64,linux/arm64",
+                                        .nested_index = nested}));
     auto client = Client(*registry);
     const std::string tag = nested ? "nested" : "flat";
-    ASSERT_OK_AND_ASSIGN(PushResult pushed,
-                         PushLayout(*client, layout.dir,
-                                    {.repository = "owner/multi", .tags = {tag}}));
+    ASSERT_OK_AND_ASSIGN(
+        PushResult pushed,
+        PushLayout(*client, layout.dir,
+                   {.repository = "owner/multi", .tags = {tag}}));
     EXPECT_EQ(pushed.digest, layout.root_digest);
     EXPECT_EQ(pushed.manifests, 3);  // two platforms, one index
     EXPECT_EQ(pushed.media_type, "application/vnd.oci.image.index.v1+json");
@@ -191,13 +192,14 @@ TEST_F(PushLayoutTest, PicksTheImageNamedByRefName) {
   ASSERT_OK_AND_ASSIGN(TestLayout layout,
                        MakeOciLayout(dir_ + "/layout", {.tag = "release"}));
   auto client = Client(*registry);
-  EXPECT_OK(PushLayout(*client, layout.dir,
-                       {.repository = "owner/app", .tags = {"v1"},
-                        .ref_name = "release"}));
-  EXPECT_THAT(PushLayout(*client, layout.dir,
-                         {.repository = "owner/app", .tags = {"v1"},
-                          .ref_name = "debug"}),
-              StatusIs(absl::StatusCode::kNotFound, HasSubstr("has: release")));
+  EXPECT_OK(PushLayout(
+      *client, layout.dir,
+      {.repository = "owner/app", .tags = {"v1"}, .ref_name = "release"}));
+  EXPECT_THAT(
+      PushLayout(
+          *client, layout.dir,
+          {.repository = "owner/app", .tags = {"v1"}, .ref_name = "debug"}),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("has: release")));
   EXPECT_THAT(PushLayout(*client, dir_ + "/nowhere",
                          {.repository = "owner/app", .tags = {"v1"}}),
               StatusIs(absl::StatusCode::kNotFound));

@@ -11,8 +11,9 @@ using ::ciagent::testing::StatusIs;
 using ::testing::HasSubstr;
 
 TEST(ParseImageReferenceTest, SplitsRegistryRepositoryAndTag) {
-  ASSERT_OK_AND_ASSIGN(ImageReference ref,
-                       ParseImageReference("git.example.com:3000/owner/app:1f2e3d"));
+  ASSERT_OK_AND_ASSIGN(
+      ImageReference ref,
+      ParseImageReference("git.example.com:3000/owner/app:1f2e3d"));
   EXPECT_EQ(ref.registry, "git.example.com:3000");
   EXPECT_EQ(ref.repository, "owner/app");
   EXPECT_EQ(ref.tag, "1f2e3d");
@@ -38,9 +39,9 @@ TEST(ParseImageReferenceTest, RejectsInvalidNamesWithTheReason) {
   EXPECT_THAT(ParseImageReference("reg.io/Owner/App:v1"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("invalid repository name")));
-  EXPECT_THAT(ParseImageReference("reg.io/owner/app:-bad"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("invalid tag")));
+  EXPECT_THAT(
+      ParseImageReference("reg.io/owner/app:-bad"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("invalid tag")));
   EXPECT_THAT(ParseImageReference("reg.io/app@sha256:abc"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("digest references")));

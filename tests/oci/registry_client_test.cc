@@ -64,9 +64,9 @@ TEST_F(RegistryClientTest, PushesWithBasicAuth) {
   ASSERT_OK(client->Ping());
   ASSERT_OK(PushLayout(*client, layout.dir,
                        {.repository = "owner/app", .tags = {"v1"}}));
-  EXPECT_THAT(InspectDigest(registry->host() + "/owner/app:v1",
-                            {.username = "ci",
-                             .password = registry->options().password}),
+  EXPECT_THAT(InspectDigest(
+                  registry->host() + "/owner/app:v1",
+                  {.username = "ci", .password = registry->options().password}),
               IsOkAndHolds(layout.root_digest));
 }
 
@@ -101,9 +101,9 @@ TEST_F(RegistryClientTest, PushesWithBearerTokensFromTheRealm) {
   EXPECT_EQ(pushed.digest, layout.root_digest);
   // One token serves the whole push, whatever the parallelism.
   EXPECT_EQ(client->stats().token_fetches, 1);
-  EXPECT_THAT(InspectDigest(registry->host() + "/owner/app:v1",
-                            {.username = "ci",
-                             .password = registry->options().password}),
+  EXPECT_THAT(InspectDigest(
+                  registry->host() + "/owner/app:v1",
+                  {.username = "ci", .password = registry->options().password}),
               IsOkAndHolds(layout.root_digest));
 }
 
@@ -184,9 +184,8 @@ TEST_F(RegistryClientTest, ChunkedUploadSurvivesFaults) {
                                     .seed = 3,
                                     .methods = {"PATCH", "PUT"}});
   TestLayout layout = Layout({.layers = 2, .layer_bytes = 1 << 20});
-  auto client = Client({.registry = proxy->url(),
-                        .max_attempts = 8,
-                        .chunk_bytes = 128 << 10});
+  auto client = Client(
+      {.registry = proxy->url(), .max_attempts = 8, .chunk_bytes = 128 << 10});
   ASSERT_OK(PushLayout(*client, layout.dir,
                        {.repository = "owner/app", .tags = {"v1"}}));
   EXPECT_GT(proxy->faults_injected(), 0);

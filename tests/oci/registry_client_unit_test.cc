@@ -98,8 +98,8 @@ class RegistryClientUnitTest : public ::testing::Test {
 
   // A blob file with `content`; returns its BlobFile.
   BlobFile WriteBlob(const std::string& content) {
-    const std::string path = ::testing::TempDir() + "/blob-" +
-                             std::to_string(counter_++);
+    const std::string path =
+        ::testing::TempDir() + "/blob-" + std::to_string(counter_++);
     FILE* f = std::fopen(path.c_str(), "wb");
     std::fwrite(content.data(), 1, content.size(), f);
     std::fclose(f);
@@ -118,8 +118,10 @@ TEST_F(RegistryClientUnitTest, BearerTokenIsFetchedWithCredentialsAndCached) {
       return Answer(200, {}, R"({"token":"tok-1","expires_in":300})");
     }
     if (HeaderOf(r, "Authorization") != "Bearer tok-1") {
-      return Answer(401, {{"www-authenticate",
-                           R"(Bearer realm="https://auth.example/token",service="reg")"}});
+      return Answer(
+          401,
+          {{"www-authenticate",
+            R"(Bearer realm="https://auth.example/token",service="reg")"}});
     }
     return Answer(404);
   };
@@ -132,7 +134,8 @@ TEST_F(RegistryClientUnitTest, BearerTokenIsFetchedWithCredentialsAndCached) {
   ASSERT_EQ(sent.size(), 4u);  // ping, token, HEAD, HEAD
   EXPECT_EQ(sent[0].url, "https://reg.example/v2/");
   EXPECT_EQ(sent[1].url,
-            "https://auth.example/token?service=reg&scope=repository%3Aowner%2Fapp%3Apull%2Cpush");
+            "https://auth.example/"
+            "token?service=reg&scope=repository%3Aowner%2Fapp%3Apull%2Cpush");
   EXPECT_EQ(sent[1].authorization, "Basic Y2k6czNjcmV0");  // ci:s3cret
   EXPECT_EQ(sent[2].authorization, "Bearer tok-1");
   EXPECT_EQ(sent[3].authorization, "Bearer tok-1");
@@ -143,12 +146,15 @@ TEST_F(RegistryClientUnitTest, InsufficientScopeMergesScopesAndRefetches) {
   transport_.handler = [](const HttpRequest& r, const std::string&) {
     if (absl::StartsWith(r.url, "https://reg.example/token")) {
       const bool both = absl::StrContains(r.url, "repository%3Abase%3Apull");
-      return Answer(200, {}, both ? R"({"token":"wide"})" : R"({"token":"narrow"})");
+      return Answer(200, {},
+                    both ? R"({"token":"wide"})" : R"({"token":"narrow"})");
     }
     const std::string auth = HeaderOf(r, "Authorization");
     if (auth == "Bearer wide") return Answer(201);
-    return Answer(401, {{"www-authenticate",
-                         R"(Bearer realm="https://reg.example/token",service="reg",scope="repository:base:pull",error="insufficient_scope")"}});
+    return Answer(
+        401,
+        {{"www-authenticate",
+          R"(Bearer realm="https://reg.example/token",service="reg",scope="repository:base:pull",error="insufficient_scope")"}});
   };
   auto client = MakeClient({.username = "ci", .password = "pw"});
   EXPECT_THAT(client->MountBlob("owner/app", "sha256:" + std::string(64, 'c'),
@@ -161,7 +167,9 @@ TEST_F(RegistryClientUnitTest, InsufficientScopeMergesScopesAndRefetches) {
 TEST_F(RegistryClientUnitTest, RetriesServerErrorsThenGivesUpUnavailable) {
   transport_.handler = [](const HttpRequest& r, const std::string&) {
     if (absl::EndsWith(r.url, "/v2/")) return Answer(200);
-    return Answer(503, {}, R"({"errors":[{"code":"UNAVAILABLE","message":"try later"}]})");
+    return Answer(
+        503, {},
+        R"({"errors":[{"code":"UNAVAILABLE","message":"try later"}]})");
   };
   auto client = MakeClient({.max_attempts = 3});
   absl::StatusOr<bool> exists =
@@ -190,14 +198,16 @@ TEST_F(RegistryClientUnitTest, HonoursRetryAfter) {
 TEST_F(RegistryClientUnitTest, DoesNotRetryClientErrors) {
   transport_.handler = [](const HttpRequest& r, const std::string&) {
     if (absl::EndsWith(r.url, "/v2/")) return Answer(200);
-    return Answer(400, {}, R"({"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]})");
+    return Answer(
+        400, {},
+        R"({"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]})");
   };
   auto client = MakeClient();
-  EXPECT_THAT(client->PutManifest("owner/app", "v1",
-                                  "application/vnd.oci.image.manifest.v1+json",
-                                  "{}"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("MANIFEST_BLOB_UNKNOWN")));
+  EXPECT_THAT(
+      client->PutManifest("owner/app", "v1",
+                          "application/vnd.oci.image.manifest.v1+json", "{}"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("MANIFEST_BLOB_UNKNOWN")));
   EXPECT_EQ(transport_.sent().size(), 2u);
 }
 
@@ -226,8 +236,10 @@ TEST_F(RegistryClientUnitTest, UploadFollowsRelativeLocationWithoutQuery) {
   std::vector<Sent> sent = transport_.sent();
   ASSERT_EQ(sent.size(), 3u);
   EXPECT_EQ(sent[2].method, "PUT");
-  EXPECT_EQ(sent[2].url, "https://reg.example/v2/owner/app/blobs/uploads/u-1?digest=sha256%3A" +
-                             blob.digest.substr(7));
+  EXPECT_EQ(
+      sent[2].url,
+      "https://reg.example/v2/owner/app/blobs/uploads/u-1?digest=sha256%3A" +
+          blob.digest.substr(7));
   EXPECT_EQ(sent[2].body, "layer bytes");
   EXPECT_EQ(client->stats().bytes_uploaded, 11);
 }
@@ -246,7 +258,8 @@ TEST_F(RegistryClientUnitTest, SendsNoAuthorizationToAnotherHost) {
   ASSERT_OK(client->UploadBlob("owner/app", WriteBlob("x")));
   std::vector<Sent> sent = transport_.sent();
   ASSERT_EQ(sent.back().method, "PUT");
-  EXPECT_TRUE(absl::StartsWith(sent.back().url, "https://storage.example/up?id=7&digest="));
+  EXPECT_TRUE(absl::StartsWith(sent.back().url,
+                               "https://storage.example/up?id=7&digest="));
   EXPECT_EQ(sent.back().authorization, "");
   EXPECT_NE(sent[sent.size() - 2].authorization, "");  // the POST had it
 }
@@ -281,23 +294,24 @@ TEST_F(RegistryClientUnitTest, BlobOfWrongSizeIsDataLossBeforeAnyRequest) {
 TEST_F(RegistryClientUnitTest, ManifestDigestMustMatchWhatWasSent) {
   transport_.handler = [](const HttpRequest& r, const std::string&) {
     if (absl::EndsWith(r.url, "/v2/")) return Answer(200);
-    return Answer(201, {{"docker-content-digest", "sha256:" + std::string(64, 'f')}});
+    return Answer(
+        201, {{"docker-content-digest", "sha256:" + std::string(64, 'f')}});
   };
   auto client = MakeClient();
-  EXPECT_THAT(client->PutManifest("owner/app", "v1",
-                                  "application/vnd.oci.image.manifest.v1+json",
-                                  "{}"),
-              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("stored it as")));
+  EXPECT_THAT(
+      client->PutManifest("owner/app", "v1",
+                          "application/vnd.oci.image.manifest.v1+json", "{}"),
+      StatusIs(absl::StatusCode::kDataLoss, HasSubstr("stored it as")));
 }
 
 TEST(RegistryOptionsTest, PlainHttpOnlyForLoopbackUnlessWritten) {
   ScriptedTransport transport;
-  auto loopback = RegistryClient::Create({.registry = "127.0.0.1:5000",
-                                          .transport = &transport});
+  auto loopback = RegistryClient::Create(
+      {.registry = "127.0.0.1:5000", .transport = &transport});
   ASSERT_OK(loopback);
   EXPECT_EQ((*loopback)->base_url(), "http://127.0.0.1:5000");
-  auto remote = RegistryClient::Create({.registry = "git.example.com",
-                                        .transport = &transport});
+  auto remote = RegistryClient::Create(
+      {.registry = "git.example.com", .transport = &transport});
   ASSERT_OK(remote);
   EXPECT_EQ((*remote)->base_url(), "https://git.example.com");
   auto explicit_http = RegistryClient::Create(

@@ -37,7 +37,8 @@ TEST(ParseWwwAuthenticateTest, ReadsInsufficientScopeWithSpacesAndCase) {
 TEST(ParseWwwAuthenticateTest, SplitsSeveralChallenges) {
   ASSERT_OK_AND_ASSIGN(
       std::vector<AuthChallenge> challenges,
-      ParseWwwAuthenticate(R"(Basic realm="Registry Realm", Bearer realm="http://x/t",service=reg)"));
+      ParseWwwAuthenticate(
+          R"(Basic realm="Registry Realm", Bearer realm="http://x/t",service=reg)"));
   ASSERT_EQ(challenges.size(), 2u);
   EXPECT_EQ(challenges[0].scheme, "basic");
   EXPECT_EQ(challenges[0].Param("realm"), "Registry Realm");

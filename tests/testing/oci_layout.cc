@@ -1,7 +1,6 @@
 #include "testing/oci_layout.h"
 
 #include <simdjson.h>
-
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -62,12 +61,19 @@ absl::StatusOr<TestLayout> MakeOciLayout(const std::string& dir,
                                          const LayoutSpec& spec) {
   absl::StatusOr<std::string> script = FindScript();
   if (!script.ok()) return script.status();
-  std::vector<std::string> argv = {
-      kPython, *script, dir,
-      "--layers", absl::StrCat(spec.layers),
-      "--layer-size", absl::StrCat(spec.layer_bytes),
-      "--seed", absl::StrCat(spec.seed),
-      "--tag", spec.tag, "--jobs", "1"};
+  std::vector<std::string> argv = {kPython,
+                                   *script,
+                                   dir,
+                                   "--layers",
+                                   absl::StrCat(spec.layers),
+                                   "--layer-size",
+                                   absl::StrCat(spec.layer_bytes),
+                                   "--seed",
+                                   absl::StrCat(spec.seed),
+                                   "--tag",
+                                   spec.tag,
+                                   "--jobs",
+                                   "1"};
   if (!spec.platforms.empty()) {
     argv.push_back("--platforms");
     argv.push_back(spec.platforms);

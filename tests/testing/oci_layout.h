@@ -46,7 +46,7 @@ absl::StatusOr<TestLayout> MakeOciLayout(const std::string& dir,
 struct InspectOptions {
   std::string username;  // with password: --creds
   std::string password;
-  std::string ca_file;   // https: trust this CA; empty: plain http
+  std::string ca_file;  // https: trust this CA; empty: plain http
 };
 
 // The digest of the raw manifest `image` (host:port/repo:tag) points at,

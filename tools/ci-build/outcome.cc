@@ -5,8 +5,8 @@
 #include "absl/flags/flag.h"
 #include "ciagent/base/atomic_file.h"
 #include "ciagent/base/exit_code.h"
-#include "ciagent/base/status_macros.h"
 #include "ciagent/base/log.h"
+#include "ciagent/base/status_macros.h"
 #include "ciagent/build/report.h"
 #include "ciagent/metrics/pushgateway.h"
 #include "tool_flags.h"
@@ -38,22 +38,23 @@ absl::Status WriteReports(const PipelineResult& result,
                           absl::string_view job_id) {
   const std::string result_file = absl::GetFlag(FLAGS_result);
   if (!result_file.empty()) {
-    CIAGENT_RETURN_IF_ERROR(WriteFileAtomically(result_file, ResultJson(result)));
+    CIAGENT_RETURN_IF_ERROR(
+        WriteFileAtomically(result_file, ResultJson(result)));
   }
   const std::string metrics_file = absl::GetFlag(FLAGS_metrics_file);
   if (!metrics_file.empty()) {
     CIAGENT_RETURN_IF_ERROR(
         WriteFileAtomically(metrics_file, PrometheusText(result, job_id)));
   }
-  const std::string gateway = FlagOrEnv(absl::GetFlag(FLAGS_metrics_pushgateway),
-                                        "CI_METRICS_PUSHGATEWAY", "");
+  const std::string gateway = FlagOrEnv(
+      absl::GetFlag(FLAGS_metrics_pushgateway), "CI_METRICS_PUSHGATEWAY", "");
   if (!gateway.empty()) {
     // Metrics are worth a warning, not the job's outcome.
-    const absl::Status pushed = PushMetrics(
-        {.url = gateway,
-         .grouping = {{"instance", EnvOr("POD_NAME", "ci-build")}},
-         .ca_file = EnvOr("CI_CA_FILE", "")},
-        PrometheusText(result, job_id));
+    const absl::Status pushed =
+        PushMetrics({.url = gateway,
+                     .grouping = {{"instance", EnvOr("POD_NAME", "ci-build")}},
+                     .ca_file = EnvOr("CI_CA_FILE", "")},
+                    PrometheusText(result, job_id));
     if (!pushed.ok()) LogWarning("metrics not pushed", {{"error", pushed}});
   }
   return absl::OkStatus();

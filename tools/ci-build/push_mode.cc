@@ -42,8 +42,9 @@ int PushFailed(const absl::Status& status) {
 }
 
 absl::StatusOr<oci::PushResult> Push() {
-  CIAGENT_ASSIGN_OR_RETURN(oci::ImageReference image,
-                           oci::ParseImageReference(absl::GetFlag(FLAGS_image)));
+  CIAGENT_ASSIGN_OR_RETURN(
+      oci::ImageReference image,
+      oci::ParseImageReference(absl::GetFlag(FLAGS_image)));
   CIAGENT_ASSIGN_OR_RETURN(oci::RegistryOptions options,
                            oci::RegistryOptionsFor(image.registry));
   CIAGENT_ASSIGN_OR_RETURN(auto client,

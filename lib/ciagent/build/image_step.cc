@@ -52,20 +52,19 @@ class ImageStepRun {
                       absl::StrCat("no ", options_.dockerfile));
     }
     const std::string layout_dir = context.work_dir + "/image";
-    ImageBuildOptions build{
-        .context_dir = context.source_dir,
-        .dockerfile = options_.dockerfile,
-        .layout_dir = layout_dir,
-        .tag = options_.tags.front(),
-        .builder = options_.builder,
-        .storage_dir = options_.storage_dir,
-        .platform = options_.platform,
-        .path = options_.path,
-        .env = options_.env,
-        .timeout = context.time_left,
-        .grace = options_.grace,
-        .should_stop = context.should_stop,
-        .output = context.output};
+    ImageBuildOptions build{.context_dir = context.source_dir,
+                            .dockerfile = options_.dockerfile,
+                            .layout_dir = layout_dir,
+                            .tag = options_.tags.front(),
+                            .builder = options_.builder,
+                            .storage_dir = options_.storage_dir,
+                            .platform = options_.platform,
+                            .path = options_.path,
+                            .env = options_.env,
+                            .timeout = context.time_left,
+                            .grace = options_.grace,
+                            .should_stop = context.should_stop,
+                            .output = context.output};
     build.cache_ref = CacheRef();
     for (const Artifact& artifact : context.so_far.artifacts) {
       build.release_executables.emplace_back(artifact.name, artifact.path);
@@ -101,21 +100,23 @@ class ImageStepRun {
     absl::StatusOr<std::unique_ptr<oci::RegistryClient>> client =
         oci::RegistryClient::Create(options_.registry);
     if (!client.ok()) {
-      return Finished(StepStatus::kFailed, std::string(client.status().message()));
+      return Finished(StepStatus::kFailed,
+                      std::string(client.status().message()));
     }
-    const std::string reference = absl::StrCat(
-        (*client)->host(), "/", options_.repository, ":", options_.tags.front());
+    const std::string reference =
+        absl::StrCat((*client)->host(), "/", options_.repository, ":",
+                     options_.tags.front());
     context.output("agent", absl::StrCat("pushing ", reference));
     oci::PushOptions push{.repository = options_.repository,
                           .tags = options_.tags,
                           .concurrency = options_.push_concurrency};
     push.on_blob = [&context](const oci::BlobPushed& blob) {
-      context.output("agent",
-                     absl::StrCat(blob.digest.substr(0, 19), " ",
-                                  oci::BlobActionName(blob.action), " (",
-                                  blob.size, " bytes, ",
-                                  absl::ToInt64Milliseconds(blob.duration),
-                                  " ms)"));
+      context.output(
+          "agent",
+          absl::StrCat(blob.digest.substr(0, 19), " ",
+                       oci::BlobActionName(blob.action), " (", blob.size,
+                       " bytes, ", absl::ToInt64Milliseconds(blob.duration),
+                       " ms)"));
     };
     absl::StatusOr<oci::PushResult> pushed =
         oci::PushLayout(**client, layout_dir, push);
@@ -138,8 +139,8 @@ class ImageStepRun {
     image->blobs_existing = pushed->blobs_existing + pushed->blobs_mounted;
     image->bytes_uploaded = static_cast<int64_t>(pushed->bytes_uploaded);
     image->push_duration = pushed->duration;
-    context.output("agent", absl::StrCat("pushed ", reference, "@",
-                                         pushed->digest));
+    context.output("agent",
+                   absl::StrCat("pushed ", reference, "@", pushed->digest));
     return Finished(StepStatus::kOk);
   }
 

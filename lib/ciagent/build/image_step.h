@@ -5,8 +5,8 @@
 //
 //   ImageStepOptions image;
 //   image.registry = *RegistryOptionsFromEnv();
-//   image.repository = job.image ? job.image->name : ImageRepositoryFor(job.repo);
-//   image.tags = ImageTagsFor(job);
+//   image.repository = job.image ? job.image->name :
+//   ImageRepositoryFor(job.repo); image.tags = ImageTagsFor(job);
 //   pipeline.image_step = MakeImageStep(std::move(image));
 //
 // The step is skipped ("no Dockerfile") without one. The build's context is

@@ -50,7 +50,8 @@ absl::Status PushMetrics(const PushgatewayOptions& options,
   for (const auto& [label, value] : options.grouping) {
     absl::StrAppend(&request.url, GroupingSegment(label, value));
   }
-  Backoff backoff({.initial = absl::Milliseconds(200), .max = absl::Seconds(2)});
+  Backoff backoff(
+      {.initial = absl::Milliseconds(200), .max = absl::Seconds(2)});
   absl::Status last;
   for (int attempt = 1; attempt <= std::max(1, options.attempts); ++attempt) {
     absl::StatusOr<oci::HttpResponse> response = transport->Send(request);
@@ -61,17 +62,16 @@ absl::Status PushMetrics(const PushgatewayOptions& options,
         absl::StrCat("push metrics to ", absl::StripSuffix(options.url, "/"));
     if (response.ok() && response->status == 400) {
       return absl::InvalidArgumentError(absl::StrCat(
-          what, ": HTTP 400: ", absl::StripAsciiWhitespace(
-                                    response->body.substr(0, 300))));
+          what, ": HTTP 400: ",
+          absl::StripAsciiWhitespace(response->body.substr(0, 300))));
     }
     if (response.ok() && response->status < 500) {
       return absl::InternalError(
           absl::StrCat(what, ": HTTP ", response->status));
     }
-    last = response.ok()
-               ? absl::UnavailableError(
-                     absl::StrCat(what, ": HTTP ", response->status))
-               : response.status();
+    last = response.ok() ? absl::UnavailableError(
+                               absl::StrCat(what, ": HTTP ", response->status))
+                         : response.status();
     if (attempt < options.attempts && !SleepUnlessStopped(backoff.Next())) {
       break;
     }

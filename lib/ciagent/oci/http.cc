@@ -67,8 +67,8 @@ size_t WriteBody(char* data, size_t size, size_t count, void* user) {
   auto* exchange = static_cast<Exchange*>(user);
   const size_t n = size * count;
   std::string& body = exchange->response.body;
-  const size_t room = exchange->max_response_bytes - std::min(
-      exchange->max_response_bytes, body.size());
+  const size_t room = exchange->max_response_bytes -
+                      std::min(exchange->max_response_bytes, body.size());
   body.append(data, std::min(n, room));
   return n;  // the rest is dropped, not an error
 }
@@ -96,8 +96,8 @@ absl::Status CurlError(CURLcode code, const HttpRequest& request,
   // URLs never carry credentials here; the query (upload state) is noise.
   absl::string_view url = request.url;
   url = url.substr(0, url.find('?'));
-  std::string message = absl::StrCat(request.method, " ", url, ": ",
-                                     curl_easy_strerror(code));
+  std::string message =
+      absl::StrCat(request.method, " ", url, ": ", curl_easy_strerror(code));
   if (detail[0] != '\0') absl::StrAppend(&message, " (", detail, ")");
   switch (code) {
     case CURLE_URL_MALFORMAT:
@@ -165,9 +165,9 @@ class CurlTransport : public HttpTransport {
     curl_easy_setopt(handle, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(handle, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(handle, CURLOPT_USERAGENT, options_.user_agent.c_str());
-    curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS,
-                     static_cast<long>(absl::ToInt64Milliseconds(
-                         options_.connect_timeout)));
+    curl_easy_setopt(
+        handle, CURLOPT_CONNECTTIMEOUT_MS,
+        static_cast<long>(absl::ToInt64Milliseconds(options_.connect_timeout)));
     curl_easy_setopt(handle, CURLOPT_LOW_SPEED_LIMIT, 1024L);
     curl_easy_setopt(handle, CURLOPT_LOW_SPEED_TIME,
                      static_cast<long>(std::max<int64_t>(
@@ -211,7 +211,8 @@ class CurlTransport : public HttpTransport {
 
     curl_slist* headers = nullptr;
     for (const auto& [name, value] : request.headers) {
-      headers = curl_slist_append(headers, absl::StrCat(name, ": ", value).c_str());
+      headers =
+          curl_slist_append(headers, absl::StrCat(name, ": ", value).c_str());
     }
     // Registries answer at once; waiting for "100 Continue" costs a round
     // trip (or a second against servers that never send it).

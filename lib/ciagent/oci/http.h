@@ -63,8 +63,8 @@ struct HttpRequest {
   std::string method = "GET";
   std::string url;
   HttpHeaders headers;
-  std::string body;                   // sent when body_stream is null
-  RequestBody* body_stream = nullptr; // not owned; outlives Send
+  std::string body;                    // sent when body_stream is null
+  RequestBody* body_stream = nullptr;  // not owned; outlives Send
 };
 
 struct HttpResponse {

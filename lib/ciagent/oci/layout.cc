@@ -47,19 +47,19 @@ class LayoutReader {
     }
     if (!visited_.insert(descriptor.digest).second) return absl::OkStatus();
     if (descriptor.size > kMaxManifestBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "layout ", dir_, ": manifest ", descriptor.digest, " claims ",
-          descriptor.size, " bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("layout ", dir_, ": manifest ", descriptor.digest,
+                       " claims ", descriptor.size, " bytes"));
     }
     CIAGENT_ASSIGN_OR_RETURN(std::string bytes,
                              ReadSmallFile(BlobPath(dir_, descriptor.digest)));
     if (const std::string actual = absl::StrCat("sha256:", Sha256Hex(bytes));
         actual != descriptor.digest ||
         static_cast<int64_t>(bytes.size()) != descriptor.size) {
-      return absl::DataLossError(absl::StrCat(
-          "layout ", dir_, ": manifest ", descriptor.digest,
-          " does not match its descriptor (content ", actual, ", ",
-          bytes.size(), " bytes)"));
+      return absl::DataLossError(
+          absl::StrCat("layout ", dir_, ": manifest ", descriptor.digest,
+                       " does not match its descriptor (content ", actual, ", ",
+                       bytes.size(), " bytes)"));
     }
     absl::StatusOr<Manifest> manifest = ParseManifest(bytes);
     if (!manifest.ok()) {
@@ -95,19 +95,18 @@ class LayoutReader {
           "layout ", dir_, ": blob ", descriptor.digest, " is missing"));
     }
     if (static_cast<uint64_t>(st.st_size) != blob.size) {
-      return absl::DataLossError(absl::StrCat(
-          "layout ", dir_, ": blob ", descriptor.digest, " has ", st.st_size,
-          " bytes, its descriptor says ", blob.size));
+      return absl::DataLossError(
+          absl::StrCat("layout ", dir_, ": blob ", descriptor.digest, " has ",
+                       st.st_size, " bytes, its descriptor says ", blob.size));
     }
     image_.blobs.push_back(std::move(blob));
     return absl::OkStatus();
   }
 
   LayoutImage Finish() && {
-    std::stable_sort(image_.blobs.begin(), image_.blobs.end(),
-                     [](const BlobFile& a, const BlobFile& b) {
-                       return a.size > b.size;
-                     });
+    std::stable_sort(
+        image_.blobs.begin(), image_.blobs.end(),
+        [](const BlobFile& a, const BlobFile& b) { return a.size > b.size; });
     return std::move(image_);
   }
 
@@ -129,7 +128,8 @@ absl::StatusOr<LayoutImage> ReadLayout(absl::string_view dir,
   const std::string layout_file = absl::StrCat(dir, "/oci-layout");
   struct stat st {};
   if (stat(std::string(dir).c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return absl::NotFoundError(absl::StrCat("layout ", dir, ": no such directory"));
+    return absl::NotFoundError(
+        absl::StrCat("layout ", dir, ": no such directory"));
   }
   if (stat(layout_file.c_str(), &st) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -147,12 +147,13 @@ absl::StatusOr<LayoutImage> ReadLayout(absl::string_view dir,
   std::set<std::string> names;
   for (const Descriptor& entry : index->manifests) {
     names.insert(entry.ref_name.empty() ? "(unnamed)" : entry.ref_name);
-    if (ref_name.empty() || entry.ref_name == ref_name) entries.push_back(entry);
+    if (ref_name.empty() || entry.ref_name == ref_name)
+      entries.push_back(entry);
   }
   if (entries.empty()) {
-    return absl::NotFoundError(absl::StrCat(
-        "layout ", dir, ": no image named \"", ref_name, "\" (has: ",
-        absl::StrJoin(names, ", "), ")"));
+    return absl::NotFoundError(
+        absl::StrCat("layout ", dir, ": no image named \"", ref_name,
+                     "\" (has: ", absl::StrJoin(names, ", "), ")"));
   }
   LayoutReader reader(dir);
   if (entries.size() == 1) {
@@ -165,8 +166,8 @@ absl::StatusOr<LayoutImage> ReadLayout(absl::string_view dir,
   }
   if (!ref_name.empty() && entries.size() != index->manifests.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "layout ", dir, ": several but not all entries are named \"",
-        ref_name, "\"; cannot push them as one index"));
+        "layout ", dir, ": several but not all entries are named \"", ref_name,
+        "\"; cannot push them as one index"));
   }
   reader.AddRoot({.digest = absl::StrCat("sha256:", Sha256Hex(index_bytes)),
                   .media_type = index->media_type,

@@ -67,8 +67,8 @@ absl::Status ParseDescriptorArray(dom::object object, const char* key,
     if (out->size() == kMaxDescriptors) {
       return Invalid(absl::StrCat("more than ", kMaxDescriptors, " ", key));
     }
-    absl::StatusOr<Descriptor> descriptor = ParseDescriptor(
-        element, absl::StrCat(key, "[", out->size(), "]"));
+    absl::StatusOr<Descriptor> descriptor =
+        ParseDescriptor(element, absl::StrCat(key, "[", out->size(), "]"));
     if (!descriptor.ok()) return descriptor.status();
     out->push_back(*std::move(descriptor));
   }
@@ -91,8 +91,8 @@ absl::StatusOr<Manifest> ParseManifest(absl::string_view json) {
   dom::element root;
   if (simdjson::error_code error =
           parser.parse(json.data(), json.size()).get(root)) {
-    return Invalid(absl::StrCat("not JSON (", simdjson::error_message(error),
-                                ")"));
+    return Invalid(
+        absl::StrCat("not JSON (", simdjson::error_message(error), ")"));
   }
   dom::object object;
   if (root.get_object().get(object) != simdjson::SUCCESS) {
@@ -108,9 +108,9 @@ absl::StatusOr<Manifest> ParseManifest(absl::string_view json) {
   manifest.media_type = StringField(object, "mediaType");
   if (manifest.media_type.empty()) {
     dom::element ignored;
-    manifest.media_type =
-        object["manifests"].get(ignored) == simdjson::SUCCESS ? kOciIndex
-                                                              : kOciManifest;
+    manifest.media_type = object["manifests"].get(ignored) == simdjson::SUCCESS
+                              ? kOciIndex
+                              : kOciManifest;
   }
   if (!IsManifestMediaType(manifest.media_type)) {
     return Invalid(absl::StrCat("unsupported mediaType \"",

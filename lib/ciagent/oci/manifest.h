@@ -36,8 +36,8 @@ bool IsManifestMediaType(absl::string_view media_type);
 
 struct Descriptor {
   std::string media_type;
-  std::string digest;  // validated: sha256:<64 hex>
-  int64_t size = 0;    // >= 0
+  std::string digest;    // validated: sha256:<64 hex>
+  int64_t size = 0;      // >= 0
   std::string platform;  // "os/arch[/variant]" when the descriptor has one
   std::string ref_name;  // annotation org.opencontainers.image.ref.name
 };
@@ -46,9 +46,9 @@ struct Manifest {
   // The document's mediaType field; when absent, inferred: "manifests"
   // means an OCI index, "layers" an OCI manifest.
   std::string media_type;
-  Descriptor config;                 // manifests only
-  std::vector<Descriptor> layers;    // manifests only
-  std::vector<Descriptor> manifests; // indexes only
+  Descriptor config;                  // manifests only
+  std::vector<Descriptor> layers;     // manifests only
+  std::vector<Descriptor> manifests;  // indexes only
 
   bool is_index() const { return IsIndexMediaType(media_type); }
 };

@@ -52,8 +52,12 @@ absl::Status PushBlobs(RegistryClient& client, const PushOptions& options,
         return;
       }
       switch (*action) {
-        case BlobAction::kExisted: ++result->blobs_existing; break;
-        case BlobAction::kMounted: ++result->blobs_mounted; break;
+        case BlobAction::kExisted:
+          ++result->blobs_existing;
+          break;
+        case BlobAction::kMounted:
+          ++result->blobs_mounted;
+          break;
         case BlobAction::kUploaded:
           ++result->blobs_uploaded;
           result->bytes_uploaded += blobs[i].size;
@@ -67,8 +71,8 @@ absl::Status PushBlobs(RegistryClient& client, const PushOptions& options,
       }
     }
   };
-  const size_t threads = std::min<size_t>(
-      std::max(1, options.concurrency), blobs.size());
+  const size_t threads =
+      std::min<size_t>(std::max(1, options.concurrency), blobs.size());
   std::vector<std::thread> workers;
   for (size_t i = 1; i < threads; ++i) workers.emplace_back(work);
   work();
@@ -80,9 +84,12 @@ absl::Status PushBlobs(RegistryClient& client, const PushOptions& options,
 
 const char* BlobActionName(BlobAction action) {
   switch (action) {
-    case BlobAction::kExisted: return "existed";
-    case BlobAction::kMounted: return "mounted";
-    case BlobAction::kUploaded: return "uploaded";
+    case BlobAction::kExisted:
+      return "existed";
+    case BlobAction::kMounted:
+      return "mounted";
+    case BlobAction::kUploaded:
+      return "uploaded";
   }
   return "unknown";
 }
@@ -118,10 +125,9 @@ absl::StatusOr<PushResult> PushLayout(RegistryClient& client,
   }
   const ManifestDocument& root = image.root();
   for (const std::string& tag : options.tags) {
-    CIAGENT_ASSIGN_OR_RETURN(
-        result.digest,
-        client.PutManifest(options.repository, tag, root.media_type,
-                           root.bytes));
+    CIAGENT_ASSIGN_OR_RETURN(result.digest,
+                             client.PutManifest(options.repository, tag,
+                                                root.media_type, root.bytes));
     result.tags.push_back(tag);
   }
   ++result.manifests;

@@ -46,8 +46,8 @@ struct BlobPushed {
 };
 
 struct PushOptions {
-  std::string repository;          // "owner/app"; required
-  std::vector<std::string> tags;   // at least one; the first is "the" tag
+  std::string repository;         // "owner/app"; required
+  std::vector<std::string> tags;  // at least one; the first is "the" tag
   // Which index.json entry to push (its ref name); see layout.h.
   std::string ref_name;
   int concurrency = 4;

@@ -113,9 +113,10 @@ absl::Status RegistryClient::OnUnauthorized(const HttpResponse& response,
   }
   if (basic != nullptr) {
     if (options_.username.empty()) {
-      return absl::UnauthenticatedError(absl::StrCat(
-          call.what, ": ", host_, " requires credentials (set "
-          "REGISTRY_USERNAME and REGISTRY_TOKEN)"));
+      return absl::UnauthenticatedError(
+          absl::StrCat(call.what, ": ", host_,
+                       " requires credentials (set "
+                       "REGISTRY_USERNAME and REGISTRY_TOKEN)"));
     }
     if (scheme_ == Scheme::kBasic) {
       return absl::UnauthenticatedError(absl::StrCat(
@@ -125,9 +126,10 @@ absl::Status RegistryClient::OnUnauthorized(const HttpResponse& response,
     scheme_ = Scheme::kBasic;
     return absl::OkStatus();
   }
-  return absl::UnauthenticatedError(absl::StrCat(
-      call.what, ": HTTP 401 from ", host_, " with no Basic or Bearer "
-      "challenge"));
+  return absl::UnauthenticatedError(absl::StrCat(call.what, ": HTTP 401 from ",
+                                                 host_,
+                                                 " with no Basic or Bearer "
+                                                 "challenge"));
 }
 
 absl::StatusOr<std::string> RegistryClient::Authorization(
@@ -141,9 +143,9 @@ absl::StatusOr<std::string> RegistryClient::Authorization(
       case Scheme::kNone:
         return "";
       case Scheme::kBasic:
-        return absl::StrCat("Basic ",
-                            absl::Base64Escape(absl::StrCat(
-                                options_.username, ":", options_.password)));
+        return absl::StrCat(
+            "Basic ", absl::Base64Escape(absl::StrCat(options_.username, ":",
+                                                      options_.password)));
       case Scheme::kBearer:
         break;
     }
@@ -189,17 +191,18 @@ absl::StatusOr<RegistryClient::Token> RegistryClient::FetchToken(
                                  realm.substr(0, realm.find('?')))};
   if (!options_.username.empty()) {
     call.request.headers.emplace_back(
-        "Authorization",
-        absl::StrCat("Basic ", absl::Base64Escape(absl::StrCat(
-                                   options_.username, ":", options_.password))));
+        "Authorization", absl::StrCat("Basic ", absl::Base64Escape(absl::StrCat(
+                                                    options_.username, ":",
+                                                    options_.password))));
   }
   ++token_fetches_;
   CIAGENT_ASSIGN_OR_RETURN(HttpResponse response, Execute(call));
   if (response.status == 401 || response.status == 403) {
-    return absl::UnauthenticatedError(absl::StrCat(
-        call.what, ": HTTP ", response.status, ", credentials of user \"",
-        options_.username, "\" rejected (check REGISTRY_USERNAME and "
-        "REGISTRY_TOKEN)"));
+    return absl::UnauthenticatedError(
+        absl::StrCat(call.what, ": HTTP ", response.status,
+                     ", credentials of user \"", options_.username,
+                     "\" rejected (check REGISTRY_USERNAME and "
+                     "REGISTRY_TOKEN)"));
   }
   if (response.status != 200) {
     return HttpError(call.what, host_, response, call.attempts);

@@ -34,8 +34,7 @@ bool IsLoopbackHost(absl::string_view host) {
   host = host.substr(0, host.rfind(':') == absl::string_view::npos
                             ? host.size()
                             : host.rfind(':'));
-  return host == "localhost" || host == "::1" ||
-         absl::StartsWith(host, "127.");
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
 }
 
 }  // namespace
@@ -59,9 +58,8 @@ absl::StatusOr<RegistryOptions> RegistryOptionsFromEnv() {
     // The Gitea registry lives at the root of Gitea's host.
     absl::string_view url = gitea;
     const size_t scheme_end = url.find("://");
-    const size_t path = url.find('/', scheme_end == absl::string_view::npos
-                                          ? 0
-                                          : scheme_end + 3);
+    const size_t path = url.find(
+        '/', scheme_end == absl::string_view::npos ? 0 : scheme_end + 3);
     options.registry = std::string(url.substr(0, path));
   } else {
     return absl::InvalidArgumentError(
@@ -104,7 +102,8 @@ absl::StatusOr<std::unique_ptr<RegistryClient>> RegistryClient::Create(
     return absl::InvalidArgumentError(absl::StrCat(
         "registry \"", options.registry, "\": only http(s) is supported"));
   }
-  if (registry.empty() || registry.find_first_of("/?#@ ") != absl::string_view::npos) {
+  if (registry.empty() ||
+      registry.find_first_of("/?#@ ") != absl::string_view::npos) {
     return absl::InvalidArgumentError(absl::StrCat(
         "registry \"", options.registry,
         "\": expected host[:port] or http(s)://host[:port], without "
@@ -178,12 +177,13 @@ absl::StatusOr<HttpResponse> RegistryClient::Execute(Call& call) {
     if (!response.ok()) {
       if (!call.retry || !IsTransient(response.status()) ||
           call.attempts >= options_.max_attempts) {
-        std::string suffix = call.attempts > 1
-            ? absl::StrCat(" (after ", call.attempts, " attempts)")
-            : "";
-        return absl::Status(response.status().code(),
-                            absl::StrCat(call.what, ": ",
-                                         response.status().message(), suffix));
+        std::string suffix =
+            call.attempts > 1
+                ? absl::StrCat(" (after ", call.attempts, " attempts)")
+                : "";
+        return absl::Status(
+            response.status().code(),
+            absl::StrCat(call.what, ": ", response.status().message(), suffix));
       }
       delay = backoff.Next();
     } else if (response->status == 401 && call.authorize && auth_rounds < 3) {
@@ -193,9 +193,10 @@ absl::StatusOr<HttpResponse> RegistryClient::Execute(Call& call) {
       continue;
     } else if (call.retry && IsRetryableHttp(response->status) &&
                call.attempts < options_.max_attempts) {
-      delay = std::max(backoff.Next(),
-                       std::min(ParseRetryAfter(response->Header("retry-after")),
-                                options_.max_retry_after));
+      delay =
+          std::max(backoff.Next(),
+                   std::min(ParseRetryAfter(response->Header("retry-after")),
+                            options_.max_retry_after));
     } else {
       return response;
     }
@@ -223,16 +224,15 @@ absl::StatusOr<bool> RegistryClient::BlobExists(absl::string_view repository,
 absl::StatusOr<bool> RegistryClient::MountBlob(absl::string_view repository,
                                                absl::string_view digest,
                                                absl::string_view from) {
-  Call call{
-      .request = {.method = "POST",
-                  .url = absl::StrCat(base_url_, "/v2/", repository,
-                                      "/blobs/uploads/?mount=",
-                                      PercentEncode(digest),
-                                      "&from=", PercentEncode(from))},
-      .scopes = {RepositoryScope(repository, "pull,push"),
-                 RepositoryScope(from, "pull")},
-      .what = absl::StrCat("mount blob ", ShortDigest(digest), " from ", from,
-                           " into ", repository)};
+  Call call{.request = {.method = "POST",
+                        .url = absl::StrCat(
+                            base_url_, "/v2/", repository,
+                            "/blobs/uploads/?mount=", PercentEncode(digest),
+                            "&from=", PercentEncode(from))},
+            .scopes = {RepositoryScope(repository, "pull,push"),
+                       RepositoryScope(from, "pull")},
+            .what = absl::StrCat("mount blob ", ShortDigest(digest), " from ",
+                                 from, " into ", repository)};
   CIAGENT_ASSIGN_OR_RETURN(HttpResponse response, Execute(call));
   if (response.status == 201) return true;
   if (response.status != 202) {
@@ -241,11 +241,11 @@ absl::StatusOr<bool> RegistryClient::MountBlob(absl::string_view repository,
   // Not mounted: the registry opened an upload instead. Close it; the
   // caller uploads through its own session.
   if (std::string location = response.Header("location"); !location.empty()) {
-    Call cancel{.request = {.method = "DELETE",
-                            .url = ResolveLocation(location)},
-                .scopes = call.scopes,
-                .retry = false,
-                .what = "cancel upload"};
+    Call cancel{
+        .request = {.method = "DELETE", .url = ResolveLocation(location)},
+        .scopes = call.scopes,
+        .retry = false,
+        .what = "cancel upload"};
     (void)Execute(cancel);
   }
   return false;
@@ -269,24 +269,24 @@ absl::StatusOr<std::string> RegistryClient::PutManifest(
   }
   if (std::string answered = response.Header("docker-content-digest");
       !answered.empty() && answered != digest) {
-    return absl::DataLossError(absl::StrCat(
-        call.what, ": ", host_, " stored it as ", answered));
+    return absl::DataLossError(
+        absl::StrCat(call.what, ": ", host_, " stored it as ", answered));
   }
   return digest;
 }
 
 absl::StatusOr<std::string> RegistryClient::ManifestDigest(
     absl::string_view repository, absl::string_view reference) {
-  Call call{.request = {.method = "HEAD",
-                        .url = absl::StrCat(base_url_, "/v2/", repository,
-                                            "/manifests/", reference),
-                        .headers = {{"Accept",
-                                     absl::StrJoin({kOciIndex, kOciManifest,
-                                                    kDockerManifestList,
-                                                    kDockerManifest},
-                                                   ", ")}}},
-            .scopes = {RepositoryScope(repository, "pull")},
-            .what = absl::StrCat("look up ", repository, ":", reference)};
+  Call call{
+      .request = {.method = "HEAD",
+                  .url = absl::StrCat(base_url_, "/v2/", repository,
+                                      "/manifests/", reference),
+                  .headers = {{"Accept", absl::StrJoin({kOciIndex, kOciManifest,
+                                                        kDockerManifestList,
+                                                        kDockerManifest},
+                                                       ", ")}}},
+      .scopes = {RepositoryScope(repository, "pull")},
+      .what = absl::StrCat("look up ", repository, ":", reference)};
   CIAGENT_ASSIGN_OR_RETURN(HttpResponse response, Execute(call));
   if (response.status != 200) {
     return HttpError(call.what, host_, response, call.attempts);

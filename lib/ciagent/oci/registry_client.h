@@ -2,10 +2,11 @@
 // and its retries. The building block of PushLayout (push.h); usable on its
 // own by services embedding libciagent.
 //
-//   CIAGENT_ASSIGN_OR_RETURN(RegistryOptions options, RegistryOptionsFromEnv());
-//   CIAGENT_ASSIGN_OR_RETURN(auto client, RegistryClient::Create(options));
-//   CIAGENT_ASSIGN_OR_RETURN(bool present, client->BlobExists("owner/app", d));
-//   if (!present) CIAGENT_RETURN_IF_ERROR(client->UploadBlob("owner/app", blob));
+//   CIAGENT_ASSIGN_OR_RETURN(RegistryOptions options,
+//   RegistryOptionsFromEnv()); CIAGENT_ASSIGN_OR_RETURN(auto client,
+//   RegistryClient::Create(options)); CIAGENT_ASSIGN_OR_RETURN(bool present,
+//   client->BlobExists("owner/app", d)); if (!present)
+//   CIAGENT_RETURN_IF_ERROR(client->UploadBlob("owner/app", blob));
 //   CIAGENT_ASSIGN_OR_RETURN(std::string digest,
 //       client->PutManifest("owner/app", "v1", kOciManifest, bytes));
 //
@@ -168,15 +169,16 @@ class RegistryClient {
 
   absl::StatusOr<HttpResponse> Execute(Call& call);
   absl::Status EnsurePinged();
-  absl::StatusOr<std::string> Authorization(const std::vector<std::string>& scopes);
+  absl::StatusOr<std::string> Authorization(
+      const std::vector<std::string>& scopes);
   absl::StatusOr<Token> FetchToken(const std::vector<std::string>& scopes);
   absl::Status OnUnauthorized(const HttpResponse& response, Call& call);
   absl::StatusOr<std::string> StartUpload(absl::string_view repository,
                                           absl::string_view digest);
   absl::Status UploadMonolithic(absl::string_view repository,
                                 const BlobFile& blob, int fd);
-  absl::Status UploadChunked(absl::string_view repository,
-                             const BlobFile& blob, int fd, uint64_t chunk);
+  absl::Status UploadChunked(absl::string_view repository, const BlobFile& blob,
+                             int fd, uint64_t chunk);
   std::string ResolveLocation(absl::string_view location) const;
   bool SameOrigin(absl::string_view url) const;
   void Sleep(absl::Duration delay);

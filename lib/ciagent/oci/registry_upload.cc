@@ -117,8 +117,8 @@ absl::StatusOr<std::string> RegistryClient::StartUpload(
   }
   const std::string location = response.Header("location");
   if (location.empty()) {
-    return absl::InternalError(absl::StrCat(call.what, ": ", host_,
-                                            " answered 202 without Location"));
+    return absl::InternalError(
+        absl::StrCat(call.what, ": ", host_, " answered 202 without Location"));
   }
   return ResolveLocation(location);
 }
@@ -139,9 +139,9 @@ absl::Status RegistryClient::UploadBlob(absl::string_view repository,
   absl::Cleanup close_fd = [fd] { close(fd); };
   struct stat st {};
   if (fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) != blob.size) {
-    return absl::DataLossError(absl::StrCat(
-        what, ": ", blob.path, " has ", st.st_size, " bytes, the descriptor says ",
-        blob.size));
+    return absl::DataLossError(
+        absl::StrCat(what, ": ", blob.path, " has ", st.st_size,
+                     " bytes, the descriptor says ", blob.size));
   }
   absl::Status status =
       options_.chunk_bytes > 0
@@ -164,8 +164,9 @@ absl::Status RegistryClient::UploadMonolithic(absl::string_view repository,
                              StartUpload(repository, blob.digest));
     Call call{
         .request = {.method = "PUT",
-                    .url = AppendQuery(location, absl::StrCat(
-                        "digest=", PercentEncode(blob.digest))),
+                    .url = AppendQuery(
+                        location,
+                        absl::StrCat("digest=", PercentEncode(blob.digest))),
                     .headers = {{"Content-Type", "application/octet-stream"}},
                     .body_stream = &body},
         .scopes = {RepositoryScope(repository, "pull,push")},
@@ -178,8 +179,7 @@ absl::Status RegistryClient::UploadMonolithic(absl::string_view repository,
       if (response.status().code() == absl::StatusCode::kAborted) {
         return absl::DataLossError(response.status().message());
       }
-      if (!IsTransient(response.status()) ||
-          attempt >= options_.max_attempts) {
+      if (!IsTransient(response.status()) || attempt >= options_.max_attempts) {
         return Annotate(response.status(),
                         absl::StrCat("after ", attempt, " attempts"));
       }
@@ -190,9 +190,9 @@ absl::Status RegistryClient::UploadMonolithic(absl::string_view repository,
                attempt >= options_.max_attempts) {
       return HttpError(call.what, host_, *response, attempt);
     } else {
-      delay = std::max(delay, std::min(ParseRetryAfter(
-                                           response->Header("retry-after")),
-                                       options_.max_retry_after));
+      delay = std::max(
+          delay, std::min(ParseRetryAfter(response->Header("retry-after")),
+                          options_.max_retry_after));
     }
     if (StopRequested()) {
       return absl::CancelledError(absl::StrCat(call.what, ": stopped"));
@@ -204,15 +204,15 @@ absl::Status RegistryClient::UploadMonolithic(absl::string_view repository,
 absl::Status RegistryClient::UploadChunked(absl::string_view repository,
                                            const BlobFile& blob, int fd,
                                            uint64_t chunk) {
-  const std::string what = absl::StrCat(
-      "push blob ", ShortDigest(blob.digest), " to ", repository, " (chunked)");
+  const std::string what = absl::StrCat("push blob ", ShortDigest(blob.digest),
+                                        " to ", repository, " (chunked)");
   // Chunks are resent individually, so the digest is checked up front.
   Sha256 hash;
   CIAGENT_RETURN_IF_ERROR(HashFileInto(fd, blob.size, &hash));
   if (const std::string actual = absl::StrCat("sha256:", hash.HexDigest());
       actual != blob.digest) {
-    return absl::DataLossError(absl::StrCat(
-        what, ": local blob ", blob.digest, " has content ", actual));
+    return absl::DataLossError(absl::StrCat(what, ": local blob ", blob.digest,
+                                            " has content ", actual));
   }
   CIAGENT_ASSIGN_OR_RETURN(std::string location,
                            StartUpload(repository, blob.digest));
@@ -253,10 +253,10 @@ absl::Status RegistryClient::UploadChunked(absl::string_view repository,
                            : response.status();
     }
     if (++failures >= options_.max_attempts) {
-      return response.ok() ? HttpError(what, host_, *response, failures)
-                           : Annotate(response.status(),
-                                      absl::StrCat("after ", failures,
-                                                   " attempts"));
+      return response.ok()
+                 ? HttpError(what, host_, *response, failures)
+                 : Annotate(response.status(),
+                            absl::StrCat("after ", failures, " attempts"));
     }
     if (!resync) Sleep(backoff.Next());
     // Ask where the upload stands and go on from there.
@@ -275,13 +275,14 @@ absl::Status RegistryClient::UploadChunked(absl::string_view repository,
     const uint64_t held = RangeEndExclusive(status.Header("range"));
     offset = held == 1 && acknowledged == 0 ? 0 : held;
   }
-  Call finish{.request = {.method = "PUT",
-                          .url = AppendQuery(location, absl::StrCat(
-                              "digest=", PercentEncode(blob.digest))),
-                          .headers = {{"Content-Type",
-                                       "application/octet-stream"}}},
-              .scopes = scopes,
-              .what = absl::StrCat(what, ": finish")};
+  Call finish{
+      .request = {.method = "PUT",
+                  .url = AppendQuery(
+                      location,
+                      absl::StrCat("digest=", PercentEncode(blob.digest))),
+                  .headers = {{"Content-Type", "application/octet-stream"}}},
+      .scopes = scopes,
+      .what = absl::StrCat(what, ": finish")};
   CIAGENT_ASSIGN_OR_RETURN(HttpResponse response, Execute(finish));
   if (response.status != 201) {
     return HttpError(finish.what, host_, response, finish.attempts);

@@ -1,6 +1,7 @@
 // WWW-Authenticate parsing (RFC 7235), for the registry's auth challenges:
 //
-//   Bearer realm="https://git.example.com/v2/token",service="container_registry",scope="*"
+//   Bearer
+//   realm="https://git.example.com/v2/token",service="container_registry",scope="*"
 //   Basic realm="Registry Realm"
 //
 // Pure: bytes in, challenges out. The header comes from the network, so the

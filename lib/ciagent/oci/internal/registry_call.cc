@@ -6,8 +6,8 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace ciagent::oci::internal {
 namespace {
@@ -33,8 +33,9 @@ std::string RegistryErrorText(absl::string_view body) {
                         absl::string_view(message.data(), message.size()));
   }
   std::string text(body.substr(0, 200));
-  std::replace_if(text.begin(), text.end(),
-                  [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  std::replace_if(
+      text.begin(), text.end(), [](char c) { return c == '\n' || c == '\r'; },
+      ' ');
   return std::string(absl::StripAsciiWhitespace(text));
 }
 
@@ -76,8 +77,8 @@ std::string RepositoryScope(absl::string_view repository,
 
 absl::Status HttpError(absl::string_view what, absl::string_view host,
                        const HttpResponse& response, int attempts) {
-  std::string message = absl::StrCat(what, ": HTTP ", response.status,
-                                     " from ", host);
+  std::string message =
+      absl::StrCat(what, ": HTTP ", response.status, " from ", host);
   if (attempts > 1) absl::StrAppend(&message, " after ", attempts, " attempts");
   if (std::string detail = RegistryErrorText(response.body); !detail.empty()) {
     absl::StrAppend(&message, ": ", detail);
