@@ -89,25 +89,6 @@ absl::Status CheckPython() {
   return absl::OkStatus();
 }
 
-// Runs a tool to completion, its stdout to `out_path`; kNotFound when it is
-// not installed.
-absl::Status RunTool(const std::vector<std::string>& argv,
-                     const std::string& out_path) {
-  SubprocessOptions options;
-  options.stdout_path = out_path;
-  options.stderr_path = absl::StrCat(out_path, ".err");
-  auto process = Subprocess::Start(argv, options);
-  if (!process.ok()) return process.status();
-  auto code = (*process)->Wait(absl::Seconds(30));
-  if (!code.ok()) return code.status();
-  if (*code != 0) {
-    return absl::InternalError(absl::StrCat(
-        argv[0], " ", argv.size() > 1 ? argv[1] : "", ": exit ", *code, ": ",
-        absl::StripAsciiWhitespace(ReadFileOrEmpty(options.stderr_path))));
-  }
-  return absl::OkStatus();
-}
-
 // OK when python3 can import the token service's modules; checked once.
 absl::Status CheckTokenModules(const std::string& scratch) {
   static const absl::Status* const status = [&scratch] {
@@ -125,30 +106,6 @@ absl::Status CheckTokenModules(const std::string& scratch) {
     return new absl::Status();
   }();
   return *status;
-}
-
-absl::Status WriteText(const std::string& path, const std::string& text,
-                       mode_t mode) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) {
-    return absl::InternalError(
-        absl::StrCat("create ", path, ": ", std::strerror(errno)));
-  }
-  // The mode of an existing file is not changed by open(); force it.
-  bool ok = ::fchmod(fd, mode) == 0;
-  size_t written = 0;
-  while (ok && written < text.size()) {
-    ssize_t n = ::write(fd, text.data() + written, text.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    ok = n > 0;
-    if (ok) written += static_cast<size_t>(n);
-  }
-  ok = (::close(fd) == 0) && ok;
-  if (!ok) {
-    return absl::InternalError(
-        absl::StrCat("write ", path, ": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
 }
 
 absl::Status OpensslMissing(const absl::Status& s) {

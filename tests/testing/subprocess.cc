@@ -1,6 +1,7 @@
 #include "testing/subprocess.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -14,6 +15,7 @@
 #include <sstream>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -132,6 +134,47 @@ std::string ReadFileOrEmpty(const std::string& path) {
 bool RunningUnderCi() {
   const char* ci = std::getenv("CI");
   return ci != nullptr && std::string(ci) == "true";
+}
+
+absl::Status RunTool(const std::vector<std::string>& argv,
+                     const std::string& log_path) {
+  SubprocessOptions options;
+  options.stdout_path = log_path;
+  options.stderr_path = absl::StrCat(log_path, ".err");
+  auto process = Subprocess::Start(argv, options);
+  if (!process.ok()) return process.status();
+  auto code = (*process)->Wait(absl::Seconds(30));
+  if (!code.ok()) return code.status();
+  if (*code != 0) {
+    return absl::InternalError(absl::StrCat(
+        argv[0], " ", argv.size() > 1 ? argv[1] : "", ": exit ", *code, ": ",
+        absl::StripAsciiWhitespace(ReadFileOrEmpty(options.stderr_path))));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteText(const std::string& path, const std::string& text,
+                       mode_t mode) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("create ", path, ": ", std::strerror(errno)));
+  }
+  // The mode of an existing file is not changed by open(); force it.
+  bool ok = ::fchmod(fd, mode) == 0;
+  size_t written = 0;
+  while (ok && written < text.size()) {
+    ssize_t n = ::write(fd, text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) written += static_cast<size_t>(n);
+  }
+  ok = (::close(fd) == 0) && ok;
+  if (!ok) {
+    return absl::InternalError(
+        absl::StrCat("write ", path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace ciagent::testing

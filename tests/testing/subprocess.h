@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
@@ -58,6 +59,17 @@ absl::StatusOr<std::string> PathFromEnv(const char* name);
 
 // Reads a whole file; "" when it does not exist.
 std::string ReadFileOrEmpty(const std::string& path);
+
+// Runs a tool to completion (at most 30 s), its stdout to `log_path` and
+// its stderr to `log_path`.err. kNotFound when it is not installed;
+// kInternal naming the tool, its exit code and its stderr when it fails.
+absl::Status RunTool(const std::vector<std::string>& argv,
+                     const std::string& log_path);
+
+// Writes `text` to `path` with exactly `mode` (also when the file exists),
+// e.g. 0600 for a credential file.
+absl::Status WriteText(const std::string& path, const std::string& text,
+                       mode_t mode);
 
 // True when running under CI (CI=true): a missing service then fails.
 bool RunningUnderCi();
