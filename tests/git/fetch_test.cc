@@ -132,6 +132,67 @@ TEST_F(FetchTest, WarmMirrorPicksUpNewCommits) {
       fs::exists(result.mirror_path + "/" + std::string(kLastUseStampName)));
 }
 
+// The .idx files of a repository's packs, by name.
+std::map<std::string, std::string> PackIndexes(const std::string& repo) {
+  std::map<std::string, std::string> indexes;
+  for (const auto& entry : fs::directory_iterator(repo + "/objects/pack")) {
+    if (entry.path().extension() == ".idx") {
+      indexes[entry.path().filename().string()] =
+          ReadFileOrEmpty(entry.path().string());
+    }
+  }
+  return indexes;
+}
+
+TEST_F(FetchTest, ClonesIndexedOnAllCoresMatchLibgit2sOwnIndexing) {
+  StartServer();
+  std::map<std::string, std::string> files;
+  for (int i = 0; i < 40; ++i) {
+    files[absl::StrCat("src/f", i, ".rs")] =
+        absl::StrCat(std::string(3000, 'a' + i % 26), "\n");
+  }
+  MakeRepo(files);
+  for (int i = 0; i < 40; i += 3)
+    files[absl::StrCat("src/f", i, ".rs")] += "edit\n";
+  ASSERT_OK_AND_ASSIGN(std::string second,
+                       CommitFiles(bare_, "main", files, "second"));
+  // A server-side repack makes the clone's pack carry deltas.
+  ASSERT_TRUE(::ciagent::testing::RunGit(
+                  {"-C", bare_, "repack", "-a", "-d", "-f", "--quiet"})
+                  .ok());
+
+  FetchOptions parallel = Options();  // index_threads 0: one per CPU
+  FetchOptions libgit2 = Options();
+  libgit2.index_threads = 1;
+  libgit2.cache_dir = dir_ + "/cache-libgit2";
+  ASSERT_OK_AND_ASSIGN(FetchResult ours,
+                       FetchCommit(server_->RepoUrl("app"), "main", second,
+                                   Dest("a"), parallel));
+  ASSERT_OK_AND_ASSIGN(
+      FetchResult theirs,
+      FetchCommit(server_->RepoUrl("app"), "main", second, Dest("b"), libgit2));
+  EXPECT_EQ(ours.transfer.indexed_objects, ours.transfer.total_objects);
+  EXPECT_EQ(PackIndexes(ours.mirror_path), PackIndexes(theirs.mirror_path));
+  EXPECT_EQ(PackIndexes(ours.mirror_path).size(), 1u);
+  auto fsck = ::ciagent::testing::RunGit(
+      {"-C", ours.mirror_path, "fsck", "--full", "--strict"});
+  ASSERT_OK(fsck.status());
+  EXPECT_TRUE(fsck->ok()) << fsck->stderr_text;
+  EXPECT_EQ(ReadFileOrEmpty(Dest("a") + "/src/f3.rs"),
+            absl::StrCat(std::string(3000, 'd'), "\nedit\n"));
+
+  // The next fetch into that mirror is incremental (libgit2 indexes it).
+  ASSERT_OK_AND_ASSIGN(
+      std::string third,
+      CommitFiles(bare_, "main", {{"NEW", "new file\n"}}, "third"));
+  ASSERT_OK_AND_ASSIGN(
+      FetchResult warm,
+      FetchCommit(server_->RepoUrl("app"), "main", third, Dest("c"), parallel));
+  EXPECT_TRUE(warm.mirror_was_warm);
+  EXPECT_LT(warm.transfer.received_objects, 5);
+  EXPECT_EQ(ReadFileOrEmpty(Dest("c") + "/NEW"), "new file\n");
+}
+
 // The inode of a file: the same one after an update means it was not
 // written again.
 ino_t InodeOf(const std::string& path) {
@@ -276,10 +337,10 @@ TEST_F(FetchTest, CommitMustBeOnTheJobsBranchEvenInAWarmMirror) {
                         Dest("a"), Options())
                 .status());
   // The feature commit is in the mirror, but not on main.
-  EXPECT_THAT(FetchCommit(server_->RepoUrl("app"), "main", on_feature,
-                          Dest("b"), Options()),
-              StatusIs(absl::StatusCode::kNotFound,
-                       HasSubstr("not on the branch")));
+  EXPECT_THAT(
+      FetchCommit(server_->RepoUrl("app"), "main", on_feature, Dest("b"),
+                  Options()),
+      StatusIs(absl::StatusCode::kNotFound, HasSubstr("not on the branch")));
   // A branch the server does not have, for a commit the mirror has.
   EXPECT_THAT(FetchCommit(server_->RepoUrl("app"), "gone", on_main, Dest("c"),
                           Options()),

@@ -3,6 +3,7 @@
 #include <git2.h>
 #include <openssl/evp.h>
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -25,6 +26,7 @@
 #include "ciagent/base/secret.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/base/stop_signal.h"
+#include "ciagent/git/internal/parallel_pack_writer.h"
 
 namespace ciagent {
 namespace {
@@ -263,6 +265,45 @@ absl::StatusOr<RepoPtr> InitRepo(const std::string& path, bool bare) {
   return RepoPtr(repo);
 }
 
+// True when the repository has no objects of its own (loose or packed): a
+// fetch into it is a clone, and the server sends a self-contained pack.
+bool HasNoObjects(git_repository* repo) {
+  const fs::path objects = fs::path(git_repository_path(repo)) / "objects";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(objects, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() == 2 &&
+        std::isxdigit(static_cast<unsigned char>(name[0])) &&
+        std::isxdigit(static_cast<unsigned char>(name[1])) &&
+        !fs::is_empty(entry.path(), ec)) {
+      return false;
+    }
+  }
+  for (const auto& entry : fs::directory_iterator(objects / "pack", ec)) {
+    if (entry.path().extension() == ".pack") return false;
+  }
+  return !ec;
+}
+
+// A clone's pack is indexed on several threads (internal/pack_indexer.h);
+// incremental fetches, whose packs may be thin, keep libgit2's indexer.
+absl::Status UseParallelIndexingIfEmpty(git_repository* repo,
+                                        const FetchOptions& options) {
+  if (options.index_threads == 1 || !HasNoObjects(repo)) {
+    return absl::OkStatus();
+  }
+  git_odb* odb = nullptr;
+  if (int rc = git_repository_odb(&odb, repo); rc != 0) {
+    return GitError(rc, "open the object database");
+  }
+  const std::string pack_dir =
+      (fs::path(git_repository_path(repo)) / "objects" / "pack").string();
+  absl::Status status =
+      UseParallelPackWriter(odb, pack_dir, options.index_threads);
+  git_odb_free(odb);
+  return status;
+}
+
 absl::StatusOr<RepoPtr> OpenOrInitMirror(const std::string& path) {
   if (!fs::exists(path)) return InitRepo(path, /*bare=*/true);
   git_repository* repo = nullptr;
@@ -300,6 +341,7 @@ absl::Status FetchWithRetries(git_repository* repo, const std::string& url,
                               absl::string_view branch, git_oid* tip,
                               const FetchOptions& options,
                               FetchResult* result) {
+  CIAGENT_RETURN_IF_ERROR(UseParallelIndexingIfEmpty(repo, options));
   Backoff backoff(options.backoff);
   absl::Status status;
   for (int attempt = 1; attempt <= options.max_attempts; ++attempt) {
@@ -663,12 +705,12 @@ absl::StatusOr<FetchResult> FetchAtDepth(absl::string_view repo_url,
         CIAGENT_ASSIGN_OR_RETURN(RepoPtr repo, OpenOrInitMirror(mirror));
         const absl::Time transfer_start = absl::Now();
         git_oid tip;
-        CIAGENT_RETURN_IF_ERROR(FetchWithRetries(repo.get(), url, refspec,
-                                                 branch, &tip, options,
-                                                 &result));
+        CIAGENT_RETURN_IF_ERROR(FetchWithRetries(
+            repo.get(), url, refspec, branch, &tip, options, &result));
         result.transfer_duration = absl::Now() - transfer_start;
         if (!branch.empty()) {
-          CIAGENT_RETURN_IF_ERROR(CheckOnBranch(repo.get(), tip, oid, describe));
+          CIAGENT_RETURN_IF_ERROR(
+              CheckOnBranch(repo.get(), tip, oid, describe));
         }
         const absl::Time checkout_start = absl::Now();
         CIAGENT_ASSIGN_OR_RETURN(

@@ -103,6 +103,9 @@ struct FetchOptions {
   std::function<bool()> should_abort;
   // Accept file:// URLs (tests and local demos).
   bool allow_file_urls = false;
+  // Threads indexing the pack of a clone (a mirror or repository with no
+  // objects yet); 0: one per CPU; 1: libgit2's own indexer.
+  int index_threads = 0;
   // Initialise and update submodules recursively.
   bool submodules = true;
 };
