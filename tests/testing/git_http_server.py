@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """A git smart-HTTP server for integration tests.
 
-Serves the bare repositories under --root through `git http-backend` (run as
-a CGI program, one process per request) on 127.0.0.1, over HTTP or, with
---cert/--key, HTTPS. Optional HTTP Basic authentication takes its single
-`user:password` line from --auth-file so that no secret appears in argv.
+Serves the bare repositories under --root on 127.0.0.1, over HTTP or, with
+--cert/--key, HTTPS: fetches through `git upload-pack --stateless-rpc`, run
+directly as Gitea runs it, everything else (pushes, dumb HTTP) through `git
+http-backend` as a CGI program; one process per request. Optional HTTP Basic
+authentication takes its single `user:password` line from --auth-file so that
+no secret appears in argv.
 
 Prints `ready <port>` on stdout once it accepts connections, and exits with
 status 0 on SIGTERM or SIGINT. Responses are HTTP/1.1 with keep-alive; every
@@ -22,6 +24,7 @@ stderr.
 
 import argparse
 import base64
+import gzip
 import binascii
 import hmac
 import http.server
@@ -345,7 +348,83 @@ class GitRequestHandler(http.server.BaseHTTPRequestHandler):
             env["AUTH_TYPE"] = "Basic"
         return env
 
+    def upload_pack_request(self):
+        """(repository dir, advertise) when the request is for the fetch
+        service, else None."""
+        path, _, query = self.path.partition("?")
+        if self.command == "GET" and path.endswith("/info/refs"):
+            if query != "service=git-upload-pack":
+                return None
+            repo, advertise = path[:-len("/info/refs")], True
+        elif self.command == "POST" and path.endswith("/git-upload-pack"):
+            repo, advertise = path[:-len("/git-upload-pack")], False
+        else:
+            return None
+        root = os.path.realpath(self.server.root)
+        directory = os.path.realpath(os.path.join(root, repo.lstrip("/")))
+        if not directory.startswith(root + os.sep) or not os.path.isfile(
+                os.path.join(directory, "HEAD")):
+            return None
+        return directory, advertise
+
+    def run_upload_pack(self, directory, advertise, body):
+        """The fetch service as Gitea serves it: `git upload-pack
+        --stateless-rpc` run directly (no CGI program in between), one process
+        per request, its output relayed with chunked coding."""
+        protocol = self.headers.get("Git-Protocol", "")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        if "TMPDIR" in os.environ:
+            env["TMPDIR"] = os.environ["TMPDIR"]
+        if protocol:
+            env["GIT_PROTOCOL"] = protocol
+        if self.headers.get("Content-Encoding", "").lower() in ("gzip",
+                                                               "x-gzip"):
+            try:
+                body = gzip.decompress(body)
+            except (OSError, EOFError):
+                self.send_simple(400, "bad gzip body")
+                return
+        argv = ["git", "upload-pack", "--stateless-rpc"]
+        if advertise:
+            argv.append("--advertise-refs")
+        argv.append(directory)
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE)
+        feeder = threading.Thread(target=feed, args=(proc.stdin, body),
+                                  daemon=True)
+        feeder.start()
+        kind = "advertisement" if advertise else "result"
+        prefix = b""
+        if advertise and "version=2" not in protocol:
+            line = b"# service=git-upload-pack\n"
+            prefix = b"%04x%s0000" % (len(line) + 4, line)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type",
+                             "application/x-git-upload-pack-" + kind)
+            self.send_header("Cache-Control", "no-cache, max-age=0")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            data = prefix
+            while True:
+                if data:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.wfile.flush()
+                data = proc.stdout.read1(STREAM_CHUNK)
+                if not data:
+                    break
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        finally:
+            proc.stdout.close()
+            feeder.join()
+            proc.wait()
+
     def run_backend(self, body):
+        upload_pack = self.upload_pack_request()
+        if upload_pack is not None and self.request_version != "HTTP/1.0":
+            self.run_upload_pack(*upload_pack, body)
+            return
         try:
             proc = subprocess.Popen(
                 BACKEND, env=self.cgi_environment(body),
