@@ -104,7 +104,8 @@ struct FetchOptions {
   // Accept file:// URLs (tests and local demos).
   bool allow_file_urls = false;
   // Threads indexing the pack of a clone (a mirror or repository with no
-  // objects yet); 0: one per CPU; 1: libgit2's own indexer.
+  // objects yet); 0: one per usable CPU (base/cpus.h); 1: libgit2's own
+  // indexer.
   int index_threads = 0;
   // Initialise and update submodules recursively.
   bool submodules = true;

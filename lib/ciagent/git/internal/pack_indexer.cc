@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "ciagent/base/cpus.h"
 #include "ciagent/base/status_macros.h"
 
 namespace ciagent {
@@ -718,10 +719,7 @@ class PackIndexerImpl : public PackIndexer {
       if (entries_[i].object_type != 0)
         roots.push_back(static_cast<uint32_t>(i));
     }
-    int threads = options_.threads > 0
-                      ? options_.threads
-                      : static_cast<int>(std::thread::hardware_concurrency());
-    threads = std::max(1, threads);
+    const int threads = options_.threads > 0 ? options_.threads : UsableCpus();
     std::atomic<size_t> next_root{0};
     absl::Mutex error_mu;
     absl::Status error;

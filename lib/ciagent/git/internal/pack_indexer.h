@@ -56,7 +56,8 @@
 namespace ciagent {
 
 struct PackIndexerOptions {
-  // Threads resolving deltas in Commit(); 0: one per CPU.
+  // Threads resolving deltas in Commit(); 0: one per usable CPU
+  // (base/cpus.h: the affinity mask capped by the cgroup's CPU quota).
   int threads = 0;
   // Polled while Commit() resolves deltas; true stops it with kCancelled.
   std::function<bool()> should_cancel;
