@@ -13,6 +13,7 @@
 #               into a new, empty directory (an agent without a persistent
 #               work directory): incremental fetch and a full checkout;
 #   no cache    bench/fetch_source without a cache directory.
+#   index       the pack alone, no transfer: PackIndexer, libgit2, git index-pack.
 # It prints the medians, cold / git clone (target <= 1.0) and cold / warm
 # (target >= 10) with PASS/FAIL.
 #
@@ -106,8 +107,9 @@ if [[ ! -f $build_dir/build.ninja ]]; then
 elif ! grep -q '^bench/fetch_source:' <<<"$(ninja -C "$build_dir" -t targets all)"; then
   meson configure "$build_dir" -Dbenchmarks=enabled
 fi
-ninja -C "$build_dir" bench/fetch_source >/dev/null
+ninja -C "$build_dir" bench/fetch_source bench/pack_index >/dev/null
 fetch_source="$(cd "$build_dir" && pwd)/bench/fetch_source"
+pack_index="$(cd "$build_dir" && pwd)/bench/pack_index"
 
 # --- the repository -----------------------------------------------------------------
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/libciagent-bench"
@@ -407,6 +409,19 @@ for round in $(seq "$rounds"); do
   git_clean clone --quiet --no-checkout --shared "$served" "$dir/checkout"
   timed checkout "$round" git_clean -C "$dir/checkout" checkout --quiet --force main
   expect_head "$dir/checkout" "$head"
+  # Indexing alone, no transfer: the served repository's pack (the largest)
+  # indexed by libciagent's PackIndexer (what a cold fetch now uses), by
+  # libgit2's indexer (what it used before) and by git index-pack, which
+  # must write the same .idx.
+  pack=$(ls -S "$served"/objects/pack/*.pack | head -n 1)
+  mkdir "$dir/idx-ours" "$dir/idx-libgit2" "$dir/idx-git"
+  timed idxours "$round" "$pack_index" ciagent "$pack" "$dir/idx-ours"
+  timed idxlibgit2 "$round" "$pack_index" libgit2 "$pack" "$dir/idx-libgit2"
+  timed idxgit "$round" git_clean index-pack -o "$dir/idx-git/pack.idx" "$pack"
+  if ! cmp -s "$dir/idx-git/pack.idx" "$dir"/idx-ours/*.idx; then
+    echo "bench-fetch: PackIndexer wrote another .idx than git index-pack" >&2
+    exit 1
+  fi
 done
 
 # --- the table ------------------------------------------------------------------------------
@@ -449,6 +464,9 @@ END {
          phases("warmempty")
   printf "%-40s%9.2f s%s\n", "libciagent without cache", n, phases("nocache")
   printf "%-40s%9.2f s\n", "git checkout alone (no transfer)", k
+  printf "%-40s%9.2f s\n", "index the pack: libciagent PackIndexer", median("idxours")
+  printf "%-40s%9.2f s\n", "index the pack: libgit2 indexer", median("idxlibgit2")
+  printf "%-40s%9.2f s\n", "index the pack: git index-pack", median("idxgit")
   printf "%-40s%9.3f x   target <= %s: %s\n", "cold / git clone", c / g, t_git,
          (c / g <= t_git) ? "PASS" : "FAIL"
   printf "%-40s%9.1f x   target >= %s: %s\n", "cold / warm", c / w, t_warm,
