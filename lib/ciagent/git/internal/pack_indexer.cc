@@ -721,9 +721,9 @@ class PackIndexerImpl : public PackIndexer {
     }
     const int threads = options_.threads > 0 ? options_.threads : UsableCpus();
     std::atomic<size_t> next_root{0};
-    absl::Mutex error_mu;
-    absl::Status error;
-    std::atomic<int> running{threads};
+    absl::Mutex mu;
+    absl::Status error;  // guarded by mu
+    int running = threads;  // guarded by mu
     auto work = [&] {
       Inflater inflater;
       Sha1 sha1;
@@ -732,26 +732,40 @@ class PackIndexerImpl : public PackIndexer {
         if (i >= roots.size()) break;
         absl::Status status = ResolveTree(roots[i], inflater, sha1);
         if (!status.ok()) {
-          absl::MutexLock lock(&error_mu);
+          absl::MutexLock lock(&mu);
           if (error.ok()) error = std::move(status);
           cancelled_.store(true);
         }
       }
-      running.fetch_sub(1);
+      absl::MutexLock lock(&mu);
+      --running;
     };
     std::vector<std::thread> workers;
     for (int i = 0; i < threads; ++i) workers.emplace_back(work);
     // This thread watches for cancellation: should_cancel runs here only.
-    while (running.load() > 0) {
-      absl::SleepFor(absl::Milliseconds(20));
-      if (options_.should_cancel && options_.should_cancel()) {
-        cancelled_.store(true);
+    {
+      absl::MutexLock lock(&mu);
+      auto finished = [&running] {
+        return running == 0;
+      };
+      while (!mu.AwaitWithTimeout(absl::Condition(&finished),
+                                  absl::Milliseconds(50))) {
+        mu.Unlock();
+        if (options_.should_cancel && options_.should_cancel()) {
+          cancelled_.store(true);
+        }
+        mu.Lock();
       }
     }
     for (std::thread& worker : workers) worker.join();
     {
-      absl::MutexLock lock(&error_mu);
+      absl::MutexLock lock(&mu);
       if (!error.ok()) return error;
+    }
+    // Asked once more at the end: a stop requested while a small pack was
+    // resolved in under one interval is still honoured.
+    if (options_.should_cancel && options_.should_cancel()) {
+      cancelled_.store(true);
     }
     if (cancelled_.load()) {
       return absl::CancelledError("indexing the pack was cancelled");
