@@ -21,11 +21,13 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "ciagent/base/clock.h"
+#include "ciagent/base/cpus.h"
 #include "ciagent/base/file_lock.h"
 #include "ciagent/base/log.h"
 #include "ciagent/base/secret.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/base/stop_signal.h"
+#include "ciagent/git/checkout.h"
 #include "ciagent/git/internal/parallel_pack_writer.h"
 
 namespace ciagent {
@@ -426,6 +428,7 @@ absl::StatusOr<git_oid> ParseOid(absl::string_view commit) {
 // reset; the index's stat data lets unchanged files cost one lstat each.
 absl::Status CheckoutDetached(git_repository* repo, const git_oid& oid,
                               absl::string_view describe,
+                              const FetchOptions& options,
                               bool clean_work_tree = false) {
   git_commit* raw_commit = nullptr;
   if (int rc = git_commit_lookup(&raw_commit, repo, &oid); rc != 0) {
@@ -436,16 +439,24 @@ absl::Status CheckoutDetached(git_repository* repo, const git_oid& oid,
     return status;
   }
   CommitPtr commit(raw_commit);
-  git_checkout_options checkout = GIT_CHECKOUT_OPTIONS_INIT;
-  checkout.checkout_strategy = GIT_CHECKOUT_FORCE;
-  if (clean_work_tree) {
-    checkout.checkout_strategy |=
-        GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
-  }
-  if (int rc = git_checkout_tree(
-          repo, reinterpret_cast<const git_object*>(commit.get()), &checkout);
-      rc != 0) {
-    return GitError(rc, absl::StrCat("check out ", describe));
+  if (!clean_work_tree && options.checkout_threads != 1) {
+    // An empty work tree: written on several threads (checkout.h).
+    const int threads =
+        options.checkout_threads > 0 ? options.checkout_threads : UsableCpus();
+    CIAGENT_RETURN_IF_ERROR(Annotate(CheckoutFreshTree(repo, oid, threads),
+                                     absl::StrCat("check out ", describe)));
+  } else {
+    git_checkout_options checkout = GIT_CHECKOUT_OPTIONS_INIT;
+    checkout.checkout_strategy = GIT_CHECKOUT_FORCE;
+    if (clean_work_tree) {
+      checkout.checkout_strategy |=
+          GIT_CHECKOUT_REMOVE_UNTRACKED | GIT_CHECKOUT_REMOVE_IGNORED;
+    }
+    if (int rc = git_checkout_tree(
+            repo, reinterpret_cast<const git_object*>(commit.get()), &checkout);
+        rc != 0) {
+      return GitError(rc, absl::StrCat("check out ", describe));
+    }
   }
   if (int rc = git_repository_set_head_detached(repo, &oid); rc != 0) {
     return GitError(rc, absl::StrCat("detach HEAD at ", describe));
@@ -550,12 +561,12 @@ absl::StatusOr<RepoPtr> ReopenWorkTree(const std::string& dest,
 absl::StatusOr<RepoPtr> CheckoutFromMirror(
     const std::string& dest, const std::string& mirror, const std::string& url,
     const git_oid& oid, absl::string_view describe, bool may_reuse,
-    FetchResult* result) {
+    const FetchOptions& options, FetchResult* result) {
   if (may_reuse) {
     absl::StatusOr<RepoPtr> previous = ReopenWorkTree(dest, mirror, url);
     absl::Status status = previous.status();
     if (status.ok() && *previous != nullptr) {
-      status = CheckoutDetached(previous->get(), oid, describe,
+      status = CheckoutDetached(previous->get(), oid, describe, options,
                                 /*clean_work_tree=*/true);
       if (status.ok()) {
         result->work_tree_reused = true;
@@ -574,7 +585,8 @@ absl::StatusOr<RepoPtr> CheckoutFromMirror(
   }
   CIAGENT_ASSIGN_OR_RETURN(RepoPtr work_tree,
                            InitBorrowingWorkTree(dest, mirror, url));
-  CIAGENT_RETURN_IF_ERROR(CheckoutDetached(work_tree.get(), oid, describe));
+  CIAGENT_RETURN_IF_ERROR(
+      CheckoutDetached(work_tree.get(), oid, describe, options));
   return work_tree;
 }
 
@@ -684,7 +696,8 @@ absl::StatusOr<FetchResult> FetchAtDepth(absl::string_view repo_url,
           CheckOnBranch(work_tree.get(), tip, oid, describe));
     }
     const absl::Time checkout_start = absl::Now();
-    CIAGENT_RETURN_IF_ERROR(CheckoutDetached(work_tree.get(), oid, describe));
+    CIAGENT_RETURN_IF_ERROR(
+        CheckoutDetached(work_tree.get(), oid, describe, options));
     result.checkout_duration = absl::Now() - checkout_start;
   } else {
     const std::string mirror = MirrorPath(options.cache_dir, url);
@@ -714,8 +727,9 @@ absl::StatusOr<FetchResult> FetchAtDepth(absl::string_view repo_url,
         }
         const absl::Time checkout_start = absl::Now();
         CIAGENT_ASSIGN_OR_RETURN(
-            work_tree, CheckoutFromMirror(dest, mirror, url, oid, describe,
-                                          /*may_reuse=*/round == 0, &result));
+            work_tree,
+            CheckoutFromMirror(dest, mirror, url, oid, describe,
+                               /*may_reuse=*/round == 0, options, &result));
         result.checkout_duration = absl::Now() - checkout_start;
         return absl::OkStatus();
       }();

@@ -107,6 +107,10 @@ struct FetchOptions {
   // objects yet); 0: one per usable CPU (base/cpus.h); 1: libgit2's own
   // indexer.
   int index_threads = 0;
+  // Threads writing a work tree checked out afresh (an empty destination;
+  // see checkout.h); 0: one per usable CPU; 1: libgit2's own checkout.
+  // Updating a previous job's tree in place is libgit2's either way.
+  int checkout_threads = 0;
   // Initialise and update submodules recursively.
   bool submodules = true;
 };
