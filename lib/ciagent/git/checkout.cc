@@ -27,6 +27,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "ciagent/base/status_macros.h"
+#include "ciagent/git/internal/libgit2_ptr.h"
 
 namespace ciagent {
 namespace {
@@ -36,25 +37,6 @@ namespace {
 constexpr mode_t kFileMode = 0644;
 constexpr mode_t kExecutableMode = 0755;
 constexpr mode_t kDirectoryMode = 0755;
-
-template <typename T, void (*Free)(T*)>
-struct GitDeleter {
-  void operator()(T* p) const { Free(p); }
-};
-using RepoPtr =
-    std::unique_ptr<git_repository,
-                    GitDeleter<git_repository, git_repository_free>>;
-using CommitPtr =
-    std::unique_ptr<git_commit, GitDeleter<git_commit, git_commit_free>>;
-using TreePtr = std::unique_ptr<git_tree, GitDeleter<git_tree, git_tree_free>>;
-using BlobPtr = std::unique_ptr<git_blob, GitDeleter<git_blob, git_blob_free>>;
-using FilterListPtr =
-    std::unique_ptr<git_filter_list,
-                    GitDeleter<git_filter_list, git_filter_list_free>>;
-using IndexPtr =
-    std::unique_ptr<git_index, GitDeleter<git_index, git_index_free>>;
-using ConfigPtr =
-    std::unique_ptr<git_config, GitDeleter<git_config, git_config_free>>;
 
 // A libgit2 failure (on this thread) as a status whose code says what to do.
 absl::Status GitFailure(int rc, absl::string_view operation) {

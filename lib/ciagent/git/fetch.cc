@@ -26,6 +26,7 @@
 #include "ciagent/base/log.h"
 #include "ciagent/base/secret.h"
 #include "ciagent/base/status_macros.h"
+#include "ciagent/git/internal/libgit2_ptr.h"
 #include "ciagent/base/stop_signal.h"
 #include "ciagent/git/checkout.h"
 #include "ciagent/git/internal/parallel_pack_writer.h"
@@ -36,22 +37,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr int kMaxSubmoduleDepth = 5;
-
-// RAII for libgit2 objects.
-template <typename T, void (*Free)(T*)>
-struct GitDeleter {
-  void operator()(T* p) const { Free(p); }
-};
-using RepoPtr =
-    std::unique_ptr<git_repository,
-                    GitDeleter<git_repository, git_repository_free>>;
-using RemotePtr =
-    std::unique_ptr<git_remote, GitDeleter<git_remote, git_remote_free>>;
-using CommitPtr =
-    std::unique_ptr<git_commit, GitDeleter<git_commit, git_commit_free>>;
-using SubmodulePtr =
-    std::unique_ptr<git_submodule,
-                    GitDeleter<git_submodule, git_submodule_free>>;
 
 // libgit2 is initialised once per process; the CA location is global in it.
 absl::Status InitLibGit2(const std::string& ca_file) {
