@@ -476,19 +476,18 @@ absl::Status WriteRegularFile(git_repository* repo, const std::string& workdir,
 // files / 123 MB on 2 threads took a median 1.84 s with a shared odb and
 // 1.73 s with one per thread (9 alternating rounds; libgit2's checkout
 // 2.72 s), and 0.94 s against 0.69 s in the quietest round.
-absl::StatusOr<RepoPtr> OpenForThread(git_repository* repo,
-                                      const std::string& workdir) {
+absl::StatusOr<RepoPtr> OpenForThread(const std::string& workdir) {
+  // Opened by its work tree (which holds .git), so libgit2 sets the work
+  // directory itself: git_repository_set_workdir records and clears a
+  // lookup error on the new thread, and libgit2 1.5 does not free a
+  // thread's error buffer when the thread ends.
   git_repository* raw = nullptr;
-  if (int rc = git_repository_open_ext(&raw, git_repository_path(repo),
+  if (int rc = git_repository_open_ext(&raw, workdir.c_str(),
                                        GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr);
       rc != 0) {
     return GitFailure(rc, "open the repository for a checkout thread");
   }
   RepoPtr opened(raw);
-  if (int rc = git_repository_set_workdir(opened.get(), workdir.c_str(), 0);
-      rc != 0) {
-    return GitFailure(rc, "open the repository for a checkout thread");
-  }
   return opened;
 }
 
@@ -586,7 +585,7 @@ absl::Status WriteInParallel(git_repository* repo, const std::string& workdir,
   pool.reserve(std::max(helpers, 0));
   for (int t = 0; t < helpers; ++t) {
     pool.emplace_back([&] {
-      absl::StatusOr<RepoPtr> own = OpenForThread(repo, workdir);
+      absl::StatusOr<RepoPtr> own = OpenForThread(workdir);
       if (!own.ok()) {
         fail(own.status());
         return;
