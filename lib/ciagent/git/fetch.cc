@@ -26,10 +26,11 @@
 #include "ciagent/base/log.h"
 #include "ciagent/base/secret.h"
 #include "ciagent/base/status_macros.h"
-#include "ciagent/git/internal/libgit2_ptr.h"
 #include "ciagent/base/stop_signal.h"
 #include "ciagent/git/checkout.h"
+#include "ciagent/git/internal/libgit2_ptr.h"
 #include "ciagent/git/internal/parallel_pack_writer.h"
+#include "ciagent/git/internal/socket_stream.h"
 
 namespace ciagent {
 namespace {
@@ -41,6 +42,7 @@ constexpr int kMaxSubmoduleDepth = 5;
 // libgit2 is initialised once per process; the CA location is global in it.
 absl::Status InitLibGit2(const std::string& ca_file) {
   static std::once_flag once;
+  static absl::Status* registered = new absl::Status();
   std::call_once(once, [] {
     git_libgit2_init();
     // The cache volume may belong to another uid than the agent.
@@ -53,7 +55,10 @@ absl::Status InitLibGit2(const std::string& ca_file) {
     // a checkout once more bought no safety and cost about a fifth of its
     // CPU time.
     git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 0);
+    // Requests leave without waiting for a delayed ACK (socket_stream.h).
+    *registered = RegisterNoDelaySocketStream();
   });
+  CIAGENT_RETURN_IF_ERROR(*registered);
   static absl::Mutex mu;
   static std::string* current_ca = new std::string();
   absl::MutexLock lock(&mu);

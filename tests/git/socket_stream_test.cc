@@ -1,0 +1,121 @@
+// The socket stream libgit2 uses for git over HTTP(S): connected with
+// Nagle's algorithm off, bytes both ways, libgit2's error classes.
+#include "ciagent/git/internal/socket_stream.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace ciagent {
+namespace {
+
+// A listening socket on a free 127.0.0.1 port.
+class Listener {
+ public:
+  Listener() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address = {};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    listen(fd_, 4);
+    socklen_t length = sizeof(address);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+  }
+  ~Listener() { close(fd_); }
+  int Accept() { return accept(fd_, nullptr, nullptr); }
+  std::string port() const { return std::to_string(port_); }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
+
+// The descriptor of this process's TCP connection to `port`, or -1.
+int ConnectionTo(const std::string& port) {
+  for (int fd = 3; fd < 1024; ++fd) {
+    sockaddr_in peer = {};
+    socklen_t length = sizeof(peer);
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) == 0 &&
+        peer.sin_family == AF_INET &&
+        std::to_string(ntohs(peer.sin_port)) == port) {
+      return fd;
+    }
+  }
+  return -1;
+}
+
+class NoDelaySocketStreamTest : public ::testing::Test {
+ protected:
+  // libgit2 keeps its error state per thread once initialised.
+  void SetUp() override { git_libgit2_init(); }
+  void TearDown() override { git_libgit2_shutdown(); }
+};
+
+TEST_F(NoDelaySocketStreamTest, ConnectsWithNagleOffAndCarriesBytesBothWays) {
+  Listener listener;
+  git_stream* stream = nullptr;
+  ASSERT_EQ(
+      NewNoDelaySocketStream(&stream, "127.0.0.1", listener.port().c_str()), 0);
+  ASSERT_EQ(stream->connect(stream), 0);
+  const int server = listener.Accept();
+  ASSERT_GE(server, 0);
+
+  const int client = ConnectionTo(listener.port());
+  ASSERT_GE(client, 0);
+  int nodelay = 0;
+  socklen_t length = sizeof(nodelay);
+  ASSERT_EQ(getsockopt(client, IPPROTO_TCP, TCP_NODELAY, &nodelay, &length), 0);
+  EXPECT_EQ(nodelay, 1);
+
+  EXPECT_EQ(stream->write(stream, "POST / HTTP/1.1\r\n", 17, 0), 17);
+  char buffer[64] = {};
+  EXPECT_EQ(read(server, buffer, sizeof(buffer)), 17);
+  EXPECT_EQ(write(server, "HTTP/1.1 200 OK\r\n", 17), 17);
+  EXPECT_EQ(stream->read(stream, buffer, sizeof(buffer)), 17);
+  EXPECT_EQ(std::string(buffer, 17), "HTTP/1.1 200 OK\r\n");
+
+  EXPECT_EQ(stream->close(stream), 0);
+  stream->free(stream);
+  close(server);
+}
+
+TEST_F(NoDelaySocketStreamTest, RefusedConnectionIsAnOsErrorNamingTheHost) {
+  std::string port;
+  {
+    Listener closed;  // a port nobody listens on once this scope ends
+    port = closed.port();
+  }
+  git_stream* stream = nullptr;
+  ASSERT_EQ(NewNoDelaySocketStream(&stream, "127.0.0.1", port.c_str()), 0);
+  EXPECT_LT(stream->connect(stream), 0);
+  const git_error* error = git_error_last();
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->klass, GIT_ERROR_OS);
+  EXPECT_EQ(std::string(error->message), "failed to connect to 127.0.0.1");
+  stream->free(stream);
+}
+
+TEST_F(NoDelaySocketStreamTest, UnknownHostIsANetErrorNamingIt) {
+  git_stream* stream = nullptr;
+  ASSERT_EQ(NewNoDelaySocketStream(&stream, "no-such-host.invalid", "80"), 0);
+  EXPECT_LT(stream->connect(stream), 0);
+  const git_error* error = git_error_last();
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->klass, GIT_ERROR_NET);
+  EXPECT_EQ(std::string(error->message)
+                .rfind("failed to resolve address for no-such-host.invalid", 0),
+            0u);
+  stream->free(stream);
+}
+
+}  // namespace
+}  // namespace ciagent
