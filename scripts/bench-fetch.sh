@@ -413,7 +413,8 @@ for round in $(seq "$rounds"); do
   # indexed by libciagent's PackIndexer (what a cold fetch now uses), by
   # libgit2's indexer (what it used before) and by git index-pack, which
   # must write the same .idx.
-  pack=$(ls -S "$served"/objects/pack/*.pack | head -n 1)
+  pack=$(find "$served/objects/pack" -name '*.pack' -printf '%s %p\n' |
+    sort -rn | head -n 1 | cut -d' ' -f2-)
   mkdir "$dir/idx-ours" "$dir/idx-libgit2" "$dir/idx-git"
   timed idxours "$round" "$pack_index" ciagent "$pack" "$dir/idx-ours"
   timed idxlibgit2 "$round" "$pack_index" libgit2 "$pack" "$dir/idx-libgit2"
@@ -475,11 +476,9 @@ END {
   printf "%-40s%9.2f x\n", "without cache / git clone", n / g
   printf "%-40s%9.1f MB cold, %.2f MB warm\n", "received", bytes["cold"] / 1e6,
          bytes["warm"] / 1e6
-  # git clone indexes with a thread per core while receiving in another
-  # process; libgit2 does all of it in one thread. With the cores busy with
-  # other work, that lead shrinks: cold / git clone measured under load
-  # flatters libciagent.
+  # Both sides index and check out on every core; other work on the
+  # machine takes cores from both, unevenly from round to round.
   if (load1_start + 0 >= cores || load1_end + 0 >= cores)
-    printf "note: load average reached the core count (%d): cold / git clone " \
-           "is lower than on an idle machine\n", cores
+    printf "note: load average reached the core count (%d): the figures " \
+           "vary more than on an idle machine\n", cores
 }' "$results"
