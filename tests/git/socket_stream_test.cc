@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 
 namespace ciagent {
@@ -86,6 +87,25 @@ TEST_F(NoDelaySocketStreamTest, ConnectsWithNagleOffAndCarriesBytesBothWays) {
   EXPECT_EQ(stream->close(stream), 0);
   stream->free(stream);
   close(server);
+}
+
+TEST_F(NoDelaySocketStreamTest, ReadWithoutDataFailsAfterTheTimeout) {
+  Listener listener;
+  SetSocketTimeout(absl::Milliseconds(200));
+  git_stream* stream = nullptr;
+  ASSERT_EQ(
+      NewNoDelaySocketStream(&stream, "127.0.0.1", listener.port().c_str()), 0);
+  ASSERT_EQ(stream->connect(stream), 0);
+  const int server = listener.Accept();  // accepts, then never answers
+  char buffer[16];
+  EXPECT_LT(stream->read(stream, buffer, sizeof(buffer)), 0);
+  const git_error* error = git_error_last();
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->klass, GIT_ERROR_NET);
+  EXPECT_EQ(std::string(error->message), "no data from 127.0.0.1 for 0.2 s");
+  stream->free(stream);
+  close(server);
+  SetSocketTimeout(absl::ZeroDuration());
 }
 
 TEST_F(NoDelaySocketStreamTest, RefusedConnectionIsAnOsErrorNamingTheHost) {

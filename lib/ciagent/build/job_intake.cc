@@ -64,9 +64,9 @@ absl::StatusOr<FetchResult> FetchClaimed(const IntakeOptions& options,
   return result;
 }
 
-// libgit2 (1.5) has no network timeouts: a server that accepts and then
-// stalls would hold the fetch, and the renewed lease would hold the job,
-// forever. Past fetch_timeout the watchdog stops renewing, requeues the job
+// The fetch's connections time out when silent (FetchOptions::io_timeout),
+// but a server that trickles bytes would still hold the fetch, and the
+// renewed lease would hold the job, indefinitely. Past fetch_timeout the watchdog stops renewing, requeues the job
 // on its own connection and calls on_fetch_timeout (the tool exits there:
 // a blocked transfer cannot be interrupted from another thread).
 class FetchWatchdog {

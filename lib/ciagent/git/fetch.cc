@@ -657,6 +657,7 @@ absl::StatusOr<FetchResult> FetchAtDepth(absl::string_view repo_url,
   CIAGENT_RETURN_IF_ERROR(ValidateCommit(absl::AsciiStrToLower(commit)));
   if (!branch.empty()) CIAGENT_RETURN_IF_ERROR(ValidateBranchName(branch));
   CIAGENT_RETURN_IF_ERROR(InitLibGit2(options.ca_file));
+  SetSocketTimeout(options.io_timeout);
   CIAGENT_ASSIGN_OR_RETURN(const git_oid oid, ParseOid(commit));
 
   const std::string url(repo_url);

@@ -91,6 +91,11 @@ struct FetchOptions {
   // process: once a file is set it stays in force until another is set;
   // empty means "leave it" (the system store until a file is set).
   std::string ca_file;
+  // A connection attempt, or a read or write on a connection, that makes
+  // no progress for this long fails as a network error (retried, then
+  // kUnavailable): libgit2 1.5 has no timeouts of its own. Process-wide,
+  // like ca_file: concurrent fetches must agree. Zero: no timeout.
+  absl::Duration io_timeout = absl::Seconds(120);
   // Attempts for transient network failures, with backoff between them.
   int max_attempts = 3;
   BackoffOptions backoff = {.initial = absl::Milliseconds(500),

@@ -10,7 +10,12 @@
 // address resolution, connection order and error classes) with
 // TCP_NODELAY set; libgit2's TLS stream runs on top of it too.
 //
-// Process-wide: call once, before the first fetch (InitLibGit2 does).
+// It also bounds what libgit2 1.5 leaves unbounded: connecting, and any
+// read or write that makes no progress, fail after SetSocketTimeout's
+// duration (a network error: the fetch retries it, then kUnavailable).
+//
+// Process-wide: register once, before the first fetch (InitLibGit2 does);
+// the timeout applies to connections opened after it is set.
 #ifndef CIAGENT_GIT_INTERNAL_SOCKET_STREAM_H_
 #define CIAGENT_GIT_INTERNAL_SOCKET_STREAM_H_
 
@@ -18,11 +23,15 @@
 #include <git2/sys/stream.h>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 
 namespace ciagent {
 
 // Makes NewNoDelaySocketStream libgit2's stream for plain TCP.
 absl::Status RegisterNoDelaySocketStream();
+
+// 0 or less: no timeout (libgit2's behaviour).
+void SetSocketTimeout(absl::Duration timeout);
 
 // A stream to host:port, not yet connected (git_stream_registration.init).
 int NewNoDelaySocketStream(git_stream** out, const char* host,
