@@ -12,7 +12,7 @@ packages=(
   # build
   meson ninja-build pkg-config g++
   libabsl-dev libhiredis-dev libsimdjson-dev libssl-dev
-  libcurl4-openssl-dev libgit2-dev
+  libcurl4-openssl-dev libgit2-dev zlib1g-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   redis-server redis-tools
