@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <new>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -136,9 +137,17 @@ void HashObjectHeader(Sha1& sha1, uint8_t type, uint64_t size) {
 struct Buffer {
   std::unique_ptr<uint8_t[]> bytes;
   size_t size = 0;
-  static Buffer OfSize(size_t size) {
-    return Buffer{std::unique_ptr<uint8_t[]>(new uint8_t[size == 0 ? 1 : size]),
-                  size};
+  // kResourceExhausted rather than an exception when the size (which a
+  // pack states) cannot be had.
+  static absl::StatusOr<Buffer> OfSize(uint64_t size) {
+    uint8_t* bytes = size <= SIZE_MAX / 2 ? new (std::nothrow)
+                                                uint8_t[size == 0 ? 1 : size]
+                                          : nullptr;
+    if (bytes == nullptr) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("no memory for an object of ", size, " bytes"));
+    }
+    return Buffer{std::unique_ptr<uint8_t[]>(bytes), static_cast<size_t>(size)};
   }
 };
 
@@ -187,7 +196,7 @@ absl::StatusOr<Buffer> ApplyDelta(const Buffer& base, const Buffer& delta) {
   if (result_size / 0xffffff > delta.size) {
     return PackError("delta result size out of reach of its instructions");
   }
-  Buffer result = Buffer::OfSize(result_size);
+  CIAGENT_ASSIGN_OR_RETURN(Buffer result, Buffer::OfSize(result_size));
   uint64_t out = 0;
   while (pos < delta.size) {
     const uint8_t op = delta.bytes[pos++];
@@ -624,7 +633,7 @@ class PackIndexerImpl : public PackIndexer {
   // Inflates an entry's stream from the mapped pack (zlib counts in 32
   // bits: objects over 4 GiB take several calls).
   absl::StatusOr<Buffer> InflateEntry(Inflater& inflater, const Entry& entry) {
-    Buffer out = Buffer::OfSize(entry.size);
+    CIAGENT_ASSIGN_OR_RETURN(Buffer out, Buffer::OfSize(entry.size));
     inflater.Reset();
     z_stream& z = inflater.stream();
     const uint8_t* in = mapped_ + entry.data_offset;
@@ -722,7 +731,7 @@ class PackIndexerImpl : public PackIndexer {
     const int threads = options_.threads > 0 ? options_.threads : UsableCpus();
     std::atomic<size_t> next_root{0};
     absl::Mutex mu;
-    absl::Status error;  // guarded by mu
+    absl::Status error;     // guarded by mu
     int running = threads;  // guarded by mu
     auto work = [&] {
       Inflater inflater;
@@ -745,9 +754,7 @@ class PackIndexerImpl : public PackIndexer {
     // This thread watches for cancellation: should_cancel runs here only.
     {
       absl::MutexLock lock(&mu);
-      auto finished = [&running] {
-        return running == 0;
-      };
+      auto finished = [&running] { return running == 0; };
       while (!mu.AwaitWithTimeout(absl::Condition(&finished),
                                   absl::Milliseconds(50))) {
         mu.Unlock();

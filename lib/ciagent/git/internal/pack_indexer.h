@@ -37,7 +37,9 @@
 //   // pack_dir/pack-<name>.pack and .idx
 //
 // Errors: kDataLoss for a malformed pack; kUnavailable / kResourceExhausted
-// (ENOSPC) for file system failures; kCancelled when should_cancel said so.
+// (ENOSPC) for file system failures; kResourceExhausted also for an object
+// whose stated size does not fit in memory; kCancelled when should_cancel
+// said so.
 //
 // Thread-safety: Append and Commit are called from one thread (any one);
 // progress() may be called from any thread. The destructor removes the
