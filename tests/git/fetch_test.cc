@@ -581,6 +581,11 @@ TEST(RepoUrlTest, NormalizesForTheMirrorKey) {
   EXPECT_NE(MirrorPath("/c", "https://h/a"), MirrorPath("/c", "https://h/b"));
   EXPECT_THAT(MirrorPath("/c", "https://h/a"),
               ::testing::StartsWith("/c/git/"));
+  // The cache volume's layout (docs/caching.md): sha256 of the normalized URL.
+  EXPECT_EQ(MirrorPath("/c", "https://Git.Example.com/a/b.git"),
+            "/c/git/"
+            "083cba4fc325104dfc5a077f5eafc2b049dbb3c8d3b638fdaa1464f510a78cfd"
+            ".git");
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 #include "ciagent/git/fetch.h"
 
 #include <git2.h>
-#include <openssl/evp.h>
 
 #include <cctype>
 #include <filesystem>
@@ -25,6 +24,7 @@
 #include "ciagent/base/file_lock.h"
 #include "ciagent/base/log.h"
 #include "ciagent/base/secret.h"
+#include "ciagent/base/sha256.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/base/stop_signal.h"
 #include "ciagent/git/checkout.h"
@@ -207,17 +207,6 @@ absl::Status GitError(int rc, absl::string_view operation,
     default:
       return absl::InternalError(message);
   }
-}
-
-std::string Sha256Hex(absl::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
-  std::string hex;
-  for (unsigned int i = 0; i < length; ++i) {
-    absl::StrAppend(&hex, absl::Hex(digest[i], absl::kZeroPad2));
-  }
-  return hex;
 }
 
 // "https://Host:443/x" -> ("https", "host"); port dropped when default.
