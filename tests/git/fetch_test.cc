@@ -3,11 +3,7 @@
 // corruption recovery, retries, TLS trust and submodules.
 #include "ciagent/git/fetch.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -25,6 +21,7 @@
 #include "testing/redis_server.h"
 #include "testing/status_matchers.h"
 #include "testing/subprocess.h"
+#include "testing/tcp_listener.h"
 
 namespace ciagent {
 namespace {
@@ -427,16 +424,8 @@ TEST_F(FetchTest, ServerDownIsRetriedThenUnavailable) {
 TEST_F(FetchTest, ServerThatNeverAnswersIsRetriedThenUnavailable) {
   // Accepts connections and never says a word, as a hung server or a
   // half-open connection does.
-  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address = {};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(
-      bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
-      0);
-  ASSERT_EQ(listen(listener, 8), 0);
-  socklen_t length = sizeof(address);
-  getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+  ::ciagent::testing::TcpListener listener;
+  ASSERT_NE(listener.port(), 0);
   FetchOptions options;
   options.cache_dir = cache_;
   options.backoff = {.initial = absl::Milliseconds(50),
@@ -444,13 +433,12 @@ TEST_F(FetchTest, ServerThatNeverAnswersIsRetriedThenUnavailable) {
   options.io_timeout = absl::Milliseconds(300);
   options.max_attempts = 2;
   absl::StatusOr<FetchResult> result = FetchCommit(
-      absl::StrCat("http://127.0.0.1:", ntohs(address.sin_port), "/app.git"),
-      "main", std::string(40, 'a'), Dest(), options);
+      absl::StrCat("http://127.0.0.1:", listener.port(), "/app.git"), "main",
+      std::string(40, 'a'), Dest(), options);
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kUnavailable,
                                HasSubstr("no data from 127.0.0.1 for 0.3 s")));
   EXPECT_THAT(result, StatusIs(absl::StatusCode::kUnavailable,
                                HasSubstr("after 2 attempts")));
-  close(listener);
 }
 
 TEST_F(FetchTest, HttpsNeedsTheConfiguredCa) {

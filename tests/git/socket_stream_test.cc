@@ -13,32 +13,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "testing/tcp_listener.h"
 
 namespace ciagent {
 namespace {
-
-// A listening socket on a free 127.0.0.1 port.
-class Listener {
- public:
-  Listener() {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address = {};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-    listen(fd_, 4);
-    socklen_t length = sizeof(address);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
-    port_ = ntohs(address.sin_port);
-  }
-  ~Listener() { close(fd_); }
-  int Accept() { return accept(fd_, nullptr, nullptr); }
-  std::string port() const { return std::to_string(port_); }
-
- private:
-  int fd_;
-  int port_ = 0;
-};
 
 // The descriptor of this process's TCP connection to `port`, or -1.
 int ConnectionTo(const std::string& port) {
@@ -62,15 +40,15 @@ class NoDelaySocketStreamTest : public ::testing::Test {
 };
 
 TEST_F(NoDelaySocketStreamTest, ConnectsWithNagleOffAndCarriesBytesBothWays) {
-  Listener listener;
+  ::ciagent::testing::TcpListener listener;
+  const std::string port = std::to_string(listener.port());
   git_stream* stream = nullptr;
-  ASSERT_EQ(
-      NewNoDelaySocketStream(&stream, "127.0.0.1", listener.port().c_str()), 0);
+  ASSERT_EQ(NewNoDelaySocketStream(&stream, "127.0.0.1", port.c_str()), 0);
   ASSERT_EQ(stream->connect(stream), 0);
   const int server = listener.Accept();
   ASSERT_GE(server, 0);
 
-  const int client = ConnectionTo(listener.port());
+  const int client = ConnectionTo(port);
   ASSERT_GE(client, 0);
   int nodelay = 0;
   socklen_t length = sizeof(nodelay);
@@ -90,11 +68,11 @@ TEST_F(NoDelaySocketStreamTest, ConnectsWithNagleOffAndCarriesBytesBothWays) {
 }
 
 TEST_F(NoDelaySocketStreamTest, ReadWithoutDataFailsAfterTheTimeout) {
-  Listener listener;
+  ::ciagent::testing::TcpListener listener;
+  const std::string port = std::to_string(listener.port());
   SetSocketTimeout(absl::Milliseconds(200));
   git_stream* stream = nullptr;
-  ASSERT_EQ(
-      NewNoDelaySocketStream(&stream, "127.0.0.1", listener.port().c_str()), 0);
+  ASSERT_EQ(NewNoDelaySocketStream(&stream, "127.0.0.1", port.c_str()), 0);
   ASSERT_EQ(stream->connect(stream), 0);
   const int server = listener.Accept();  // accepts, then never answers
   char buffer[16];
@@ -111,8 +89,9 @@ TEST_F(NoDelaySocketStreamTest, ReadWithoutDataFailsAfterTheTimeout) {
 TEST_F(NoDelaySocketStreamTest, RefusedConnectionIsAnOsErrorNamingTheHost) {
   std::string port;
   {
-    Listener closed;  // a port nobody listens on once this scope ends
-    port = closed.port();
+    ::ciagent::testing::TcpListener
+        closed;  // a port nobody listens on once this scope ends
+    port = std::to_string(closed.port());
   }
   git_stream* stream = nullptr;
   ASSERT_EQ(NewNoDelaySocketStream(&stream, "127.0.0.1", port.c_str()), 0);
