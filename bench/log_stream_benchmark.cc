@@ -37,7 +37,7 @@
 #include "absl/time/time.h"
 #include "benchmark/benchmark.h"
 #include "ciagent/base/status_macros.h"
-#include "ciagent/build/log_shipper.h"
+#include "ciagent/agent/log_shipper.h"
 #include "ciagent/base/secret_masker.h"
 #include "ciagent/queue/job_log.h"
 #include "ciagent/queue/job_queue.h"

@@ -61,8 +61,8 @@ integration_subset=(
   queue/ci_consume_test
   git/ci_consume_fetch_test
   oci/push_test
-  build/log_shipper_test
-  build/ci_build_test
+  agent/log_shipper_test
+  agent/ci_build_test
   cache/ci_cache_prune_test
   secrets/argv_secrets_test
 )

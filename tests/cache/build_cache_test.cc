@@ -17,7 +17,7 @@
 #include "absl/strings/str_replace.h"
 #include "ciagent/base/file_lock.h"
 #include "ciagent/base/process_runner.h"
-#include "ciagent/build/pipeline.h"
+#include "ciagent/pipeline/pipeline.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/cargo_fixture.h"

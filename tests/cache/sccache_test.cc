@@ -8,7 +8,7 @@
 #include <system_error>
 
 #include "ciagent/base/process_runner.h"
-#include "ciagent/build/pipeline.h"
+#include "ciagent/pipeline/pipeline.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/cargo_fixture.h"

@@ -17,7 +17,7 @@
 
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
-#include "ciagent/build/cargo_messages.h"
+#include "ciagent/pipeline/cargo_messages.h"
 
 namespace {
 

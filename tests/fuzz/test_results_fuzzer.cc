@@ -18,7 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
-#include "ciagent/build/test_results.h"
+#include "ciagent/pipeline/test_results.h"
 
 namespace {
 

@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "ciagent/base/process_runner.h"
-#include "ciagent/oci/http.h"
+#include "ciagent/net/http.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/redis_server.h"
@@ -74,7 +74,7 @@ class PushgatewayTest : public ::testing::Test {
     return response.ok() ? response->body : "";
   }
 
-  std::unique_ptr<oci::HttpTransport> http_ = oci::MakeCurlTransport();
+  std::unique_ptr<HttpTransport> http_ = MakeCurlTransport();
   std::unique_ptr<testing::Subprocess> gateway_;
   std::string dir_;
   int port_ = 0;

@@ -8,7 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "ciagent/base/secret.h"
-#include "ciagent/build/image_step.h"
+#include "ciagent/image/image_step.h"
 #include "ciagent/oci/reference.h"
 #include "ciagent/base/status_macros.h"
 #include "tool_flags.h"

@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "ciagent/build/pipeline.h"
+#include "ciagent/pipeline/pipeline.h"
 #include "ciagent/job/job.h"
 
 namespace ciagent {

@@ -7,7 +7,7 @@
 #include "ciagent/base/exit_code.h"
 #include "ciagent/base/log.h"
 #include "ciagent/base/status_macros.h"
-#include "ciagent/build/report.h"
+#include "ciagent/pipeline/report.h"
 #include "ciagent/metrics/pushgateway.h"
 #include "tool_flags.h"
 

@@ -5,7 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "ciagent/build/pipeline_result.h"
+#include "ciagent/pipeline/pipeline_result.h"
 
 namespace ciagent {
 

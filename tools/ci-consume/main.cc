@@ -11,7 +11,7 @@
 #include "ciagent/base/exit_code.h"
 #include "ciagent/base/log.h"
 #include "ciagent/base/status_macros.h"
-#include "ciagent/build/job_intake.h"
+#include "ciagent/agent/job_intake.h"
 #include "tool_flags.h"
 
 // Defaults from the environment are resolved after parsing (FlagOrEnv).

@@ -35,13 +35,13 @@ std::string GroupingSegment(absl::string_view label, absl::string_view value) {
 
 absl::Status PushMetrics(const PushgatewayOptions& options,
                          absl::string_view text) {
-  std::unique_ptr<oci::HttpTransport> owned;
-  oci::HttpTransport* transport = options.transport;
+  std::unique_ptr<HttpTransport> owned;
+  HttpTransport* transport = options.transport;
   if (transport == nullptr) {
-    owned = oci::MakeCurlTransport({.ca_file = options.ca_file});
+    owned = MakeCurlTransport({.ca_file = options.ca_file});
     transport = owned.get();
   }
-  oci::HttpRequest request{
+  HttpRequest request{
       .method = "PUT",
       .url = absl::StrCat(absl::StripSuffix(options.url, "/"), "/metrics",
                           GroupingSegment("job", options.job)),
@@ -54,7 +54,7 @@ absl::Status PushMetrics(const PushgatewayOptions& options,
       {.initial = absl::Milliseconds(200), .max = absl::Seconds(2)});
   absl::Status last;
   for (int attempt = 1; attempt <= std::max(1, options.attempts); ++attempt) {
-    absl::StatusOr<oci::HttpResponse> response = transport->Send(request);
+    absl::StatusOr<HttpResponse> response = transport->Send(request);
     if (response.ok() && (response->status == 200 || response->status == 202)) {
       return absl::OkStatus();
     }

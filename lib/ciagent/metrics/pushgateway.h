@@ -2,7 +2,7 @@
 //
 // Agent pods live for one job and are gone before Prometheus scrapes them;
 // pushing the metrics when the job ends keeps them. The text (e.g.
-// build/report.h PrometheusText) replaces the group's previous metrics:
+// pipeline/report.h PrometheusText) replaces the group's previous metrics:
 //
 //   PUT <url>/metrics/job/<job>/<label>/<value>...
 //
@@ -29,7 +29,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "ciagent/oci/http.h"
+#include "ciagent/net/http.h"
 
 namespace ciagent {
 
@@ -43,7 +43,7 @@ struct PushgatewayOptions {
   std::string ca_file;
   int attempts = 3;
   // The HTTP seam; null: libcurl. Not owned.
-  oci::HttpTransport* transport = nullptr;
+  HttpTransport* transport = nullptr;
 };
 
 absl::Status PushMetrics(const PushgatewayOptions& options,

@@ -64,7 +64,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "ciagent/base/backoff.h"
-#include "ciagent/oci/http.h"
+#include "ciagent/net/http.h"
 
 namespace ciagent::oci {
 

@@ -92,30 +92,6 @@ std::string QueueOptions::LogKey(absl::string_view job_id) const {
   return absl::StrCat(StatusKey(job_id), ":log");
 }
 
-absl::string_view JobStatusName(JobStatus status) {
-  switch (status) {
-    case JobStatus::kQueued:
-      return "queued";
-    case JobStatus::kRunning:
-      return "running";
-    case JobStatus::kSuccess:
-      return "success";
-    case JobStatus::kFailed:
-      return "failed";
-    case JobStatus::kTimeout:
-      return "timeout";
-    case JobStatus::kCancelled:
-      return "cancelled";
-    case JobStatus::kError:
-      return "error";
-  }
-  return "error";
-}
-
-bool IsTerminal(JobStatus status) {
-  return status != JobStatus::kQueued && status != JobStatus::kRunning;
-}
-
 JobQueue::JobQueue(RedisOptions redis, QueueOptions options, Clock* clock)
     : redis_(std::move(redis)), options_(std::move(options)), clock_(clock) {}
 

@@ -54,6 +54,7 @@
 #include "absl/types/span.h"
 #include "ciagent/base/clock.h"
 #include "ciagent/job/job.h"
+#include "ciagent/job/job_status.h"
 #include "ciagent/queue/redis_client.h"
 
 namespace ciagent {
@@ -93,19 +94,6 @@ struct QueueOptions {
   std::string StatusKey(absl::string_view job_id) const;
   std::string LogKey(absl::string_view job_id) const;
 };
-
-// Values of the status hash's `status` field.
-enum class JobStatus {
-  kQueued,
-  kRunning,
-  kSuccess,
-  kFailed,
-  kTimeout,
-  kCancelled,
-  kError,
-};
-absl::string_view JobStatusName(JobStatus status);
-bool IsTerminal(JobStatus status);
 
 // One delivery of a job to this consumer.
 struct ClaimedJob {

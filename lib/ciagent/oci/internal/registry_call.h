@@ -9,7 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "ciagent/oci/http.h"
+#include "ciagent/net/http.h"
 #include "ciagent/oci/registry_client.h"
 
 namespace ciagent::oci {

@@ -1,0 +1,158 @@
+#include "ciagent/agent/queued_build.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "ciagent/base/backoff.h"
+#include "ciagent/base/log.h"
+#include "ciagent/base/status_macros.h"
+#include "ciagent/base/stop_signal.h"
+#include "ciagent/pipeline/report.h"
+#include "ciagent/queue/job_queue.h"
+#include "ciagent/queue/lease_renewer.h"
+
+namespace ciagent {
+namespace {
+
+std::string DirOf(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// Sends the pipeline's output to the job's log stream, with one agent line
+// per step transition so a reader sees where each step starts and ends.
+class LogStreamObserver : public PipelineObserver {
+ public:
+  explicit LogStreamObserver(LogShipper* shipper) : shipper_(shipper) {}
+
+  void StepStarted(absl::string_view step) override {
+    shipper_->Append(step, "agent", absl::StrCat("step ", step, " started"));
+  }
+  void StepOutput(absl::string_view step, absl::string_view stream,
+                  absl::string_view line) override {
+    shipper_->Append(step, stream, line);
+  }
+  void StepFinished(const StepRecord& record) override {
+    std::string line = absl::StrCat("step ", record.name, " ",
+                                    StepStatusName(record.status));
+    if (record.status != StepStatus::kSkipped) {
+      absl::StrAppend(&line, " in ", FormatMillis(record.duration));
+    }
+    if (!record.reason.empty()) absl::StrAppend(&line, ": ", record.reason);
+    shipper_->Append(record.name, "agent", line);
+  }
+
+ private:
+  LogShipper* shipper_;
+};
+
+// Retries `write` while it fails with a transient error, up to `budget`.
+absl::Status RetryTransient(absl::Duration budget,
+                            const std::function<absl::Status()>& write) {
+  Backoff backoff(BackoffOptions{});
+  absl::Time deadline = absl::Now() + budget;
+  while (true) {
+    absl::Status status = write();
+    if (status.ok() || !IsTransient(status) || absl::Now() >= deadline) {
+      return status;
+    }
+    absl::SleepFor(std::min(backoff.Next(), deadline - absl::Now()));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<QueuedBuildResult> RunQueuedBuild(
+    const ClaimFile& claim_file, const QueuedBuildOptions& options) {
+  const ClaimedJob& claim = claim_file.claim;
+  QueueOptions queue = claim_file.queue;
+  queue.renew_interval = options.poll_interval;
+  SetLogJobId(claim.job.job_id);
+
+  PipelineOptions pipeline = options.pipeline;
+  const std::string job_dir = DirOf(claim_file.path);
+  if (pipeline.work_dir.empty()) pipeline.work_dir = job_dir;
+  if (pipeline.source_dir.empty()) pipeline.source_dir = job_dir + "/src";
+  if (claim.job.timeout.has_value()) pipeline.job_timeout = *claim.job.timeout;
+  pipeline.steps = claim.job.steps;
+  pipeline.env = claim.job.env;
+
+  LeaseRenewer renewer(claim_file.redis, queue, claim);
+  LogShipper shipper(claim_file.redis, queue, claim, options.logs);
+  LogStreamObserver observer(&shipper);
+  pipeline.cancel_requested = [&renewer] {
+    return renewer.cancel_requested() || renewer.lease_lost();
+  };
+  pipeline.stop_requested = [] { return StopRequested(); };
+
+  LogInfo("build started", {{"attempt", claim.attempt},
+                            {"source", pipeline.source_dir}});
+  QueuedBuildResult done;
+  absl::StatusOr<PipelineResult> result = RunPipeline(pipeline, &observer);
+  if (result.ok()) {
+    done.pipeline = *std::move(result);
+  } else {
+    shipper.Append("", "agent",
+                   absl::StrCat("build could not run: ",
+                                result.status().message()));
+  }
+  // Logs first: when a reader sees the final status, the log is complete.
+  absl::Status logs = shipper.Close();
+  if (!logs.ok()) LogWarning("job log incomplete", {{"error", logs}});
+  renewer.Stop();
+
+  JobQueue writer(claim_file.redis, queue);
+  if (renewer.lease_lost()) {
+    done.disposition = BuildDisposition::kLeaseLost;
+    done.reason = "lease lost: another agent owns the job";
+    LogWarning("job taken over; nothing written");
+    return done;
+  }
+  const bool infrastructure =
+      !result.ok() && IsTransient(result.status());
+  if (done.pipeline.interrupted || infrastructure) {
+    done.disposition = BuildDisposition::kRequeued;
+    done.reason = infrastructure
+                      ? absl::StrCat("agent failure: ",
+                                     result.status().message())
+                      : "agent shutting down";
+    // What the result file and metrics say: not finished, back in the queue.
+    done.pipeline.status = JobStatus::kQueued;
+    done.pipeline.reason = done.reason;
+    CIAGENT_RETURN_IF_ERROR(
+        RetryTransient(options.finalize_retry,
+                       [&] { return writer.Requeue(claim, done.reason); }));
+    LogInfo("job requeued", {{"reason", done.reason}});
+    return done;
+  }
+  JobOutcome outcome;
+  if (result.ok()) {
+    outcome.status = done.pipeline.status;
+    outcome.reason = done.pipeline.reason;
+    outcome.fields = StatusFields(done.pipeline);
+    if (renewer.cancel_requested() &&
+        outcome.status == JobStatus::kCancelled) {
+      outcome.reason = absl::StrCat("cancelled: ", renewer.cancel_reason());
+    }
+  } else {
+    outcome.status = JobStatus::kError;
+    outcome.reason = std::string(result.status().message());
+    done.pipeline.status = JobStatus::kError;
+    done.pipeline.reason = outcome.reason;
+  }
+  done.reason = outcome.reason;
+  absl::Status finalized = RetryTransient(
+      options.finalize_retry, [&] { return writer.Finalize(claim, outcome); });
+  if (absl::IsAborted(finalized)) {
+    done.disposition = BuildDisposition::kLeaseLost;
+    done.reason = std::string(finalized.message());
+    return done;
+  }
+  CIAGENT_RETURN_IF_ERROR(finalized);
+  LogInfo("job finalized", {{"status", JobStatusName(outcome.status)},
+                            {"reason", outcome.reason}});
+  return done;
+}
+
+}  // namespace ciagent

@@ -1,0 +1,70 @@
+// The pipeline's `image` step: when the checkout has a Dockerfile, build it
+// daemonlessly (image_builder.h) and push the result with libciagent's own
+// registry client (oci/push.h) as <registry>/<repository>:<tag> for each
+// tag.
+//
+//   ImageStepOptions image;
+//   image.registry = *RegistryOptionsFromEnv();
+//   image.repository = job.image ? job.image->name :
+//   ImageRepositoryFor(job.repo); image.tags = ImageTagsFor(job);
+//   pipeline.image_step = MakeImageStep(std::move(image));
+//
+// The step is skipped ("no Dockerfile") without one. The build's context is
+// the checkout with the build step's release executables placed at
+// target/release/<name>, so a `FROM scratch` + `COPY target/release/app`
+// Dockerfile works whatever CARGO_TARGET_DIR is. Outcomes:
+//   ok          pushed; the image record holds the reference and digest
+//   failed      the Dockerfile failed to build, no builder on this agent,
+//               the registry refused (credentials, permissions, invalid
+//               manifest): the reason says which
+//   timeout / cancelled   as for the other steps
+//   an error    the registry unreachable after retries, no space left: the
+//               agent's problem, the job is requeued
+// The layout (<work_dir>/image) is removed after the push. The checkout
+// and work dir are the pipeline's (ImageStepContext).
+#ifndef CIAGENT_IMAGE_IMAGE_STEP_H_
+#define CIAGENT_IMAGE_IMAGE_STEP_H_
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "ciagent/pipeline/pipeline.h"
+#include "ciagent/job/job.h"
+#include "ciagent/oci/registry_client.h"
+
+namespace ciagent {
+
+struct ImageStepOptions {
+  // Relative to the checkout. The layout is written to <work_dir>/image.
+  std::string dockerfile = "Dockerfile";
+  std::string builder = "auto";  // image_builder.h: buildah, docker, auto
+  // buildah's storage, kept between jobs (base images); empty: temporary.
+  std::string storage_dir;
+  std::string platform;  // empty: the host's
+  // PATH and extra variables of the builder commands.
+  std::string path;
+  std::vector<std::pair<std::string, std::string>> env;
+  absl::Duration grace = absl::Seconds(10);
+  oci::RegistryOptions registry;
+  std::string repository;         // "owner/app"; required
+  std::vector<std::string> tags;  // at least one
+  int push_concurrency = 4;
+};
+
+ImageStep MakeImageStep(ImageStepOptions options);
+
+// The image repository of a job that names none: the repository URL's path
+// lowercased, without ".git" ("https://git.example.com/Acme/App.git" ->
+// "acme/app"); characters a repository name cannot hold become '-'.
+std::string ImageRepositoryFor(absl::string_view repo_url);
+
+// The job's image tag (or its commit), then its branch made a valid tag
+// when that differs ("feature/x" -> "feature-x").
+std::vector<std::string> ImageTagsFor(const Job& job);
+
+}  // namespace ciagent
+
+#endif  // CIAGENT_IMAGE_IMAGE_STEP_H_

@@ -1,0 +1,390 @@
+// The Rust pipeline against real cargo and the fixture crates in
+// tests/fixtures (their expected outcomes: tests/fixtures/README.md).
+#include "ciagent/pipeline/pipeline.h"
+
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "ciagent/base/process_runner.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/cargo_fixture.h"
+#include "testing/redis_server.h"
+#include "testing/status_matchers.h"
+
+namespace ciagent {
+namespace {
+
+using ::ciagent::testing::kClippyWarnings;
+using ::ciagent::testing::kFailingName;
+using ::ciagent::testing::kFailingPassed;
+using ::ciagent::testing::kPassingIgnored;
+using ::ciagent::testing::kPassingPassed;
+
+using ::testing::AllOf;
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::Field;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::ciagent::testing::StatusIs;
+
+// Records what the observer saw, to check streaming and step boundaries.
+class RecordingObserver : public PipelineObserver {
+ public:
+  void StepStarted(absl::string_view step) override {
+    started.emplace_back(step);
+  }
+  void StepOutput(absl::string_view step, absl::string_view stream,
+                  absl::string_view line) override {
+    lines.push_back(absl::StrCat(step, "|", stream, "|", line));
+  }
+  std::vector<std::string> started;
+  std::vector<std::string> lines;
+
+  bool Saw(absl::string_view needle) const {
+    for (const std::string& line : lines) {
+      if (absl::StrContains(line, needle)) return true;
+    }
+    return false;
+  }
+};
+
+auto Step(absl::string_view name, StepStatus status) {
+  return AllOf(Field(&StepRecord::name, std::string(name)),
+               Field(&StepRecord::status, status));
+}
+
+std::string Sha256Of(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream data;
+  data << in.rdbuf();
+  const std::string bytes = data.str();
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &size, EVP_sha256(), nullptr);
+  std::string hex;
+  for (unsigned int i = 0; i < size; ++i) {
+    absl::StrAppend(&hex, absl::Hex(digest[i], absl::kZeroPad2));
+  }
+  return hex;
+}
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK(BecomeChildSubreaper());
+    ASSERT_OK_AND_ASSIGN(tmp_, testing::MakeTempDir("pipeline"));
+  }
+
+  // Options for a fresh copy of fixture `name`, with its own target and
+  // cargo home under the test's temp dir.
+  PipelineOptions OptionsFor(const std::string& name, const std::string& path) {
+    absl::StatusOr<std::string> src = testing::CopyFixture(name, tmp_);
+    EXPECT_OK(src.status());
+    PipelineOptions options;
+    options.source_dir = src.value_or("");
+    options.work_dir = tmp_;
+    options.target_dir = tmp_ + "/target";
+    options.cargo_home = tmp_ + "/cargo-home";
+    options.path = path;
+    options.grace = absl::Seconds(2);
+    return options;
+  }
+
+  // Options for a stand-in crate: src/ with a bare Cargo.toml, and `tools`
+  // (name => shell script body) as executables in bin/, which heads PATH.
+  // For behaviour that does not depend on what cargo does.
+  PipelineOptions StandInCrate(
+      const std::vector<std::pair<std::string, std::string>>& tools) {
+    EXPECT_EQ(mkdir((tmp_ + "/bin").c_str(), 0755), 0);
+    EXPECT_EQ(mkdir((tmp_ + "/src").c_str(), 0755), 0);
+    std::ofstream(tmp_ + "/src/Cargo.toml") << "[package]\n";
+    for (const auto& [name, script] : tools) {
+      const std::string tool = tmp_ + "/bin/" + name;
+      std::ofstream(tool) << "#!/bin/sh\n" << script;
+      EXPECT_EQ(chmod(tool.c_str(), 0755), 0);
+    }
+    PipelineOptions options;
+    options.source_dir = tmp_ + "/src";
+    options.path = tmp_ + "/bin:/usr/bin:/bin";
+    return options;
+  }
+
+  std::string tmp_;
+};
+
+TEST_F(PipelineTest, PassingCrateRunsEveryStepAndReportsItsTests) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("passing", path);
+  RecordingObserver observer;
+
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, &observer));
+
+  EXPECT_EQ(result.status, JobStatus::kSuccess) << result.reason;
+  EXPECT_THAT(result.steps,
+              ElementsAre(Step("check", StepStatus::kOk),
+                          Step("build", StepStatus::kOk),
+                          Step("test", StepStatus::kOk),
+                          Step("clippy", StepStatus::kOk),
+                          Step("audit", StepStatus::kSkipped),
+                          Step("image", StepStatus::kSkipped)));
+  EXPECT_THAT(result.steps[4].reason, HasSubstr("not installed"));
+  EXPECT_EQ(result.tests.passed, kPassingPassed);
+  EXPECT_EQ(result.tests.failed, 0);
+  EXPECT_EQ(result.tests.ignored, kPassingIgnored);
+  EXPECT_EQ(observer.started,
+            (std::vector<std::string>{"check", "build", "test", "clippy"}));
+  // Commands are announced, cargo's JSON is not forwarded.
+  EXPECT_TRUE(observer.Saw("build|agent|$ cargo build --workspace --release"));
+  EXPECT_FALSE(observer.Saw("\"reason\":\"compiler-artifact\""));
+  EXPECT_TRUE(observer.Saw("test|stdout|test result: ok."));
+
+  ASSERT_EQ(result.artifacts.size(), 1u);
+  const Artifact& binary = result.artifacts[0];
+  EXPECT_EQ(binary.name, "passing");
+  EXPECT_EQ(binary.path, options.target_dir + "/release/passing");
+  EXPECT_EQ(binary.sha256, Sha256Of(binary.path));
+  EXPECT_GT(binary.size_bytes, 0);
+  EXPECT_THAT(testing::ReadFileOrEmpty(tmp_ + "/junit.xml"),
+              HasSubstr("<testsuites"));
+}
+
+TEST_F(PipelineTest, FailingTestFailsTheJobNamesTheTestAndStillRunsClippy) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("failing_test", path);
+
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, nullptr));
+
+  EXPECT_EQ(result.status, JobStatus::kFailed);
+  EXPECT_EQ(result.reason, "test failed: 1 test failed");
+  EXPECT_THAT(result.steps, Contains(Step("test", StepStatus::kFailed)));
+  EXPECT_THAT(result.steps, Contains(Step("clippy", StepStatus::kOk)));
+  EXPECT_EQ(result.tests.failed, 1);
+  EXPECT_EQ(result.tests.passed, kFailingPassed);
+  EXPECT_THAT(result.tests.failing_names, ElementsAre(kFailingName));
+  EXPECT_THAT(testing::ReadFileOrEmpty(tmp_ + "/junit.xml"),
+              HasSubstr("<failure"));
+}
+
+TEST_F(PipelineTest, CompileErrorSkipsTheStepsThatNeedCheck) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("compile_error", path);
+  RecordingObserver observer;
+
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, &observer));
+
+  EXPECT_EQ(result.status, JobStatus::kFailed);
+  EXPECT_THAT(result.reason, HasSubstr("check failed"));
+  EXPECT_THAT(result.steps, ElementsAre(Step("check", StepStatus::kFailed),
+                                        Step("build", StepStatus::kSkipped),
+                                        Step("test", StepStatus::kSkipped),
+                                        Step("clippy", StepStatus::kSkipped),
+                                        Step("audit", StepStatus::kSkipped),
+                                        Step("image", StepStatus::kSkipped)));
+  EXPECT_EQ(result.steps[0].exit_code, 101);
+  EXPECT_EQ(result.steps[1].reason, "needs check, which failed");
+  // The compiler's message reaches the log, rendered.
+  EXPECT_TRUE(observer.Saw("check|stderr|error[E0308]: mismatched types"));
+}
+
+TEST_F(PipelineTest, JobSelectsASubsetOfSteps) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("passing", path);
+  options.steps = {"test", "check"};
+
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, nullptr));
+
+  EXPECT_EQ(result.status, JobStatus::kSuccess);
+  EXPECT_THAT(result.steps, ElementsAre(Step("check", StepStatus::kOk),
+                                        Step("build", StepStatus::kSkipped),
+                                        Step("test", StepStatus::kOk),
+                                        Step("clippy", StepStatus::kSkipped),
+                                        Step("audit", StepStatus::kSkipped),
+                                        Step("image", StepStatus::kSkipped)));
+  EXPECT_EQ(result.steps[1].reason, "not selected by the job");
+  EXPECT_THAT(result.artifacts, IsEmpty());
+}
+
+TEST_F(PipelineTest, ClippyWarningsAreCountedAndFailOnlyWhenConfigured) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("clippy_warning", path);
+  options.steps = {"check", "clippy"};
+
+  ASSERT_OK_AND_ASSIGN(PipelineResult lenient, RunPipeline(options, nullptr));
+  options.clippy_warnings_fail = true;
+  ASSERT_OK_AND_ASSIGN(PipelineResult strict, RunPipeline(options, nullptr));
+
+  EXPECT_EQ(lenient.status, JobStatus::kSuccess);
+  EXPECT_EQ(lenient.clippy_warnings, kClippyWarnings);
+  EXPECT_EQ(strict.status, JobStatus::kFailed);
+  EXPECT_EQ(strict.clippy_warnings, kClippyWarnings);
+  EXPECT_EQ(strict.reason,
+            absl::StrCat("clippy failed: ", kClippyWarnings, " clippy warnings"));
+}
+
+TEST_F(PipelineTest, TimeoutKillsTheStepAndEveryProcessItStarted) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("hanging_test", path);
+  const std::string marker = absl::StrCat("ciagent-marker-", getpid(), "-timeout");
+  options.env = {{"CIAGENT_FIXTURE_MARKER", marker}};
+  options.steps = {"check", "test"};
+  options.step_timeout = absl::Seconds(40);
+  // Compiling the test binary takes part of it; the test then hangs.
+  options.job_timeout = absl::Seconds(40);
+  options.grace = absl::Seconds(1);
+
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, nullptr));
+
+  EXPECT_EQ(result.status, JobStatus::kTimeout);
+  EXPECT_THAT(result.steps, Contains(Step("test", StepStatus::kTimeout)));
+  EXPECT_THAT(result.reason, HasSubstr("timed out"));
+  EXPECT_EQ(testing::ProcessesWithMarker(marker), 0);
+}
+
+TEST_F(PipelineTest, CancelStopsTheRunningStepAndSkipsTheRest) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("hanging_test", path);
+  const std::string marker = absl::StrCat("ciagent-marker-", getpid(), "-cancel");
+  options.env = {{"CIAGENT_FIXTURE_MARKER", marker}};
+  options.steps = {"test", "clippy"};
+  // Cancel once the hanging test has started its stubborn processes.
+  options.cancel_requested = [&] {
+    return testing::ProcessesWithArgv0(marker) == 2;
+  };
+
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, nullptr));
+
+  EXPECT_EQ(result.status, JobStatus::kCancelled);
+  EXPECT_FALSE(result.interrupted);
+  EXPECT_THAT(result.steps, Contains(Step("test", StepStatus::kCancelled)));
+  EXPECT_THAT(result.steps, Contains(Step("clippy", StepStatus::kSkipped)));
+  EXPECT_EQ(testing::ProcessesWithMarker(marker), 0);
+}
+
+TEST_F(PipelineTest, DependenciesBuildOfflineThroughTheOperatorCargoConfig) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("with_deps", path);
+  ASSERT_OK_AND_ASSIGN(std::string fixtures, testing::FixturesDir());
+  options.cargo_config = fixtures + "/cargo-config-debian.toml";
+  options.steps = {"check", "build", "test"};
+
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, nullptr));
+
+  EXPECT_EQ(result.status, JobStatus::kSuccess) << result.reason;
+  EXPECT_EQ(testing::ReadFileOrEmpty(options.cargo_home + "/config.toml"),
+            testing::ReadFileOrEmpty(options.cargo_config));
+  EXPECT_EQ(result.tests.failed, 0);
+  EXPECT_GT(result.tests.passed, 0);
+}
+
+// The environment a step gets, seen through a stand-in cargo that prints
+// its arguments and environment (real cargo runs in the tests above).
+TEST_F(PipelineTest, StepsGetTheJobEnvironmentAndNothingOfTheAgents) {
+  PipelineOptions options =
+      StandInCrate({{"cargo", "echo \"args: $*\"\nenv\n"}});
+  std::ofstream(tmp_ + "/src/Cargo.lock") << "";
+  setenv("CIAGENT_TEST_AGENT_SECRET", "agent-only", 1);
+  options.cargo_home = tmp_ + "/cargo-home";
+  options.steps = {"check"};
+  options.env = {{"RUST_LOG", "debug"}};
+  options.secret_env = {{"CARGO_REGISTRIES_ACME_TOKEN", "s3cret"}};
+  RecordingObserver observer;
+
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, &observer));
+  unsetenv("CIAGENT_TEST_AGENT_SECRET");
+
+  EXPECT_EQ(result.status, JobStatus::kSuccess) << result.reason;
+  EXPECT_TRUE(observer.Saw(
+      "check|stdout|args: check --workspace --all-targets --locked"));
+  for (const std::string& expected : std::vector<std::string>{
+           "RUST_LOG=debug", "CARGO_REGISTRIES_ACME_TOKEN=s3cret",
+        "CARGO_INCREMENTAL=0", "CARGO_TERM_COLOR=never", "CI=true",
+        "CARGO_HOME=" + options.cargo_home,
+        "CARGO_TARGET_DIR=" + options.source_dir + "/target"}) {
+    EXPECT_TRUE(observer.Saw("check|stdout|" + expected)) << expected;
+  }
+  EXPECT_FALSE(observer.Saw("agent-only"));
+}
+
+// cargo-nextest cannot be installed where these tests run: a stand-in
+// plays it, writing the JUnit file where nextest would for our profile and
+// exiting as nextest does when tests fail (100).
+TEST_F(PipelineTest, NextestWhenInstalledAndItsJunitGivesTheResults) {
+  PipelineOptions options = StandInCrate(
+      {{"cargo-nextest", "exit 0\n"},
+       {"cargo",
+        "echo \"args: $*\"\n"
+        "[ \"$1\" = nextest ] || exit 0\n"
+        "mkdir -p \"$CARGO_TARGET_DIR/nextest/ciagent\"\n"
+        "cat > \"$CARGO_TARGET_DIR/nextest/ciagent/junit.xml\" <<'EOF'\n"
+        "<testsuites><testsuite name=\"app\" tests=\"3\">"
+        "<testcase name=\"adds\" classname=\"app\"/>"
+        "<testcase name=\"subtracts\" classname=\"app\">"
+        "<failure message=\"boom\"/></testcase>"
+        "<testcase name=\"later\" classname=\"app\"><skipped/></testcase>"
+        "</testsuite></testsuites>\n"
+        "EOF\n"
+        "exit 100\n"}});
+  options.steps = {"test"};
+  RecordingObserver observer;
+
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, &observer));
+
+  EXPECT_TRUE(observer.Saw(
+      "test|stdout|args: nextest run --workspace --no-fail-fast --profile "
+      "ciagent --tool-config-file ciagent:"));
+  EXPECT_EQ(result.status, JobStatus::kFailed);
+  EXPECT_EQ(result.reason, "test failed: 1 test failed");
+  EXPECT_EQ(result.tests.passed, 1);
+  EXPECT_EQ(result.tests.failed, 1);
+  EXPECT_EQ(result.tests.ignored, 1);
+  EXPECT_THAT(result.tests.failing_names, ElementsAre(HasSubstr("subtracts")));
+  EXPECT_THAT(testing::ReadFileOrEmpty(tmp_ + "/nextest.toml"),
+              HasSubstr("[profile.ciagent.junit]"));
+}
+
+// A full disk is the agent's problem, not the push's: the job is requeued
+// (kUnavailable) rather than failed.
+TEST_F(PipelineTest, StepFailingOnAFullDiskIsAnAgentFailure) {
+  PipelineOptions options = StandInCrate(
+      {{"cargo",
+        "echo 'error: failed to write target/debug/deps/x.rmeta: "
+        "No space left on device (os error 28)' >&2\n"
+        "exit 101\n"}});
+
+  EXPECT_THAT(RunPipeline(options, nullptr),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("step check: no space left on device")));
+}
+
+TEST_F(PipelineTest, RefusesACheckoutWithoutCargoToml) {
+  PipelineOptions options;
+  options.source_dir = tmp_;
+  EXPECT_THAT(RunPipeline(options, nullptr),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("has no Cargo.toml")));
+}
+
+TEST_F(PipelineTest, RefusesAnUnknownStep) {
+  PipelineOptions options;
+  options.source_dir = tmp_;
+  options.steps = {"deploy"};
+  EXPECT_THAT(RunPipeline(options, nullptr),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("unknown step \"deploy\"")));
+}
+
+}  // namespace
+}  // namespace ciagent
