@@ -1,3 +1,8 @@
+// Module `agent` (docs/architecture.md, "Layers") owns the composition with
+// the queue: job intake (claim, fetch, job file), the queued build (pipeline
+// under a lease, log shipping, fenced finalize or requeue). Only the tools
+// (tools/) stand above it, and they stay thin shells over this module.
+//
 // Queued build: runs the pipeline for a job claimed by `ci-consume` and
 // reports it through Redis, exactly once. This is what `ci-build --job`
 // does with <workdir>/job.json (queue/claim_file.h).

@@ -1,3 +1,10 @@
+// Module `base` (docs/architecture.md, "Layers") owns the foundation every
+// module stands on: status helpers and error conventions, clock, JSON-lines
+// logging with secret masking, secrets from env/*_FILE, backoff, signals, file
+// locks, atomic files, the process runner. It must not know about jobs, Redis,
+// git, registries, cargo: nothing of what the agent does, only how a program
+// does it.
+//
 // Status helpers shared by every module.
 //
 // Error convention (from absl's canonical codes), which every libciagent API

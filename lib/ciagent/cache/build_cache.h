@@ -1,3 +1,8 @@
+// Module `cache` (docs/architecture.md, "Layers") owns the cache volume: build
+// cache keys and locked target dirs, sccache, and the pruner's policy and
+// walk. It must not know about the queue and the pipeline's steps: a cache
+// entry is a directory with a key and a last-use stamp.
+//
 // Build cache: cargo target directories kept on a shared cache volume, one
 // per cache key, so that a fresh checkout of a project finds its
 // dependencies already compiled.

@@ -1,3 +1,8 @@
+// Module `git` (docs/architecture.md, "Layers") owns the source: the job's
+// exact commit onto disk over HTTP(S) with credentials, the mirror cache, pack
+// indexing and checkout. It must not know about the queue, registries and
+// cargo; a fetch is a function of a URL, a commit and a directory.
+//
 // Source fetch: the exact commit of a job onto disk, over HTTP(S) with
 // credentials, through a persistent mirror cache (libgit2).
 //

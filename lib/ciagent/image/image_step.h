@@ -1,3 +1,8 @@
+// Module `image` (docs/architecture.md, "Layers") owns container images: the
+// Dockerfile builders and the pipeline's image step that builds and pushes. It
+// must not know about the queue; it builds on the pipeline's results and the
+// oci client.
+//
 // The pipeline's `image` step: when the checkout has a Dockerfile, build it
 // daemonlessly (image_builder.h) and push the result with libciagent's own
 // registry client (oci/push.h) as <registry>/<repository>:<tag> for each

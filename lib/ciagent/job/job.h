@@ -1,3 +1,8 @@
+// Module `job` (docs/architecture.md, "Layers") owns the job model: what a job
+// asks for (Job), its JSON form and validation, and the states a job goes
+// through (job_status.h). It must not know about where a job is stored or how
+// it is run: no Redis, no git, no cargo.
+//
 // The job model: what one CI job asks the agent to do, and its JSON form.
 //
 // A job arrives as the `job` field of a Redis stream entry, as JSON:

@@ -1,3 +1,7 @@
+// Module `metrics` (docs/architecture.md, "Layers") owns shipping a job's
+// Prometheus text to a Pushgateway. It must not know about what the metrics
+// mean (pipeline/report.h writes them) and the queue.
+//
 // PushMetrics: a job's Prometheus text to a Pushgateway.
 //
 // Agent pods live for one job and are gone before Prometheus scrapes them;

@@ -1,3 +1,8 @@
+// Module `net` (docs/architecture.md, "Layers") owns HTTP for the modules
+// above: one request in, one response out, over libcurl, behind a seam tests
+// can script. It must not know about what is spoken over it (registries,
+// Pushgateway) and the job.
+//
 // HTTP for the registry client and the metrics push: one request in, one
 // response out.
 //

@@ -1,3 +1,8 @@
+// Module `oci` (docs/architecture.md, "Layers") owns OCI registries:
+// references, manifests, auth challenges and tokens, blob and manifest
+// uploads, pushing an image layout. It must not know about how an image is
+// built, and the job: it pushes what it is given.
+//
 // RegistryClient: the OCI distribution API of one registry, with its auth
 // and its retries. The building block of PushLayout (push.h); usable on its
 // own by services embedding libciagent.

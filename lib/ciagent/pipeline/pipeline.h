@@ -1,3 +1,10 @@
+// Module `pipeline` (docs/architecture.md, "Layers") owns the Rust pipeline,
+// usable without Redis (ci-build --local): the steps and their commands,
+// timeouts and cancel, cargo-message and test-result parsing, the result and
+// its reports. It must not know about the queue and Redis (the agent connects
+// a run to a job), and how images are built (the image step is plugged in
+// through PipelineOptions::image_step).
+//
 // The Rust pipeline: the steps an agent runs on a checked-out crate or
 // workspace, and what they produced.
 //

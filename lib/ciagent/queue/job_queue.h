@@ -1,3 +1,9 @@
+// Module `queue` (docs/architecture.md, "Layers") owns jobs on Redis Streams:
+// the Redis client, claim, lease, reclaim, dead letters, fenced finalize and
+// requeue, cancel, the job's log stream and the claim file handed to ci-build.
+// It must not know about how a job is fetched or built: it carries jobs and
+// their results, never runs them.
+//
 // JobQueue: CI jobs on a Redis stream, consumed through a consumer group
 // with leases, fenced results, prompt requeue and a dead-letter stream.
 //
