@@ -21,7 +21,10 @@
 //
 // nextest's machine-readable output is JUnit XML; ParseNextestJunit reads
 // it, and ToJunitXml writes the same form from libtest results, so the work
-// directory holds a JUnit file whichever runner ran.
+// directory holds a JUnit file whichever runner ran. The two formats share
+// only the result types and their limits: LibtestParser is in
+// libtest_parser.cc, the JUnit functions in junit.cc over a small XML
+// reader (internal/xml.h).
 //
 // Example:
 //   LibtestParser parser;
