@@ -1,8 +1,6 @@
 // The JUnit functions of test_results.h: ParseNextestJunit gives the
 // elements of nextest's file their meaning (internal/xml.h reads the XML),
 // ToJunitXml writes libtest results in the same form.
-#include "ciagent/pipeline/test_results.h"
-
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -16,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "ciagent/pipeline/internal/result_limits.h"
 #include "ciagent/pipeline/internal/xml.h"
+#include "ciagent/pipeline/test_results.h"
 
 namespace ciagent {
 namespace {

@@ -1,6 +1,4 @@
 // LibtestParser (see test_results.h): `cargo test` output, line by line.
-#include "ciagent/pipeline/test_results.h"
-
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -15,6 +13,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "ciagent/pipeline/internal/result_limits.h"
+#include "ciagent/pipeline/test_results.h"
 
 namespace ciagent {
 namespace {

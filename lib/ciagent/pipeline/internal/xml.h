@@ -45,8 +45,7 @@ class XmlHandler {
   // A start tag, or an empty-element tag (then End follows at once). A
   // non-OK status stops the reading; ReadXml returns it with its line.
   virtual absl::Status Start(absl::string_view name,
-                             const XmlAttributes& attributes,
-                             size_t depth) = 0;
+                             const XmlAttributes& attributes, size_t depth) = 0;
   // Character data, references resolved and line ends made "\n"; the text
   // of one element may come in several pieces (around comments, CDATA).
   virtual void Text(absl::string_view text, size_t depth) = 0;
