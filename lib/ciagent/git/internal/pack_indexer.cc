@@ -25,49 +25,18 @@
 #include "absl/time/time.h"
 #include "ciagent/base/cpus.h"
 #include "ciagent/base/status_macros.h"
+#include "ciagent/git/internal/pack_object.h"
 
 namespace ciagent {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr size_t kOidSize = 20;
-using Oid = std::array<uint8_t, kOidSize>;
-
-// Entry types as packed (gitformat-pack(5)).
-enum PackedType : uint8_t {
-  kCommit = 1,
-  kTree = 2,
-  kBlob = 3,
-  kTag = 4,
-  kOffsetDelta = 6,
-  kReferenceDelta = 7,
-};
-
 constexpr size_t kPackHeaderSize = 12;
 // Deeper delta trees are refused: git itself never writes chains deeper
 // than 4095, and each level holds one object in memory.
 constexpr size_t kMaxDeltaDepth = 10000;
 constexpr uint32_t kNoEntry = UINT32_MAX;
-
-absl::string_view TypeName(uint8_t type) {
-  switch (type) {
-    case kCommit:
-      return "commit";
-    case kTree:
-      return "tree";
-    case kBlob:
-      return "blob";
-    case kTag:
-      return "tag";
-    default:
-      return "";
-  }
-}
-
-absl::Status PackError(absl::string_view what) {
-  return absl::DataLossError(absl::StrCat("malformed pack: ", what));
-}
 
 absl::Status FileError(absl::string_view operation, const std::string& path,
                        int error) {
@@ -97,145 +66,6 @@ struct ReferenceDelta {
   Oid base;
   uint32_t entry;
 };
-
-// SHA-1 through OpenSSL; the algorithm is fetched once per process (an
-// implicit fetch per object costs more than hashing a small one).
-class Sha1 {
- public:
-  Sha1() : context_(EVP_MD_CTX_new()) { Reset(); }
-  ~Sha1() { EVP_MD_CTX_free(context_); }
-  Sha1(const Sha1&) = delete;
-  Sha1& operator=(const Sha1&) = delete;
-
-  void Reset() { EVP_DigestInit_ex(context_, Algorithm(), nullptr); }
-  void Update(const void* data, size_t size) {
-    EVP_DigestUpdate(context_, data, size);
-  }
-  Oid Finish() {
-    Oid digest;
-    unsigned int length = 0;
-    EVP_DigestFinal_ex(context_, digest.data(), &length);
-    Reset();
-    return digest;
-  }
-
- private:
-  static const EVP_MD* Algorithm() {
-    static const EVP_MD* sha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
-    return sha1;
-  }
-  EVP_MD_CTX* context_;
-};
-
-// Hashes the header git puts before an object's content: "blob 12\0".
-void HashObjectHeader(Sha1& sha1, uint8_t type, uint64_t size) {
-  const std::string header = absl::StrCat(TypeName(type), " ", size);
-  sha1.Update(header.data(), header.size() + 1);  // with the NUL
-}
-
-// An object's content: allocated, not zeroed (inflate or a delta fills it).
-struct Buffer {
-  std::unique_ptr<uint8_t[]> bytes;
-  size_t size = 0;
-  // kResourceExhausted rather than an exception when the size (which a
-  // pack states) cannot be had.
-  static absl::StatusOr<Buffer> OfSize(uint64_t size) {
-    uint8_t* bytes = size <= SIZE_MAX / 2 ? new (std::nothrow)
-                                                uint8_t[size == 0 ? 1 : size]
-                                          : nullptr;
-    if (bytes == nullptr) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("no memory for an object of ", size, " bytes"));
-    }
-    return Buffer{std::unique_ptr<uint8_t[]>(bytes), static_cast<size_t>(size)};
-  }
-};
-
-class Inflater {
- public:
-  Inflater() { inflateInit(&stream_); }
-  ~Inflater() { inflateEnd(&stream_); }
-  Inflater(const Inflater&) = delete;
-  Inflater& operator=(const Inflater&) = delete;
-
-  z_stream& stream() { return stream_; }
-  void Reset() { inflateReset(&stream_); }
-
- private:
-  z_stream stream_{};
-};
-
-// Parses git's variable-length size of a delta header at *pos.
-bool ReadDeltaSize(const Buffer& delta, size_t* pos, uint64_t* size) {
-  *size = 0;
-  int shift = 0;
-  uint8_t byte;
-  do {
-    if (*pos >= delta.size || shift > 63) return false;
-    byte = delta.bytes[(*pos)++];
-    *size |= static_cast<uint64_t>(byte & 0x7f) << shift;
-    shift += 7;
-  } while (byte & 0x80);
-  return true;
-}
-
-// Applies `delta` to `base`: git's copy and insert instructions.
-absl::StatusOr<Buffer> ApplyDelta(const Buffer& base, const Buffer& delta) {
-  size_t pos = 0;
-  uint64_t base_size = 0;
-  uint64_t result_size = 0;
-  if (!ReadDeltaSize(delta, &pos, &base_size) ||
-      !ReadDeltaSize(delta, &pos, &result_size)) {
-    return PackError("truncated delta header");
-  }
-  if (base_size != base.size) {
-    return PackError(absl::StrCat("delta for a base of ", base_size,
-                                  " bytes applied to one of ", base.size));
-  }
-  // Each instruction byte yields at most 2^24 - 1 bytes.
-  if (result_size / 0xffffff > delta.size) {
-    return PackError("delta result size out of reach of its instructions");
-  }
-  CIAGENT_ASSIGN_OR_RETURN(Buffer result, Buffer::OfSize(result_size));
-  uint64_t out = 0;
-  while (pos < delta.size) {
-    const uint8_t op = delta.bytes[pos++];
-    if (op & 0x80) {
-      uint64_t offset = 0;
-      uint64_t length = 0;
-      for (int i = 0; i < 4; ++i) {
-        if (op & (1 << i)) {
-          if (pos >= delta.size) return PackError("truncated delta copy");
-          offset |= static_cast<uint64_t>(delta.bytes[pos++]) << (8 * i);
-        }
-      }
-      for (int i = 0; i < 3; ++i) {
-        if (op & (0x10 << i)) {
-          if (pos >= delta.size) return PackError("truncated delta copy");
-          length |= static_cast<uint64_t>(delta.bytes[pos++]) << (8 * i);
-        }
-      }
-      if (length == 0) length = 0x10000;
-      if (offset > base.size || length > base.size - offset ||
-          length > result_size - out) {
-        return PackError("delta copies out of bounds");
-      }
-      std::memcpy(result.bytes.get() + out, base.bytes.get() + offset, length);
-      out += length;
-    } else if (op != 0) {
-      if (op > delta.size - pos || op > result_size - out) {
-        return PackError("delta inserts out of bounds");
-      }
-      std::memcpy(result.bytes.get() + out, delta.bytes.get() + pos, op);
-      pos += op;
-      out += op;
-    } else {
-      return PackError("reserved delta instruction 0");
-    }
-  }
-  if (out != result_size) return PackError("delta result shorter than stated");
-  return result;
-}
 
 void PutBigEndian32(std::string* out, uint32_t value) {
   const char bytes[4] = {
@@ -632,8 +462,10 @@ class PackIndexerImpl : public PackIndexer {
 
   // Inflates an entry's stream from the mapped pack (zlib counts in 32
   // bits: objects over 4 GiB take several calls).
-  absl::StatusOr<Buffer> InflateEntry(Inflater& inflater, const Entry& entry) {
-    CIAGENT_ASSIGN_OR_RETURN(Buffer out, Buffer::OfSize(entry.size));
+  absl::StatusOr<ObjectBuffer> InflateEntry(Inflater& inflater,
+                                            const Entry& entry) {
+    CIAGENT_ASSIGN_OR_RETURN(ObjectBuffer out,
+                             ObjectBuffer::OfSize(entry.size));
     inflater.Reset();
     z_stream& z = inflater.stream();
     const uint8_t* in = mapped_ + entry.data_offset;
@@ -665,7 +497,7 @@ class PackIndexerImpl : public PackIndexer {
 
   struct Frame {
     uint8_t type;
-    Buffer data;
+    ObjectBuffer data;
     std::vector<uint32_t> children;
     size_t next = 0;
   };
@@ -676,7 +508,7 @@ class PackIndexerImpl : public PackIndexer {
     ChildrenOf(root, &children);
     if (children.empty()) return absl::OkStatus();
     std::vector<Frame> stack;
-    CIAGENT_ASSIGN_OR_RETURN(Buffer data,
+    CIAGENT_ASSIGN_OR_RETURN(ObjectBuffer data,
                              InflateEntry(inflater, entries_[root]));
     stack.push_back(Frame{entries_[root].object_type, std::move(data),
                           std::move(children)});
@@ -688,8 +520,9 @@ class PackIndexerImpl : public PackIndexer {
       }
       const uint32_t child = frame.children[frame.next++];
       Entry& entry = entries_[child];
-      CIAGENT_ASSIGN_OR_RETURN(Buffer delta, InflateEntry(inflater, entry));
-      absl::StatusOr<Buffer> result = ApplyDelta(frame.data, delta);
+      CIAGENT_ASSIGN_OR_RETURN(ObjectBuffer delta,
+                               InflateEntry(inflater, entry));
+      absl::StatusOr<ObjectBuffer> result = ApplyDelta(frame.data, delta);
       if (!result.ok()) {
         return Annotate(result.status(),
                         absl::StrCat("delta at ", entry.offset));
