@@ -28,6 +28,8 @@
 #   flags of ci-consume  CI_STREAM (--stream), CI_GROUP (--group),
 #                        CI_WAIT (--wait, seconds), CI_LEASE (--lease),
 #                        CI_MAX_DELIVERIES (--max-deliveries),
+#                        CI_MAX_ENTRY_BYTES (--max-entry-bytes: larger
+#                        stream entries are dead-lettered unread),
 #                        CI_CREATE_GROUP=true|false (--create-group),
 #                        CI_FETCH_TIMEOUT (--fetch-timeout)
 #   flags of ci-build    CI_JOB_TIMEOUT (--timeout), CI_STEP_TIMEOUT
@@ -57,7 +59,9 @@
 #                                         unknown commit; or cancelled)
 #   ci-consume 1                          transient failure; the job,    1
 #                                         if any, was requeued
-#   ci-consume 2 / ci-build 2             configuration or usage error   2
+#   ci-consume 2 / ci-build 2             configuration or usage error;  2
+#                                         a job ci-build could read was
+#                                         requeued (counting a delivery)
 #   ci-build 0                            job finalized success          0
 #   ci-build 1                            job finalized failed or error  0
 #   ci-build 124 / 130                    job finalized timeout /        0
@@ -169,7 +173,8 @@ flags_from() {
 
 consume_args=$(flags_from CI_STREAM=--stream CI_GROUP=--group CI_WAIT=--wait \
   CI_LEASE=--lease CI_MAX_DELIVERIES=--max-deliveries \
-  CI_CREATE_GROUP=--create-group CI_FETCH_TIMEOUT=--fetch-timeout)
+  CI_MAX_ENTRY_BYTES=--max-entry-bytes CI_CREATE_GROUP=--create-group \
+  CI_FETCH_TIMEOUT=--fetch-timeout)
 build_args=$(flags_from CI_JOB_TIMEOUT=--timeout CI_STEP_TIMEOUT=--step-timeout \
   CI_GRACE=--grace CI_CLIPPY_WARNINGS_FAIL=--clippy-warnings-fail \
   CI_LOG_MAX_BYTES=--log-max-bytes CI_RESULT_FILE=--result \
@@ -302,7 +307,7 @@ case $build_rc in
     ;;
   75) what="not finished here; the job will run again" ;;
   143) what="terminated; the job was requeued" ;;
-  2) what="configuration error" ;;
+  2) what="configuration error; the job, if readable, was requeued" ;;
   *) what="ci-build ended abnormally" ;;
 esac
 # A job finalized before the stop took effect keeps its code.

@@ -140,10 +140,12 @@ def test_shell(shell, entrypoint, tmp):
 
     # Settings become flags, quoted as given; nothing else is passed.
     r = run(env={"CI_STREAM": "jobs 'a\" b", "CI_WAIT": "5", "CI_GROUP": "",
+                 "CI_MAX_ENTRY_BYTES": "65536",
                  "CI_CREATE_GROUP": "true", "CI_JOB_TIMEOUT": "60",
                  "CI_RESULT_FILE": "/tmp/r $x.json", "REDIS_PASSWORD": "s3cret"})
     expect(r.rc == 0, f"a successful job is exit 0 (rc {r.rc}, {r.err})")
-    expect(r.read("ci-consume.args") == "--stream=jobs 'a\" b\n--wait=5\n--create-group=true",
+    expect(r.read("ci-consume.args") ==
+           "--stream=jobs 'a\" b\n--wait=5\n--max-entry-bytes=65536\n--create-group=true",
            f"ci-consume's flags: {r.read('ci-consume.args')!r}")
     expect(r.read("ci-build.args") == "--job\n/work dir/job.json\n--timeout=60\n--result=/tmp/r $x.json",
            f"ci-build's flags: {r.read('ci-build.args')!r}")
@@ -179,6 +181,11 @@ def test_shell(shell, entrypoint, tmp):
         for mode, want in (("agent", agent_rc), ("job", job_rc)):
             r = run(env={"STUB_CI_BUILD_RC": str(tool_rc), "CI_EXIT_CODE": mode})
             expect(r.rc == want, f"ci-build {tool_rc}, {mode}: exit {r.rc}, want {want}")
+    # ci-build gives back a job it could read before exiting 2: the log says so.
+    r = run(env={"STUB_CI_BUILD_RC": "2"})
+    done = [line for line in r.logs() if line.get("msg") == "entrypoint: done"]
+    expect(done and "requeued" in done[-1].get("outcome", ""),
+           f"ci-build 2: the outcome names the requeue: {done!r}")
 
     # Signals: forwarded as SIGTERM and repeated while the tool still ignores
     # it (its first 1.2 s), then the tool's status decides.

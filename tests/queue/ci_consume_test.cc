@@ -87,6 +87,14 @@ class CiConsumeTest : public ::testing::Test {
                                      "--workdir=" + workdir_,
                                      "--consumer=agent-a", "--no-fetch"};
     argv.insert(argv.end(), flags.begin(), flags.end());
+    if (address_space_kib_ > 0) {
+      // As a pod's memory limit would, through the shell's `ulimit -v`.
+      argv.insert(argv.begin(),
+                  {"/bin/sh", "-c",
+                   absl::StrCat("ulimit -v ", address_space_kib_,
+                                " && exec \"$@\""),
+                   "sh"});
+    }
     return argv;
   }
 
@@ -113,6 +121,8 @@ class CiConsumeTest : public ::testing::Test {
   std::string tool_;
   std::string dir_;
   std::string workdir_;
+  // When set, the tool runs under `ulimit -v` of this many KiB.
+  int64_t address_space_kib_ = 0;
 };
 
 RedisOptions OptionsFor(const testing::RedisServer& server,
@@ -379,6 +389,72 @@ TEST_F(CiConsumeTest, DeadLettersMalformedJobAndFindsNothingToDo) {
   EXPECT_THAT(fields["dead_reason"], HasSubstr("job_id"));
   EXPECT_EQ(fields["job"], malformed);
   EXPECT_EQ(PendingCount(queue.redis()), 0);
+}
+
+// Fields of the dead-letter entries, oldest first.
+std::vector<std::map<std::string, std::string>> DeadLetters(RedisClient& redis) {
+  std::vector<std::map<std::string, std::string>> out;
+  absl::StatusOr<RedisReply> dead =
+      redis.Command({"XRANGE", "ci-jobs:dead", "-", "+"});
+  EXPECT_OK(dead);
+  if (!dead.ok()) return out;
+  for (const RedisReply& entry : dead->elements) {
+    std::map<std::string, std::string> fields;
+    const RedisReply& list = entry.elements[1];
+    for (size_t i = 0; i + 1 < list.elements.size(); i += 2) {
+      fields[list.elements[i].str] = list.elements[i + 1].str;
+    }
+    out.push_back(std::move(fields));
+  }
+  return out;
+}
+
+// A poison pill: an entry far larger than any job, ahead of a good job. The
+// agent runs with 1.5 GiB of address space, as a pod with that memory limit.
+// Receiving the entry would cost it several copies of the entry (hiredis'
+// read buffer, the reply, the parsed fields), and every agent that reclaimed
+// it would die the same way. The claim script dead-letters it unread, so the
+// agent takes the good job behind it.
+TEST_F(CiConsumeTest, PoisonPillEntryIsDeadLetteredUnreadUnderMemoryLimit) {
+  constexpr int64_t kPoisonBytes = 300 * 1000 * 1000;
+  CIAGENT_START_REDIS(server);
+  RedisOptions producer = OptionsFor(*server);
+  // Building the entry takes seconds on a busy machine.
+  producer.command_timeout = absl::Minutes(5);
+  JobQueue queue(producer, ProducerOptions());
+  ASSERT_OK(queue.EnsureGroup());
+  // Built inside Redis, so the test does not hold copies of it either.
+  const RedisScript add_poison(R"lua(
+return redis.call('XADD', KEYS[1], '*', 'job',
+  '{"job_id":"poison","repo":"https://git.example.com/a.git",' ..
+  '"branch":"main","commit":"' .. string.rep('a', 40) .. '","pad":"' ..
+  string.rep('x', tonumber(ARGV[1])) .. '"}')
+)lua");
+  ASSERT_OK_AND_ASSIGN(
+      RedisReply poison_id,
+      queue.redis().Eval(add_poison, {"ci-jobs"}, {absl::StrCat(kPoisonBytes)}));
+  ASSERT_OK(queue.Enqueue(TestJob("good")).status());
+
+#if !defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer reserves terabytes of address space: no limit there.
+  address_space_kib_ = 1536 * 1024;
+#endif
+  const ToolRun run = Run(server->url(), {"--wait=5"});
+
+  ASSERT_EQ(run.exit_code, kJobReady) << run.err;
+  EXPECT_THAT(ReadFileOrEmpty(JobFile()), HasSubstr(R"("job_id":"good")"));
+  EXPECT_THAT(run.err, HasSubstr("dead-lettered entry"));
+  const auto dead = DeadLetters(queue.redis());
+  ASSERT_EQ(dead.size(), 1u);
+  const auto& letter = dead[0];
+  EXPECT_THAT(letter.at("dead_reason"), HasSubstr("oversized entry"));
+  EXPECT_EQ(letter.at("dead_source_id"), poison_id.str);
+  EXPECT_EQ(letter.at("dead_truncated"), "1");
+  EXPECT_GT(std::stoll(letter.at("dead_entry_bytes")), kPoisonBytes);
+  EXPECT_EQ(letter.at("job").size(), 1024u);
+  EXPECT_EQ(HashField(queue.redis(), "ci:job:{poison}", "status"), "error");
+  EXPECT_EQ(HashField(queue.redis(), "ci:job:{good}", "status"), "running");
+  EXPECT_EQ(PendingCount(queue.redis()), 1);  // only the good job
 }
 
 }  // namespace

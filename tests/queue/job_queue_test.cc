@@ -11,7 +11,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "ciagent/base/log.h"
@@ -92,6 +94,21 @@ class JobQueueTest : public ::testing::Test {
       out.push_back(std::move(fields));
     }
     return out;
+  }
+
+  // Bytes Redis has sent to all its clients so far.
+  int64_t NetOutputBytes() {
+    RedisClient client(redis_);
+    auto reply = client.Command({"INFO", "stats"});
+    if (!reply.ok()) return -1;
+    for (absl::string_view line : absl::StrSplit(reply->str, "\r\n")) {
+      int64_t value = 0;
+      if (absl::ConsumePrefix(&line, "total_net_output_bytes:") &&
+          absl::SimpleAtoi(line, &value)) {
+        return value;
+      }
+    }
+    return -1;
   }
 
   void AddRawEntry(std::vector<std::string> fields) {
@@ -309,6 +326,98 @@ TEST_F(JobQueueTest, DeadLettersMalformedJobAtOnceAndGoesOn) {
   EXPECT_EQ(dead[1]["payload"], "no job field");
   EXPECT_EQ(Status("bad-1")["status"], "error");
   EXPECT_EQ(PendingCount(), 1);  // only "good", which is running
+}
+
+// A job document padded to `bytes`, with job_id as its first key.
+std::string PaddedJobJson(absl::string_view id, size_t bytes) {
+  std::string doc = JobToJson(MakeJob(id));
+  doc.pop_back();  // the closing brace
+  absl::StrAppend(&doc, R"(,"pad":")");
+  doc.append(bytes > doc.size() + 2 ? bytes - doc.size() - 2 : 0, 'x');
+  absl::StrAppend(&doc, "\"}");
+  return doc;
+}
+
+TEST_F(JobQueueTest, DeadLettersOversizedEntryInsideRedisWithoutSendingIt) {
+  QueueOptions options = Options("agent-a");
+  options.max_entry_bytes = 64 * 1024;
+  const std::string huge = PaddedJobJson("huge", 2 * 1024 * 1024);
+  AddRawEntry({"job", huge});
+  ASSERT_OK(Queue("producer").Enqueue(MakeJob("good")).status());
+
+  JobQueue queue(redis_, options);
+  const int64_t sent_before = NetOutputBytes();
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::ZeroDuration()));
+  EXPECT_EQ(claim.job.job_id, "good");
+  // Redis sent the agent the good job, not the 2 MiB one.
+  EXPECT_LT(NetOutputBytes() - sent_before, 64 * 1024);
+
+  auto dead = DeadLetters();
+  ASSERT_EQ(dead.size(), 1u);
+  const std::string size = absl::StrCat(huge.size() + 3);  // + "job"
+  EXPECT_EQ(dead[0]["dead_reason"],
+            absl::StrCat("oversized entry: ", size,
+                         " bytes, more than max_entry_bytes=65536"));
+  EXPECT_EQ(dead[0]["dead_entry_bytes"], size);
+  EXPECT_EQ(dead[0]["dead_truncated"], "1");
+  EXPECT_EQ(dead[0]["dead_deliveries"], "1");
+  EXPECT_EQ(dead[0]["dead_consumer"], "agent-a");
+  EXPECT_EQ(dead[0]["job"], huge.substr(0, 1024));
+  auto status = Status("huge");
+  EXPECT_EQ(status["status"], "error");
+  EXPECT_THAT(status["reason"], HasSubstr("oversized entry"));
+  EXPECT_FALSE(status["dead_letter_id"].empty());
+  EXPECT_EQ(PendingCount(), 1);  // only "good", which is running
+}
+
+TEST_F(JobQueueTest, WaitingClaimDeadLettersOversizedEntryEnqueuedMeanwhile) {
+  QueueOptions options = Options("agent-a");
+  options.max_entry_bytes = 64 * 1024;
+  JobQueue queue(redis_, options);
+  ASSERT_OK(queue.EnsureGroup());
+  std::thread producer([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    AddRawEntry({"job", PaddedJobJson("huge", 2 * 1024 * 1024)});
+    ASSERT_OK(Queue("producer").Enqueue(MakeJob("late")).status());
+  });
+  const int64_t sent_before = NetOutputBytes();
+  absl::StatusOr<ClaimedJob> claim = queue.Claim(absl::Seconds(10));
+  producer.join();
+  ASSERT_OK(claim.status());
+  EXPECT_EQ(claim->job.job_id, "late");
+  EXPECT_LT(NetOutputBytes() - sent_before, 64 * 1024);
+  EXPECT_EQ(DeadLetters().size(), 1u);
+}
+
+TEST_F(JobQueueTest, OversizedEntryWithoutLeadingJobIdLeavesNoStatusKey) {
+  QueueOptions options = Options("agent-a");
+  options.max_entry_bytes = 1024;
+  AddRawEntry({"blob", std::string(4096, 'z'), "job",
+               R"({"repo":"x","job_id":"later"})"});
+  JobQueue queue(redis_, options);
+  EXPECT_THAT(queue.Claim(absl::ZeroDuration()),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  auto dead = DeadLetters();
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0]["blob"], std::string(1024, 'z'));
+  EXPECT_TRUE(Status("later").empty());
+  EXPECT_EQ(PendingCount(), 0);
+}
+
+TEST_F(JobQueueTest, FinalizeAndClaimNextDeadLettersAnOversizedNextEntry) {
+  QueueOptions options = Options("agent-a");
+  options.max_entry_bytes = 64 * 1024;
+  JobQueue queue(redis_, options);
+  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob first, queue.Claim(absl::Seconds(1)));
+  AddRawEntry({"job", PaddedJobJson("huge", 128 * 1024)});
+  ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> next,
+                       queue.FinalizeAndClaimNext(first, {JobStatus::kSuccess}));
+  EXPECT_FALSE(next.has_value());
+  EXPECT_EQ(Status("j1")["status"], "success");
+  EXPECT_EQ(Status("huge")["status"], "error");
+  EXPECT_EQ(DeadLetters().size(), 1u);
+  EXPECT_EQ(PendingCount(), 0);
 }
 
 TEST_F(JobQueueTest, ZombieFinalizeIsRefusedAndWritesNothing) {

@@ -2,6 +2,7 @@
 // <workdir>/job.json for the tools that run it. See --help.
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -27,6 +28,7 @@ ABSL_FLAG(int, wait, 30, "seconds to wait for a job");
 ABSL_FLAG(int, lease, 60,
           "lease in seconds: a job idle this long is reclaimed");
 ABSL_FLAG(int, max_deliveries, 3, "deliveries before a job is dead-lettered");
+ABSL_FLAG(int64_t, max_entry_bytes, 1 << 20, "larger entries are dead letters");
 ABSL_FLAG(std::string, workdir, "", "directory for job.json and src/; "
           "default: env CI_WORKDIR, else ./ci-work");
 ABSL_FLAG(bool, create_group, false, "create the consumer group if missing");
@@ -49,7 +51,8 @@ constexpr char kUsage[] =
     R"(Claims one CI job from a Redis stream and fetches its source.
 
 Reclaims a job whose owner's lease lapsed, else waits up to --wait seconds for
-a new one; malformed and over-delivered jobs are dead-lettered on the way. The
+a new one; malformed, over-delivered and oversized (--max-entry-bytes) entries
+are dead-lettered on the way, the last two inside Redis, unread. The
 job is marked running, its commit checked out into <workdir>/src (through the
 mirror cache under --cache-dir, renewing the lease), and <workdir>/job.json
 (no secrets) written; its path is printed on stdout.
@@ -85,6 +88,7 @@ absl::StatusOr<ciagent::IntakeOptions> OptionsFromFlags() {
   o.queue.lease = absl::Seconds(absl::GetFlag(FLAGS_lease));
   o.queue.renew_interval = o.queue.lease / 3;
   o.queue.max_deliveries = absl::GetFlag(FLAGS_max_deliveries);
+  o.queue.max_entry_bytes = absl::GetFlag(FLAGS_max_entry_bytes);
   o.queue.create_group = absl::GetFlag(FLAGS_create_group);
   o.queue.parse.allow_file_urls = absl::GetFlag(FLAGS_allow_file_urls);
   o.wait = absl::Seconds(absl::GetFlag(FLAGS_wait));
@@ -104,9 +108,10 @@ absl::StatusOr<ciagent::IntakeOptions> OptionsFromFlags() {
         "--ca-file / CI_CA_FILE: ", o.fetch.ca_file, " is not readable"));
   }
   if (o.queue.consumer.empty() || o.wait < absl::ZeroDuration() ||
-      o.queue.lease <= absl::ZeroDuration() || o.queue.max_deliveries <= 0) {
+      o.queue.lease <= absl::ZeroDuration() || o.queue.max_deliveries <= 0 ||
+      o.queue.max_entry_bytes <= 0) {
     return absl::InvalidArgumentError("--consumer must be set; --wait >= 0; "
-                                      "--lease and --max-deliveries > 0");
+                                      "--lease, --max-* > 0");
   }
   return o;
 }

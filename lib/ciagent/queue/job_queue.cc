@@ -31,6 +31,10 @@ struct JobQueue::Entry {
   bool begun = false;
   std::string cancel_requested;
   std::string cancel_reason;
+  // Set when the claim script dead-lettered the entry instead.
+  std::string dead_reason;
+  std::string dead_letter_id;
+  std::string dead_job_id;
 
   const std::string* Field(absl::string_view name) const {
     for (const auto& [key, value] : fields) {
@@ -135,10 +139,11 @@ absl::StatusOr<ClaimedJob> JobQueue::Claim(absl::Duration wait) {
     }
     const absl::Duration left =
         std::max(deadline - clock_->Now(), absl::ZeroDuration());
-    absl::StatusOr<std::optional<Entry>> entry =
-        ClaimEntry(std::min(left, options_.block_slice));
+    absl::StatusOr<std::optional<Entry>> entry = ClaimEntry();
     absl::StatusOr<std::optional<ClaimedJob>> claimed = std::nullopt;
-    if (entry.ok() && entry->has_value()) claimed = Start(**entry);
+    if (entry.ok() && entry->has_value() && (*entry)->dead_reason.empty()) {
+      claimed = Start(**entry);
+    }
     const absl::Status status = entry.ok() ? claimed.status() : entry.status();
 
     if (status.code() == absl::StatusCode::kFailedPrecondition &&
@@ -174,17 +179,27 @@ absl::StatusOr<ClaimedJob> JobQueue::Claim(absl::Duration wait) {
           absl::StrCat("no job on stream ", options_.stream, " within ",
                        absl::FormatDuration(wait)));
     }
+    SleepUnlessStopped(std::min(options_.poll_interval, left));
   }
 }
 
 std::vector<std::string> JobQueue::ClaimArgs() const {
   return {Millis(options_.lease), absl::StrCat(options_.max_deliveries),
-          options_.key_prefix, FormatTimestamp(clock_->Now())};
+          options_.key_prefix, FormatTimestamp(clock_->Now()),
+          absl::StrCat(options_.max_entry_bytes),
+          absl::StrCat(options_.dead_letter_max_len)};
+}
+
+std::vector<std::string> JobQueue::ClaimKeys() const {
+  return {options_.stream, options_.DeadLetterStream()};
 }
 
 absl::StatusOr<std::optional<JobQueue::Entry>> JobQueue::ParseClaimReply(
     const RedisReply& reply) {
-  if (!reply.is_array() || reply.elements.size() != 6) return std::nullopt;
+  if (!reply.is_array() ||
+      (reply.elements.size() != 6 && reply.elements.size() != 9)) {
+    return std::nullopt;
+  }
   Entry entry;
   entry.id = reply.elements[0].str;
   CIAGENT_ASSIGN_OR_RETURN(entry.fields, EntryFields(reply.elements[1]));
@@ -192,47 +207,33 @@ absl::StatusOr<std::optional<JobQueue::Entry>> JobQueue::ParseClaimReply(
   entry.begun = reply.elements[3].integer == 1;
   entry.cancel_requested = reply.elements[4].str;
   entry.cancel_reason = reply.elements[5].str;
+  if (reply.elements.size() == 9) {
+    entry.dead_reason = reply.elements[6].str;
+    entry.dead_letter_id = reply.elements[7].str;
+    entry.dead_job_id = reply.elements[8].str;
+    LogWarning("dead-lettered entry",
+               {{"stream_id", entry.id},
+                {"dead_letter_id", entry.dead_letter_id},
+                {"dead_job_id", entry.dead_job_id},
+                {"deliveries", entry.deliveries},
+                {"reason", entry.dead_reason}});
+  }
   return entry;
 }
 
-absl::StatusOr<std::optional<JobQueue::Entry>> JobQueue::ClaimEntry(
-    absl::Duration block) {
+absl::StatusOr<std::optional<JobQueue::Entry>> JobQueue::ClaimEntry() {
   std::vector<std::string> args = {options_.group, options_.consumer};
   for (std::string& arg : ClaimArgs()) args.push_back(std::move(arg));
+  args.push_back(absl::StrCat(absl::ToInt64Seconds(options_.result_ttl)));
   CIAGENT_ASSIGN_OR_RETURN(RedisReply reply,
-                           redis_.Eval(ClaimScript(), {options_.stream}, args));
-  CIAGENT_ASSIGN_OR_RETURN(std::optional<Entry> entry, ParseClaimReply(reply));
-  if (entry.has_value() || block <= absl::ZeroDuration()) return entry;
-  // Nothing to take now: wait for a new entry, one slice at a time so a
-  // stop request is noticed promptly.
-  CIAGENT_ASSIGN_OR_RETURN(
-      reply, redis_.Command({"XREADGROUP", "GROUP", options_.group,
-                             options_.consumer, "COUNT", "1", "BLOCK",
-                             Millis(std::max(block, absl::Milliseconds(1))),
-                             "STREAMS", options_.stream, ">"}));
-  // [[stream, [[id, [field, value, ...]]]]]
-  if (!reply.is_array() || reply.elements.empty()) return std::nullopt;
-  const RedisReply& entries = reply.elements[0].elements[1];
-  if (entries.elements.empty()) return std::nullopt;
-  entry.emplace();
-  entry->id = entries.elements[0].elements[0].str;
-  CIAGENT_ASSIGN_OR_RETURN(entry->fields,
-                           EntryFields(entries.elements[0].elements[1]));
-  return entry;
+                           redis_.Eval(ClaimScript(), ClaimKeys(), args));
+  return ParseClaimReply(reply);
 }
 
 absl::StatusOr<std::optional<ClaimedJob>> JobQueue::Start(const Entry& entry) {
   const std::string* job_json = entry.Field("job");
   const std::optional<std::string> job_id =
       job_json != nullptr ? ExtractJobId(*job_json) : std::nullopt;
-  if (entry.deliveries > options_.max_deliveries) {
-    CIAGENT_RETURN_IF_ERROR(DeadLetter(
-        entry, job_id,
-        absl::StrCat(
-            "delivered ", entry.deliveries,
-            " times, more than max_deliveries=", options_.max_deliveries)));
-    return std::nullopt;
-  }
   if (job_json == nullptr) {
     CIAGENT_RETURN_IF_ERROR(
         DeadLetter(entry, std::nullopt, "malformed entry: no `job` field"));
@@ -413,13 +414,14 @@ absl::StatusOr<std::optional<ClaimedJob>> JobQueue::FinalizeAndClaimNext(
       RedisReply reply,
       redis_.Eval(FinalizeAndClaimScript(),
                   {options_.stream, options_.StatusKey(claim.job.job_id),
-                   options_.LogKey(claim.job.job_id)},
+                   options_.LogKey(claim.job.job_id),
+                   options_.DeadLetterStream()},
                   args));
   CIAGENT_RETURN_IF_ERROR(Fenced("finalize", reply, claim.stream_id));
   if (reply.elements.size() < 2) return std::nullopt;
   CIAGENT_ASSIGN_OR_RETURN(std::optional<Entry> entry,
                            ParseClaimReply(reply.elements[1]));
-  if (!entry.has_value()) return std::nullopt;
+  if (!entry.has_value() || !entry->dead_reason.empty()) return std::nullopt;
   // A malformed or cancelled next entry is disposed of; the caller then
   // claims again.
   return Start(*entry);

@@ -22,6 +22,14 @@
 //              the entry's delivery count. Entries over max_deliveries and
 //              malformed entries are dead-lettered on the way, never returned.
 //              The claimed job's status becomes `running`.
+//
+// Poison pills: an entry larger than max_entry_bytes, or delivered more than
+// max_deliveries times (its agents died on it), is dead-lettered by the
+// claim script inside Redis. The agent never receives it, so an entry that
+// would exhaust the agent's memory, or crash it, cannot stop the queue by
+// killing every agent that takes it. Waiting for a new entry therefore polls
+// the claim script (every poll_interval) rather than blocking in XREADGROUP,
+// which would hand the entry over whatever its size.
 //   Renew()    by the owner, every renew_interval: keeps the lease (the
 //              entry's idle time) fresh and reports a requested cancel.
 //   Finalize() writes the terminal status and acks, atomically and only
@@ -82,8 +90,14 @@ struct QueueOptions {
   absl::Duration renew_interval = absl::Seconds(20);
   // Deliveries allowed; the next one sends the entry to the dead letters.
   int max_deliveries = 3;
-  // Longest single blocking read; bounds how long a stop request waits.
-  absl::Duration block_slice = absl::Milliseconds(250);
+  // Entries larger than this (field names and values, in bytes) are
+  // dead-lettered by the claim script without being sent to the agent.
+  // Well above a job document's limit (JobParseOptions::max_json_bytes), so
+  // a merely too-large document is still dead-lettered whole, as malformed.
+  int64_t max_entry_bytes = 1024 * 1024;
+  // While waiting for a job, how often the claim script looks again. Also
+  // bounds how long a stop request waits.
+  absl::Duration poll_interval = absl::Milliseconds(100);
   // Approximate caps (XADD MAXLEN ~) of the dead-letter stream and of each
   // job's log stream.
   int64_t dead_letter_max_len = 100000;
@@ -178,8 +192,11 @@ class JobQueue {
 
  private:
   struct Entry;
-  absl::StatusOr<std::optional<Entry>> ClaimEntry(absl::Duration block);
+  // Runs the claim script once. An entry it dead-lettered comes back with
+  // `dead_reason` set.
+  absl::StatusOr<std::optional<Entry>> ClaimEntry();
   absl::StatusOr<std::optional<Entry>> ParseClaimReply(const RedisReply& reply);
+  std::vector<std::string> ClaimKeys() const;
   std::vector<std::string> ClaimArgs() const;
   // kInvalidArgument unless outcome.status is terminal.
   absl::StatusOr<std::vector<std::string>> FinalizeArgs(

@@ -29,17 +29,57 @@ const RedisScript& Fenced(absl::string_view body) {
   return *new RedisScript(absl::StrCat(kFence, body));
 }
 
-// claim_next(stream, group, consumer, lease_ms, max_deliveries, prefix, now):
+// claim_next(stream, group, consumer, lease_ms, max_deliveries, prefix, now,
+//            max_entry_bytes, dead, dead_maxlen, ttl):
 // reclaims one entry idle longer than the lease (counting the delivery), else
 // reads one new entry without blocking. An entry that looks runnable (a job
 // document with a well-formed job_id, within max_deliveries) is started at
 // once — status `running` — saving the agent a round trip; the agent still
 // validates the job fully and dead-letters it if that fails.
+//
+// Poison pills never reach the agent: an entry larger than max_entry_bytes
+// (which would exhaust the agent's memory on every delivery) or delivered
+// more than max_deliveries times (whose agents died on it) is moved to the
+// dead-letter stream here, server-side, and only its id comes back.
 // Returns {id, {field, value, ...}, deliveries, begun, cancel, cancel_reason}
-// or false.
+// for a job, {id, {}, deliveries, 0, '', '', dead_reason, dead_id, job_id}
+// for a dead-lettered entry, or false.
 constexpr char kClaimNext[] = R"lua(
+local function usable_job_id(id)
+  return type(id) == 'string' and #id <= 128 and
+         string.match(id, '^[%w._-]+$') ~= nil and id ~= '.' and id ~= '..'
+end
+
+-- Copies the entry to the dead letters, acks it and, when the job is known,
+-- marks it `error`. `fields` are what the dead letter keeps of the entry.
+local function bury(stream, group, consumer, id, fields, deliveries, reason,
+                    extra, job_id, dead, dead_maxlen, prefix, now, ttl)
+  local args = {'XADD', dead, 'MAXLEN', '~', dead_maxlen, '*'}
+  for i = 1, #fields do args[#args + 1] = fields[i] end
+  for _, v in ipairs({'dead_reason', reason, 'dead_deliveries', deliveries,
+                      'dead_source_id', id, 'dead_consumer', consumer,
+                      'dead_at', now}) do
+    args[#args + 1] = v
+  end
+  for i = 1, #extra do args[#args + 1] = extra[i] end
+  local dead_id = redis.call(unpack(args))
+  redis.call('XACK', stream, group, id)
+  if job_id then
+    local key = prefix .. '{' .. job_id .. '}'
+    redis.call('HSET', key, 'status', 'error', 'reason', reason,
+               'attempt', deliveries, 'stream_id', id, 'consumer', consumer,
+               'finished_at', now, 'updated_at', now,
+               'dead_letter_id', dead_id)
+    if tonumber(ttl) > 0 then
+      redis.call('EXPIRE', key, ttl)
+      redis.call('EXPIRE', key .. ':log', ttl)
+    end
+  end
+  return {id, {}, deliveries, 0, '', '', reason, dead_id, job_id or ''}
+end
+
 local function claim_next(stream, group, consumer, lease_ms, max_deliveries,
-                          prefix, now)
+                          prefix, now, max_entry_bytes, dead, dead_maxlen, ttl)
   local id, fields, deliveries
   local cursor = '0-0'
   repeat
@@ -60,22 +100,46 @@ local function claim_next(stream, group, consumer, lease_ms, max_deliveries,
     local e = r[1][2][1]
     id, fields, deliveries = e[1], e[2], 1
   end
-  local begun, cancel, cancel_reason = 0, '', ''
   local doc
+  local size = 0
   for i = 1, #fields, 2 do
+    size = size + #fields[i] + #fields[i + 1]
     if fields[i] == 'job' then doc = fields[i + 1] end
   end
+  if size > tonumber(max_entry_bytes) then
+    -- Too big to decode here or to copy whole: the dead letter keeps the
+    -- first 16 fields, each cut to 1 KiB, and the job_id only when it is the
+    -- document's first key (as JobToJson writes it).
+    local kept = {}
+    for i = 1, math.min(#fields, 32) do
+      kept[i] = string.sub(fields[i], 1, 1024)
+    end
+    local job_id = doc and string.match(string.sub(doc, 1, 256),
+                                        '^%s*{%s*"job_id"%s*:%s*"([^"]*)"')
+    if not usable_job_id(job_id) then job_id = nil end
+    return bury(stream, group, consumer, id, kept, deliveries,
+                'oversized entry: ' .. size ..
+                ' bytes, more than max_entry_bytes=' .. max_entry_bytes,
+                {'dead_entry_bytes', size, 'dead_truncated', 1}, job_id, dead,
+                dead_maxlen, prefix, now, ttl)
+  end
   local ok, job = pcall(cjson.decode, doc or '')
-  if deliveries <= tonumber(max_deliveries) and ok and type(job) == 'table' and
-     type(job.job_id) == 'string' and #job.job_id <= 128 and
-     string.match(job.job_id, '^[%w._-]+$') and job.job_id ~= '.' and
-     job.job_id ~= '..' and type(job.repo) == 'string' and
+  if not ok or type(job) ~= 'table' then job = {} end
+  local job_id = usable_job_id(job.job_id) and job.job_id or nil
+  if deliveries > tonumber(max_deliveries) then
+    return bury(stream, group, consumer, id, fields, deliveries,
+                'delivered ' .. deliveries ..
+                ' times, more than max_deliveries=' .. max_deliveries,
+                {}, job_id, dead, dead_maxlen, prefix, now, ttl)
+  end
+  local begun, cancel, cancel_reason = 0, '', ''
+  if job_id and type(job.repo) == 'string' and
      type(job.branch) == 'string' and type(job.commit) == 'string' then
-    local key = prefix .. '{' .. job.job_id .. '}'
+    local key = prefix .. '{' .. job_id .. '}'
     local c = redis.call('HMGET', key, 'cancel_requested', 'cancel_reason')
     cancel, cancel_reason = c[1] or '', c[2] or ''
     redis.call('HDEL', key, 'finished_at', 'duration_ms', 'reason')
-    redis.call('HSET', key, 'status', 'running', 'job_id', job.job_id,
+    redis.call('HSET', key, 'status', 'running', 'job_id', job_id,
                'repo', job.repo, 'branch', job.branch,
                'commit', string.lower(job.commit), 'attempt', deliveries,
                'consumer', consumer, 'stream_id', id, 'started_at', now,
@@ -103,7 +167,8 @@ end
 
 const RedisScript& ClaimScript() {
   static const RedisScript& script = *new RedisScript(absl::StrCat(kClaimNext, R"lua(
-return claim_next(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+return claim_next(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
+                  ARGV[7], KEYS[2], ARGV[8], ARGV[9])
 )lua"));
   return script;
 }
@@ -114,7 +179,8 @@ local n = tonumber(ARGV[6])
 finalize(7, n, ARGV[5])
 local c = 7 + n
 return {'ok', claim_next(KEYS[1], ARGV[1], ARGV[3], ARGV[c], ARGV[c + 1],
-                         ARGV[c + 2], ARGV[c + 3])}
+                         ARGV[c + 2], ARGV[c + 3], ARGV[c + 4], KEYS[4],
+                         ARGV[c + 5], ARGV[5])}
 )lua"));
   return script;
 }

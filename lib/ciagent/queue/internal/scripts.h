@@ -12,17 +12,22 @@
 
 namespace ciagent::queue_internal {
 
-// KEYS: stream. ARGV: group, consumer, lease_ms, max_deliveries,
-// status key prefix, now.
+// KEYS: stream, dead-letter stream. ARGV: group, consumer, lease_ms,
+// max_deliveries, status key prefix, now, max_entry_bytes, dead-letter
+// maxlen, ttl_seconds.
 // Reclaims one entry idle longer than the lease (counting the delivery),
 // else reads one new entry without blocking, and marks it running when it
 // looks runnable. Returns {id, {field, value, ...}, deliveries, begun,
-// cancel_requested, cancel_reason} or nil. The status key is derived from
-// the entry, so on Redis Cluster it must share the stream's hash tag.
+// cancel_requested, cancel_reason}, or nil. An entry over max_entry_bytes or
+// max_deliveries is dead-lettered in the script instead (the agent never
+// receives it): {id, {}, deliveries, 0, '', '', dead_reason, dead_id,
+// job_id or ''}. The status key is derived from the entry, so on Redis
+// Cluster it must share the stream's hash tag.
 const RedisScript& ClaimScript();
 
-// KEYS: stream, status, log. ARGV: fence, ttl_seconds, n, n field/value
-// strings, then lease_ms, max_deliveries, status key prefix, now.
+// KEYS: stream, status, log, dead-letter stream. ARGV: fence, ttl_seconds,
+// n, n field/value strings, then lease_ms, max_deliveries, status key
+// prefix, now, max_entry_bytes, dead-letter maxlen.
 // Finalize, then the claim above, atomically: {"ok", <claim reply>}.
 const RedisScript& FinalizeAndClaimScript();
 
