@@ -391,6 +391,33 @@ TEST_F(CiConsumeTest, DeadLettersMalformedJobAndFindsNothingToDo) {
   EXPECT_EQ(PendingCount(queue.redis()), 0);
 }
 
+// ci-build stopping on its own configuration error gives the claimed job
+// back at once, rather than leaving it `running` until its lease lapses.
+TEST_F(CiConsumeTest, CiBuildConfigurationErrorRequeuesTheJobItWasGiven) {
+  CIAGENT_START_REDIS(server);
+  JobQueue queue(OptionsFor(*server), ProducerOptions());
+  ASSERT_OK(queue.Enqueue(TestJob("j1")).status());
+  ASSERT_EQ(Run(server->url(), {"--wait=5"}).exit_code, kJobReady);
+  ASSERT_OK_AND_ASSIGN(const std::string ci_build, PathFromEnv("CIAGENT_CI_BUILD"));
+
+  ASSERT_OK_AND_ASSIGN(
+      auto build, Subprocess::Start({ci_build, "--job=" + JobFile(),
+                                     "--max-timeout=-1"},
+                                    ToolOptions({})));
+  ASSERT_OK_AND_ASSIGN(const int build_exit, build->Wait(absl::Seconds(60)));
+
+  EXPECT_EQ(build_exit, kUsageError) << ReadFileOrEmpty(dir_ + "/stderr");
+  RedisClient& redis = queue.redis();
+  EXPECT_EQ(HashField(redis, "ci:job:{j1}", "status"), "queued");
+  EXPECT_EQ(HashField(redis, "ci:job:{j1}", "reason"),
+            "requeued: agent configuration error: --max-timeout must be >= 0");
+  EXPECT_EQ(PendingCount(redis), 1);
+  // Claimable at once, as the next attempt.
+  const ToolRun again = Run(server->url(), {"--wait=0"});
+  ASSERT_EQ(again.exit_code, kJobReady) << again.err;
+  EXPECT_EQ(HashField(redis, "ci:job:{j1}", "attempt"), "2");
+}
+
 // Fields of the dead-letter entries, oldest first.
 std::vector<std::map<std::string, std::string>> DeadLetters(RedisClient& redis) {
   std::vector<std::map<std::string, std::string>> out;

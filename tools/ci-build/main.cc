@@ -14,6 +14,7 @@
 #include "ciagent/pipeline/console_observer.h"
 #include "ciagent/agent/queued_build.h"
 #include "ciagent/pipeline/report.h"
+#include "ciagent/queue/job_queue.h"
 #include "build_flags.h"
 #include "outcome.h"
 #include "push_mode.h"
@@ -51,7 +52,7 @@ cache key (docs/caching.md); without it builds run uncached.
 Exit codes:
   0    success
   1    the build or its tests failed, or the job ended in error
-  2    usage or configuration error
+  2    usage or configuration error (a claimed job it could read was requeued)
   75   not finished here: requeued after an agent failure, lease lost, or
        Redis unreachable when finalizing (the job runs again elsewhere)
   124  the job timed out
@@ -65,10 +66,26 @@ int Fail(int code, const absl::Status& status) {
   return code;
 }
 
+// A configuration error once the job is ours: give it back at once, as
+// attempt spent, rather than leave it `running` until its lease lapses.
+int FailClaimed(const ciagent::ClaimFile& claim, const absl::Status& status) {
+  ciagent::JobQueue queue(claim.redis, claim.queue);
+  const absl::Status requeued = queue.Requeue(
+      claim.claim, absl::StrCat("agent configuration error: ", status.message()));
+  if (!requeued.ok()) ciagent::LogWarning("job not requeued", {{"error", requeued}});
+  return Fail(ciagent::kExitUsage, status);
+}
+
 int RunLocal(ciagent::PipelineOptions pipeline) {
   using namespace ciagent;
   pipeline.source_dir = absl::GetFlag(FLAGS_local);
-  pipeline.steps = SplitSteps(absl::GetFlag(FLAGS_steps));
+  absl::StatusOr<PipelineConfig> config = ReadPipelineConfig(
+      pipeline.source_dir, {.max_timeout = pipeline.max_timeout});
+  // A configuration the repository must fix: the run ends in error.
+  if (!config.ok()) return Fail(kExitFailure, config.status());
+  ApplyPipelineConfig(
+      EffectiveConfig(*std::move(config), LocalJob(absl::GetFlag(FLAGS_steps))),
+      &pipeline);
   pipeline.stop_requested = [] { return StopRequested(); };
   absl::Status image = ConfigureImageStep(nullptr, &pipeline);
   if (!image.ok()) return Fail(kExitUsage, image);
@@ -81,7 +98,7 @@ int RunLocal(ciagent::PipelineOptions pipeline) {
   return ExitCodeForResult(*result);
 }
 
-int RunQueued(ciagent::PipelineOptions pipeline) {
+int RunQueued(absl::StatusOr<ciagent::PipelineOptions> flags) {
   using namespace ciagent;
   JobParseOptions parse;
   parse.allow_file_urls = absl::GetFlag(FLAGS_allow_file_urls);
@@ -90,12 +107,14 @@ int RunQueued(ciagent::PipelineOptions pipeline) {
   if (!claim.ok()) return Fail(kExitUsage, claim.status());
   absl::Status password = ApplyRedisPasswordFromEnv(&claim->redis);
   if (!password.ok()) return Fail(kExitUsage, password);
+  if (!flags.ok()) return FailClaimed(*claim, flags.status());
+  PipelineOptions pipeline = *std::move(flags);
   absl::Status image = ConfigureImageStep(&claim->claim.job, &pipeline);
-  if (!image.ok()) return Fail(kExitUsage, image);
+  if (!image.ok()) return FailClaimed(*claim, image);
   QueuedBuildOptions options;
   options.pipeline = std::move(pipeline);
   absl::StatusOr<std::vector<std::string>> secrets = SecretsToMask(options.pipeline);
-  if (!secrets.ok()) return Fail(kExitUsage, secrets.status());
+  if (!secrets.ok()) return FailClaimed(*claim, secrets.status());
   options.logs.secrets = *std::move(secrets);
   if (!claim->redis.password.empty()) {
     options.logs.secrets.push_back(claim->redis.password);
@@ -126,8 +145,8 @@ int main(int argc, char** argv) {
                                 "give exactly one of --job and --local"));
   }
   absl::StatusOr<PipelineOptions> pipeline = PipelineOptionsFromFlags();
-  if (!pipeline.ok()) return Fail(kExitUsage, pipeline.status());
+  if (!pipeline.ok() && !queued) return Fail(kExitUsage, pipeline.status());
   absl::Status reaper = BecomeChildSubreaper();
   if (!reaper.ok()) return Fail(kExitFailure, reaper);
-  return queued ? RunQueued(*std::move(pipeline)) : RunLocal(*std::move(pipeline));
+  return queued ? RunQueued(std::move(pipeline)) : RunLocal(*std::move(pipeline));
 }
