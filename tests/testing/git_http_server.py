@@ -23,19 +23,15 @@ stderr.
 """
 
 import argparse
-import base64
 import gzip
-import binascii
-import hmac
-import http.server
 import os
-import signal
-import socket
-import socketserver
-import ssl
 import subprocess
 import sys
 import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testserver  # noqa: E402
+from testserver import BadRequest  # noqa: E402
 
 
 def backend_command():
@@ -57,11 +53,7 @@ def backend_command():
 BACKEND = backend_command()
 # Upper bound for a request body held in memory; test repositories are small.
 MAX_BODY = 256 * 1024 * 1024
-STREAM_CHUNK = 64 * 1024
-
-
-class BadRequest(Exception):
-    pass
+STREAM_CHUNK = testserver.STREAM_CHUNK
 
 
 class Rejection:
@@ -73,25 +65,13 @@ class Rejection:
         self.headers = list(headers)
 
 
-class GitHttpServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class GitHttpServer(testserver.TestServer):
     def __init__(self, port, root, tls, credentials, fail_first, log_path):
         self.root = root
-        self.tls = tls
         self.credentials = credentials  # (user bytes, password bytes) or None
-        self.log_path = log_path
         self._lock = threading.Lock()
         self._failures_left = fail_first
-        super().__init__(("127.0.0.1", port), GitRequestHandler)
-
-    def server_bind(self):
-        # HTTPServer.server_bind would resolve the host name (getfqdn), a DNS
-        # round trip that can stall on machines without a resolver.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = "127.0.0.1"
-        self.server_port = self.server_address[1]
+        super().__init__(port, GitRequestHandler, tls, log_path)
 
     def take_failure(self):
         with self._lock:
@@ -100,68 +80,17 @@ class GitHttpServer(http.server.ThreadingHTTPServer):
                 return True
             return False
 
-    def log_request_line(self, method, path, status):
-        if not self.log_path:
-            return
-        line = "%s %s %d\n" % (method, path, status)
+    def redact(self, line):
         if self.credentials is not None and self.credentials[1]:
             # A client could put user:password@ into an absolute-form
             # request target; the secret still stays out of the log.
             password = self.credentials[1].decode("utf-8", "replace")
             line = line.replace(password, "***")
-        with self._lock:
-            with open(self.log_path, "a", encoding="utf-8") as log:
-                log.write(line)
-
-    def finish_request(self, request, client_address):
-        # The TLS handshake runs here, in the connection's own thread, so a
-        # client that stalls or aborts it cannot block accept().
-        if self.tls is not None:
-            request.settimeout(30)
-            try:
-                request = self.tls.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError):
-                request.close()
-                return
-        try:
-            self.RequestHandlerClass(request, client_address, self)
-        finally:
-            if self.tls is not None:
-                request.close()
-
-    def handle_error(self, request, client_address):
-        # Client disconnects are routine; a traceback would only add noise.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, ssl.SSLError, socket.timeout)):
-            return
-        super().handle_error(request, client_address)
+        return line
 
 
-class GitRequestHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body leave in separate writes; with Nagle's algorithm the
-    # second waits for the client's delayed ACK (40 ms on Linux) on a
-    # kept-alive connection. Go's net/http, Gitea's server, sets TCP_NODELAY
-    # too.
-    disable_nagle_algorithm = True
+class GitRequestHandler(testserver.TestHandler):
     server_version = "ciagent-git-test"
-    # An idle keep-alive connection is dropped after this many seconds.
-    timeout = 60
-
-    def version_string(self):
-        return self.server_version
-
-    def log_message(self, format, *args):
-        pass  # the request log is written in log_request
-
-    def log_request(self, code="-", size="-"):
-        path = self.path.split("?", 1)[0] if hasattr(self, "path") else "-"
-        method = getattr(self, "command", None) or "-"
-        try:
-            status = int(getattr(code, "value", code))
-        except (TypeError, ValueError):
-            status = 0
-        self.server.log_request_line(method, path, status)
 
     def handle_expect_100(self):
         # 100 Continue is sent (or not) in handle_git, once authentication
@@ -193,7 +122,7 @@ class GitRequestHandler(http.server.BaseHTTPRequestHandler):
                     self.read_body()
                 except (BadRequest, OSError):
                     self.close_connection = True
-            self.send_simple(rejection.status, rejection.reason,
+            self.send_text(rejection.status, rejection.reason,
                              rejection.headers)
             return
         if expects_continue:
@@ -203,7 +132,7 @@ class GitRequestHandler(http.server.BaseHTTPRequestHandler):
             body = self.read_body()
         except BadRequest as e:
             self.close_connection = True
-            self.send_simple(400, str(e))
+            self.send_text(400, str(e))
             return
         self.run_backend(body)
 
@@ -222,88 +151,11 @@ class GitRequestHandler(http.server.BaseHTTPRequestHandler):
         """The user name when the request carries the right credentials."""
         if self.server.credentials is None:
             return None
-        user, password = self.server.credentials
-        header = self.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "basic":
-            return None
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        given_user, sep, given_password = decoded.partition(b":")
-        # Both comparisons always run, so timing does not tell which failed.
-        user_ok = hmac.compare_digest(given_user, user)
-        password_ok = hmac.compare_digest(given_password, password)
-        if sep and user_ok and password_ok:
-            return user.decode("utf-8", "replace")
-        return None
+        return testserver.basic_auth_user(self.headers,
+                                          self.server.credentials)
 
     def read_body(self):
-        encoding = self.headers.get("Transfer-Encoding", "")
-        if encoding:
-            if encoding.strip().lower() != "chunked":
-                raise BadRequest("unsupported Transfer-Encoding")
-            return self.read_chunked()
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        try:
-            n = int(length)
-        except ValueError:
-            raise BadRequest("bad Content-Length")
-        if n < 0 or n > MAX_BODY:
-            raise BadRequest("bad Content-Length")
-        body = self.rfile.read(n)
-        if len(body) != n:
-            raise BadRequest("truncated body")
-        return body
-
-    def read_chunked(self):
-        parts = []
-        total = 0
-        while True:
-            line = self.rfile.readline(1024)
-            if not line.endswith(b"\n"):
-                raise BadRequest("truncated chunk header")
-            size_text = line.split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise BadRequest("bad chunk size")
-            if size < 0:
-                raise BadRequest("bad chunk size")
-            if size == 0:
-                # Trailer fields, if any, end with an empty line.
-                while True:
-                    trailer = self.rfile.readline(8192)
-                    if not trailer.endswith(b"\n"):
-                        raise BadRequest("truncated trailer")
-                    if trailer in (b"\r\n", b"\n"):
-                        return b"".join(parts)
-            total += size
-            if total > MAX_BODY:
-                raise BadRequest("body too large")
-            data = self.rfile.read(size)
-            if len(data) != size:
-                raise BadRequest("truncated chunk")
-            parts.append(data)
-            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
-                raise BadRequest("missing chunk terminator")
-
-    def send_simple(self, status, message, headers=()):
-        body = (message + "\n").encode("utf-8")
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.wfile.flush()
+        return b"".join(self.body_pieces(MAX_BODY))
 
     def cgi_environment(self, body):
         path, _, query = self.path.partition("?")
@@ -382,7 +234,7 @@ class GitRequestHandler(http.server.BaseHTTPRequestHandler):
             try:
                 body = gzip.decompress(body)
             except (OSError, EOFError):
-                self.send_simple(400, "bad gzip body")
+                self.send_text(400, "bad gzip body")
                 return
         argv = ["git", "upload-pack", "--stateless-rpc"]
         if advertise:
@@ -408,12 +260,12 @@ class GitRequestHandler(http.server.BaseHTTPRequestHandler):
             data = prefix
             while True:
                 if data:
-                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.write_chunk(data)
                     self.wfile.flush()
                 data = proc.stdout.read1(STREAM_CHUNK)
                 if not data:
                     break
-            self.wfile.write(b"0\r\n\r\n")
+            self.write_chunk(b"")
             self.wfile.flush()
         finally:
             proc.stdout.close()
@@ -430,7 +282,7 @@ class GitRequestHandler(http.server.BaseHTTPRequestHandler):
                 BACKEND, env=self.cgi_environment(body),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         except OSError as e:
-            self.send_simple(500, "cannot run git http-backend: %s" % e)
+            self.send_text(500, "cannot run git http-backend: %s" % e)
             return
         # Fed from another thread: the backend may write before it has read
         # everything, and pipes are small.
@@ -452,7 +304,7 @@ class GitRequestHandler(http.server.BaseHTTPRequestHandler):
             line = out.readline(65536)
             if not line:
                 # The backend died before finishing its headers.
-                self.send_simple(502, "git http-backend sent no response")
+                self.send_text(502, "git http-backend sent no response")
                 return
             line = line.rstrip(b"\r\n")
             if not line:
@@ -500,12 +352,12 @@ class GitRequestHandler(http.server.BaseHTTPRequestHandler):
                     continue
             sent += len(data)
             if chunked:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.write_chunk(data)
             else:
                 self.wfile.write(data)
             self.wfile.flush()
         if chunked:
-            self.wfile.write(b"0\r\n\r\n")
+            self.write_chunk(b"")
         elif length is not None and sent < length:
             # The backend broke its promise; only closing tells the client.
             self.close_connection = True
@@ -523,15 +375,6 @@ def feed(pipe, body):
             pipe.close()
         except OSError:
             pass
-
-
-def read_credentials(path):
-    with open(path, "rb") as f:
-        line = f.readline().rstrip(b"\r\n")
-    user, sep, password = line.partition(b":")
-    if not sep or not user:
-        raise ValueError("auth file must hold one user:password line")
-    return user, password
 
 
 def main():
@@ -554,43 +397,16 @@ def main():
     credentials = None
     if args.auth_file:
         try:
-            credentials = read_credentials(args.auth_file)
+            credentials = testserver.read_credentials(args.auth_file)
         except (OSError, ValueError) as e:
             print("git_http_server: --auth-file: %s" % e, file=sys.stderr)
             return 2
 
-    tls = None
-    if args.cert:
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        # TLS 1.2 stays allowed: mbedTLS 2.x clients speak nothing newer.
-        tls.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            tls.load_cert_chain(args.cert, args.key)
-        except (OSError, ssl.SSLError) as e:
-            print("git_http_server: certificate: %s" % e, file=sys.stderr)
-            return 2
-
-    try:
-        server = GitHttpServer(args.port, os.path.abspath(args.root), tls,
-                               credentials, args.fail_first, args.log)
-    except OSError as e:
-        print("git_http_server: bind 127.0.0.1:%d: %s" % (args.port, e.strerror),
-              file=sys.stderr)
-        return 3
-
-    def stop(signo, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        print("ready %d" % server.server_address[1], flush=True)
-        server.serve_forever(poll_interval=0.1)
-    except SystemExit:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    tls = testserver.tls_context("git_http_server", args.cert, args.key)
+    return testserver.serve(
+        "git_http_server", args.port,
+        lambda: GitHttpServer(args.port, os.path.abspath(args.root), tls,
+                              credentials, args.fail_first, args.log))
 
 
 if __name__ == "__main__":

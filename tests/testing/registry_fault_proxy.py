@@ -33,42 +33,32 @@ logged.
 
 import argparse
 import http.client
-import http.server
 import os
 import random
-import signal
 import socket
-import socketserver
 import struct
 import sys
 import threading
 import urllib.parse
 
-STREAM_CHUNK = 64 * 1024
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testserver  # noqa: E402
+from testserver import BadRequest  # noqa: E402
+
+STREAM_CHUNK = testserver.STREAM_CHUNK
 # Hop-by-hop headers (RFC 9110 7.6.1) are the proxy's own business.
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te",
               "trailer", "transfer-encoding", "upgrade",
               "proxy-authenticate", "proxy-authorization", "expect"}
 
 
-class BadRequest(Exception):
-    pass
-
-
-class FaultProxy(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class FaultProxy(testserver.TestServer):
     # Clients such as a registry pusher open many connections at once.
     request_queue_size = 64
 
-    def __init__(self, port, args):
-        upstream = urllib.parse.urlsplit(args.upstream)
-        if upstream.scheme != "http" or not upstream.hostname:
-            raise ValueError("--upstream must be an http:// URL")
-        self.upstream_host = upstream.hostname
-        self.upstream_port = upstream.port or 80
-        self.upstream_netloc = upstream.netloc
-        self.upstream_prefix = "http://%s" % upstream.netloc
+    def __init__(self, port, upstream, args):
+        self.upstream_host, self.upstream_port, self.upstream_netloc = upstream
+        self.upstream_prefix = "http://%s" % self.upstream_netloc
         self.fault_rate = args.fault_rate
         self.retry_after = args.retry_after
         self.kinds = ["500", "503", "429"]
@@ -77,21 +67,14 @@ class FaultProxy(http.server.ThreadingHTTPServer):
         self.methods = {m.strip().upper() for m in args.methods.split(",")
                         if m.strip()}
         self.state_path = args.state
-        self.log_path = args.log
         self._random = random.Random(args.seed)
         self._lock = threading.Lock()
         self._seen = 0
         self._faults = 0
         self._resets = set()
-        super().__init__(("127.0.0.1", port), ProxyHandler)
+        super().__init__(port, ProxyHandler, log_path=args.log)
         self.proxy_prefix = "http://127.0.0.1:%d" % self.server_address[1]
         self.write_state()
-
-    def server_bind(self):
-        # HTTPServer.server_bind resolves the host name; skip that DNS trip.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = "127.0.0.1"
-        self.server_port = self.server_address[1]
 
     def decide(self, method):
         """The fault kind for the next request, or None to forward it.
@@ -112,13 +95,6 @@ class FaultProxy(http.server.ThreadingHTTPServer):
                     self._faults += 1
             self.write_state()
             return kind
-
-    def log_line(self, method, path, status):
-        if not self.log_path:
-            return
-        with self._lock:
-            with open(self.log_path, "a", encoding="utf-8") as log:
-                log.write("%s %s %s\n" % (method, path, status))
 
     def write_state(self):
         if not self.state_path:
@@ -143,20 +119,11 @@ class FaultProxy(http.server.ThreadingHTTPServer):
         else:
             super().shutdown_request(request)
 
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, socket.timeout)):
-            return
-        super().handle_error(request, client_address)
 
-
-class ProxyHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes; without this, Nagle and
-    # delayed ACKs add 40 ms to each small exchange.
-    disable_nagle_algorithm = True
+class ProxyHandler(testserver.TestHandler):
     server_version = "ciagent-fault-proxy"
     timeout = 120
+    log_query = True
 
     def setup(self):
         super().setup()
@@ -170,30 +137,16 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             if self.upstream is not None:
                 self.upstream.close()
 
-    def version_string(self):
-        return self.server_version
-
-    def log_message(self, format, *args):
-        pass  # log_request writes the request log
-
-    def log_request(self, code="-", size="-"):
-        # Called by send_response, so the line is written before the client
-        # can see the answer.
-        try:
-            status = str(int(getattr(code, "value", code)))
-        except (TypeError, ValueError):
-            status = "0"
-        if self.injected:
-            status += " injected"
-        self.server.log_line(getattr(self, "command", "-") or "-",
-                             getattr(self, "path", "-"), status)
+    def log_status(self, code):
+        status = super().log_status(code)
+        return status + " injected" if self.injected else status
 
     def do_any(self):
         method = self.command
         kind = self.server.decide(method)
         self.injected = kind is not None
         if kind == "reset":
-            self.server.log_line(method, self.path, "reset")
+            self.server.log_request_line(method, self.path, "reset")
             self.reset_connection()
             return
         if kind is not None:
@@ -203,21 +156,12 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
                     pass
             except (BadRequest, OSError):
                 self.close_connection = True
-            headers = [("Content-Type", "application/json")]
+            headers = []
             if status in (429, 503):
                 headers.append(("Retry-After", str(self.server.retry_after)))
             body = (b'{"errors":[{"code":"UNAVAILABLE","message":'
                     b'"fault injected by the test proxy"}]}\n')
-            self.send_response(status)
-            for name, value in headers:
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if method != "HEAD":
-                self.wfile.write(body)
-            self.wfile.flush()
+            self.send_body(status, body, "application/json", headers)
             return
         self.forward()
 
@@ -231,56 +175,6 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
                                    struct.pack("ii", 1, 0))
         self.close_connection = True
         self.server.mark_reset(self.connection)
-
-    # --- request bodies -----------------------------------------------------
-
-    def has_body(self):
-        return ("Transfer-Encoding" in self.headers
-                or int(self.headers.get("Content-Length", "0") or "0") > 0)
-
-    def body_pieces(self):
-        """The request body, decoded from chunked if need be, in pieces."""
-        encoding = self.headers.get("Transfer-Encoding", "")
-        if encoding:
-            if encoding.strip().lower() != "chunked":
-                raise BadRequest("unsupported Transfer-Encoding")
-            yield from self.chunked_pieces()
-            return
-        try:
-            left = int(self.headers.get("Content-Length", "0") or "0")
-        except ValueError:
-            raise BadRequest("bad Content-Length")
-        while left > 0:
-            data = self.rfile.read(min(left, STREAM_CHUNK))
-            if not data:
-                raise BadRequest("truncated body")
-            left -= len(data)
-            yield data
-
-    def chunked_pieces(self):
-        while True:
-            line = self.rfile.readline(1024)
-            if not line.endswith(b"\n"):
-                raise BadRequest("truncated chunk header")
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise BadRequest("bad chunk size")
-            if size == 0:
-                while True:
-                    trailer = self.rfile.readline(8192)
-                    if not trailer.endswith(b"\n"):
-                        raise BadRequest("truncated trailer")
-                    if trailer in (b"\r\n", b"\n"):
-                        return
-            while size > 0:
-                data = self.rfile.read(min(size, STREAM_CHUNK))
-                if not data:
-                    raise BadRequest("truncated chunk")
-                size -= len(data)
-                yield data
-            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
-                raise BadRequest("missing chunk terminator")
 
     # --- forwarding -----------------------------------------------------------
 
@@ -323,14 +217,14 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
                 if attempt == 0:
                     continue
                 self.close_connection = True
-                return self.simple(502, "upstream unreachable")
+                return self.send_text(502, "upstream unreachable")
             if with_body:
                 try:
                     self.send_body_upstream(conn, chunked)
                 except BadRequest as e:
                     self.drop_upstream()
                     self.close_connection = True
-                    return self.simple(400, str(e))
+                    return self.send_text(400, str(e))
                 except OSError:
                     # The upstream answered early and stopped reading (a 401
                     # on a blob PUT, say): relay its answer, then close, as
@@ -345,9 +239,9 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
                     # a bodiless request can simply be sent again.
                     continue
                 self.close_connection = True
-                return self.simple(502, "no response from upstream")
+                return self.send_text(502, "no response from upstream")
             return self.relay_response(response)
-        return self.simple(502, "upstream unreachable")
+        return self.send_text(502, "upstream unreachable")
 
     def send_body_upstream(self, conn, chunked):
         for piece in self.body_pieces():
@@ -399,11 +293,11 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
                     if not data:
                         break
                     if chunked:
-                        self.wfile.write(b"%x\r\n" % len(data) + data + b"\r\n")
+                        self.write_chunk(data)
                     else:
                         self.wfile.write(data)
                 if chunked:
-                    self.wfile.write(b"0\r\n\r\n")
+                    self.write_chunk(b"")
             else:
                 response.read()
         except (OSError, http.client.HTTPException):
@@ -415,18 +309,13 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
             self.drop_upstream()
         return status
 
-    def simple(self, status, message):
-        body = (message + "\n").encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.wfile.flush()
-        return status
+
+def parse_upstream(url):
+    """(host, port, netloc) of an http:// URL; ValueError for another."""
+    upstream = urllib.parse.urlsplit(url)
+    if upstream.scheme != "http" or not upstream.hostname:
+        raise ValueError("--upstream must be an http:// URL")
+    return upstream.hostname, upstream.port or 80, upstream.netloc
 
 
 def main():
@@ -445,28 +334,13 @@ def main():
     args = parser.parse_args()
 
     try:
-        server = FaultProxy(args.port, args)
+        upstream = parse_upstream(args.upstream)
     except ValueError as e:
         print("registry_fault_proxy: %s" % e, file=sys.stderr)
         return 2
-    except OSError as e:
-        print("registry_fault_proxy: bind 127.0.0.1:%d: %s"
-              % (args.port, e.strerror), file=sys.stderr)
-        return 3
-
-    def stop(signo, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        print("ready %d" % server.server_address[1], flush=True)
-        server.serve_forever(poll_interval=0.1)
-    except SystemExit:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return testserver.serve(
+        "registry_fault_proxy", args.port,
+        lambda: FaultProxy(args.port, upstream, args))
 
 
 if __name__ == "__main__":

@@ -28,24 +28,21 @@ reach the log, stdout or stderr.
 """
 
 import argparse
-import base64
-import binascii
 import hashlib
-import hmac
-import http.server
 import json
 import os
 import re
 import secrets
-import signal
-import socket
-import socketserver
 import sys
 import threading
 import urllib.parse
 import uuid
 
-STREAM_CHUNK = 64 * 1024
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testserver  # noqa: E402
+from testserver import BadRequest  # noqa: E402
+
+STREAM_CHUNK = testserver.STREAM_CHUNK
 MAX_MANIFEST = 4 * 1024 * 1024
 SERVICE = "container_registry"
 
@@ -63,10 +60,6 @@ ROUTES = [
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 INDEX_TYPES = {"application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json"}
-
-
-class BadRequest(Exception):
-    pass
 
 
 class RegistryError(Exception):
@@ -205,9 +198,7 @@ def file_digest(path):
     return "sha256:" + h.hexdigest()
 
 
-class QuirksRegistry(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class QuirksRegistry(testserver.TestServer):
     request_queue_size = 64
 
     def __init__(self, port, storage, credentials, log_path,
@@ -215,17 +206,10 @@ class QuirksRegistry(http.server.ThreadingHTTPServer):
         self.storage = storage
         self.stream_patch_status = stream_patch_status
         self.credentials = credentials
-        self.log_path = log_path
         self.tokens = set()
         self._lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), RegistryHandler)
+        super().__init__(port, RegistryHandler, log_path=log_path)
         self.realm = "http://127.0.0.1:%d/v2/token" % self.server_address[1]
-
-    def server_bind(self):
-        # HTTPServer.server_bind resolves the host name; skip that DNS trip.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = "127.0.0.1"
-        self.server_port = self.server_address[1]
 
     def issue_token(self):
         token = secrets.token_urlsafe(32)
@@ -237,42 +221,10 @@ class QuirksRegistry(http.server.ThreadingHTTPServer):
         with self._lock:
             return token in self.tokens
 
-    def log_request_line(self, method, path, status):
-        if not self.log_path:
-            return
-        with self._lock:
-            with open(self.log_path, "a", encoding="utf-8") as log:
-                log.write("%s %s %d\n" % (method, path, status))
-
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, socket.timeout)):
-            return
-        super().handle_error(request, client_address)
-
-
-class RegistryHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes; without this, Nagle and
-    # delayed ACKs add 40 ms to each small exchange.
-    disable_nagle_algorithm = True
+class RegistryHandler(testserver.TestHandler):
     server_version = "ciagent-quirks-registry"
     timeout = 120
-
-    def version_string(self):
-        return self.server_version
-
-    def log_message(self, format, *args):
-        pass  # log_request writes the request log
-
-    def log_request(self, code="-", size="-"):
-        method = getattr(self, "command", None) or "-"
-        try:
-            status = int(getattr(code, "value", code))
-        except (TypeError, ValueError):
-            status = 0
-        self.server.log_request_line(method, getattr(self, "path", "-"),
-                                     status)
+    log_query = True
 
     def do_any(self):
         self.body_consumed = False
@@ -334,19 +286,8 @@ class RegistryHandler(http.server.BaseHTTPRequestHandler):
     def token(self):
         if self.command != "GET":
             raise unsupported()
-        user, password = self.server.credentials
-        scheme, _, value = self.headers.get("Authorization", "").partition(" ")
-        ok = False
-        if scheme.lower() == "basic":
-            try:
-                decoded = base64.b64decode(value.strip(), validate=True)
-            except (binascii.Error, ValueError):
-                decoded = b""
-            given_user, sep, given_password = decoded.partition(b":")
-            user_ok = hmac.compare_digest(given_user, user)
-            password_ok = hmac.compare_digest(given_password, password)
-            ok = bool(sep) and user_ok and password_ok
-        if not ok:
+        if testserver.basic_auth_user(self.headers,
+                                      self.server.credentials) is None:
             raise RegistryError(401, "UNAUTHORIZED", "authentication required",
                                 headers=[("WWW-Authenticate",
                                           'Basic realm="Gitea"')])
@@ -461,13 +402,8 @@ class RegistryHandler(http.server.BaseHTTPRequestHandler):
             raise RegistryError(404, "BLOB_UNKNOWN",
                                 "blob unknown to registry", detail=digest)
         path = storage.blob_path(digest)
-        size = os.path.getsize(path)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(size))
-        self.send_header("Docker-Content-Digest", digest)
-        self.send_header("Docker-Distribution-Api-Version", "registry/2.0")
-        self.end_headers()
+        self.send_content_head("application/octet-stream",
+                               os.path.getsize(path), digest)
         if self.command == "GET":
             with open(path, "rb") as f:
                 while True:
@@ -526,19 +462,18 @@ class RegistryHandler(http.server.BaseHTTPRequestHandler):
             ("Location", "/v2/%s/manifests/%s" % (name, ref)),
             ("Docker-Content-Digest", digest)])
 
-    def manifest_get(self, name, ref):
-        storage = self.server.storage
-        digest = storage.resolve(name, ref)
+    def known_manifest(self, name, ref):
+        """The digest `ref` (a tag or a digest) names; 404 when none."""
+        digest = self.server.storage.resolve(name, ref)
         if digest is None:
             raise RegistryError(404, "MANIFEST_UNKNOWN",
                                 "manifest unknown", detail=ref)
-        body, content_type = storage.read_manifest(name, digest)
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Docker-Content-Digest", digest)
-        self.send_header("Docker-Distribution-Api-Version", "registry/2.0")
-        self.end_headers()
+        return digest
+
+    def manifest_get(self, name, ref):
+        digest = self.known_manifest(name, ref)
+        body, content_type = self.server.storage.read_manifest(name, digest)
+        self.send_content_head(content_type, len(body), digest)
         if self.command == "GET":
             self.wfile.write(body)
         self.wfile.flush()
@@ -547,10 +482,7 @@ class RegistryHandler(http.server.BaseHTTPRequestHandler):
 
     def manifest_delete(self, name, ref):
         storage = self.server.storage
-        digest = storage.resolve(name, ref)
-        if digest is None:
-            raise RegistryError(404, "MANIFEST_UNKNOWN",
-                                "manifest unknown", detail=ref)
+        digest = self.known_manifest(name, ref)
         if ref.startswith("sha256:"):
             os.unlink(storage.manifest_path(name, digest))
         else:
@@ -568,82 +500,32 @@ class RegistryHandler(http.server.BaseHTTPRequestHandler):
 
     # --- bodies and responses ------------------------------------------------
 
-    def has_body(self):
-        return ("Transfer-Encoding" in self.headers
-                or int(self.headers.get("Content-Length", "0") or "0") > 0)
-
     def body_pieces(self, limit=None):
         self.body_consumed = True
         total = 0
-        encoding = self.headers.get("Transfer-Encoding", "")
-        if encoding:
-            if encoding.strip().lower() != "chunked":
-                raise BadRequest("unsupported Transfer-Encoding")
-            pieces = self.chunked_pieces()
-        else:
-            pieces = self.sized_pieces()
-        for piece in pieces:
+        for piece in super().body_pieces():
             total += len(piece)
             if limit is not None and total > limit:
                 self.close_connection = True
                 raise RegistryError(413, "SIZE_INVALID", "body too large")
             yield piece
 
-    def sized_pieces(self):
-        try:
-            left = int(self.headers.get("Content-Length", "0") or "0")
-        except ValueError:
-            raise BadRequest("bad Content-Length")
-        while left > 0:
-            data = self.rfile.read(min(left, STREAM_CHUNK))
-            if not data:
-                raise BadRequest("truncated body")
-            left -= len(data)
-            yield data
-
-    def chunked_pieces(self):
-        while True:
-            line = self.rfile.readline(1024)
-            if not line.endswith(b"\n"):
-                raise BadRequest("truncated chunk header")
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise BadRequest("bad chunk size")
-            if size == 0:
-                while True:
-                    trailer = self.rfile.readline(8192)
-                    if not trailer.endswith(b"\n"):
-                        raise BadRequest("truncated trailer")
-                    if trailer in (b"\r\n", b"\n"):
-                        return
-            while size > 0:
-                data = self.rfile.read(min(size, STREAM_CHUNK))
-                if not data:
-                    raise BadRequest("truncated chunk")
-                size -= len(data)
-                yield data
-            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
-                raise BadRequest("missing chunk terminator")
+    def send_content_head(self, content_type, length, digest):
+        """The head of a 200 answer to GET or HEAD of a blob or manifest."""
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
+        self.send_header("Docker-Content-Digest", digest)
+        self.send_header("Docker-Distribution-Api-Version", "registry/2.0")
+        self.end_headers()
 
     def respond(self, status, headers=(), body=b"", content_type=None):
         if not self.body_consumed and self.has_body():
             # A body nobody asked for is drained, keeping the connection.
             for _ in self.body_pieces():
                 pass
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        if content_type:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Docker-Distribution-Api-Version", "registry/2.0")
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if body and self.command != "HEAD":
-            self.wfile.write(body)
-        self.wfile.flush()
+        self.send_body(status, body, content_type, list(headers) + [
+            ("Docker-Distribution-Api-Version", "registry/2.0")])
 
     def send_error_json(self, error):
         entry = {"code": error.code, "message": error.message}
@@ -693,15 +575,6 @@ def references(manifest, content_type):
     return out
 
 
-def read_credentials(path):
-    with open(path, "rb") as f:
-        line = f.readline().rstrip(b"\r\n")
-    user, sep, password = line.partition(b":")
-    if not sep or not user:
-        raise ValueError("auth file must hold one user:password line")
-    return user, password
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", required=True, help="storage directory")
@@ -714,31 +587,14 @@ def main():
                              "after the first write")
     args = parser.parse_args()
     try:
-        credentials = read_credentials(args.auth_file)
+        credentials = testserver.read_credentials(args.auth_file)
     except (OSError, ValueError) as e:
         print("registry_quirks_server: --auth-file: %s" % e, file=sys.stderr)
         return 2
-    try:
-        server = QuirksRegistry(args.port, Storage(args.root), credentials,
-                                args.log, args.stream_patch_status)
-    except OSError as e:
-        print("registry_quirks_server: bind 127.0.0.1:%d: %s"
-              % (args.port, e.strerror), file=sys.stderr)
-        return 3
-
-    def stop(signo, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        print("ready %d" % server.server_address[1], flush=True)
-        server.serve_forever(poll_interval=0.1)
-    except SystemExit:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return testserver.serve(
+        "registry_quirks_server", args.port,
+        lambda: QuirksRegistry(args.port, Storage(args.root), credentials,
+                               args.log, args.stream_patch_status))
 
 
 if __name__ == "__main__":

@@ -25,18 +25,10 @@ path without its query. Credentials never reach the log, stdout or stderr.
 
 import argparse
 import base64
-import binascii
 import datetime
-import hmac
-import http.server
 import json
 import os
-import signal
-import socket
-import socketserver
-import ssl
 import sys
-import threading
 import time
 import urllib.parse
 
@@ -44,80 +36,23 @@ import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import testserver  # noqa: E402
+
 # Lifetime of a token whose expires_in is not announced.
 DEFAULT_LIFETIME_S = 60
 
 
-class TokenServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class TokenServer(testserver.TestServer):
     def __init__(self, port, tls, credentials, signer, options, log_path):
-        self.tls = tls
         self.credentials = credentials
         self.signer = signer  # (private key, base64 DER certificate)
         self.options = options
-        self.log_path = log_path
-        self._lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), TokenRequestHandler)
-
-    def server_bind(self):
-        # HTTPServer.server_bind resolves the host name; skip that DNS trip.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = "127.0.0.1"
-        self.server_port = self.server_address[1]
-
-    def log_request_line(self, method, path, status):
-        if not self.log_path:
-            return
-        with self._lock:
-            with open(self.log_path, "a", encoding="utf-8") as log:
-                log.write("%s %s %d\n" % (method, path, status))
-
-    def finish_request(self, request, client_address):
-        # The TLS handshake runs in the connection's thread, not in accept().
-        if self.tls is not None:
-            request.settimeout(30)
-            try:
-                request = self.tls.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError):
-                request.close()
-                return
-        try:
-            self.RequestHandlerClass(request, client_address, self)
-        finally:
-            if self.tls is not None:
-                request.close()
-
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, ssl.SSLError, socket.timeout)):
-            return
-        super().handle_error(request, client_address)
+        super().__init__(port, TokenRequestHandler, tls, log_path)
 
 
-class TokenRequestHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes; without this, Nagle and
-    # delayed ACKs add 40 ms to each small exchange.
-    disable_nagle_algorithm = True
+class TokenRequestHandler(testserver.TestHandler):
     server_version = "ciagent-registry-token-test"
-    timeout = 60
-
-    def version_string(self):
-        return self.server_version
-
-    def log_message(self, format, *args):
-        pass  # log_request writes the request log
-
-    def log_request(self, code="-", size="-"):
-        path = self.path.split("?", 1)[0] if hasattr(self, "path") else "-"
-        method = getattr(self, "command", None) or "-"
-        try:
-            status = int(getattr(code, "value", code))
-        except (TypeError, ValueError):
-            status = 0
-        self.server.log_request_line(method, path, status)
 
     def do_GET(self):
         path, _, query = self.path.partition("?")
@@ -173,32 +108,12 @@ class TokenRequestHandler(http.server.BaseHTTPRequestHandler):
         self.send_json(200, answer)
 
     def authenticated_user(self):
-        user, password = self.server.credentials
-        scheme, _, value = self.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "basic":
-            return None
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        given_user, sep, given_password = decoded.partition(b":")
-        # Both comparisons always run, so timing does not tell which failed.
-        user_ok = hmac.compare_digest(given_user, user)
-        password_ok = hmac.compare_digest(given_password, password)
-        if sep and user_ok and password_ok:
-            return user.decode("utf-8", "replace")
-        return None
+        return testserver.basic_auth_user(self.headers,
+                                          self.server.credentials)
 
     def send_json(self, status, obj, headers=()):
-        body = json.dumps(obj).encode("utf-8")
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        self.wfile.flush()
+        self.send_body(status, json.dumps(obj).encode("utf-8"),
+                       "application/json", headers)
 
 
 def parse_scope(scope):
@@ -215,15 +130,6 @@ def parse_scope(scope):
         return None
     wanted = [a for a in actions.split(",") if a]
     return {"type": "repository", "name": name, "actions": wanted}
-
-
-def read_credentials(path):
-    with open(path, "rb") as f:
-        line = f.readline().rstrip(b"\r\n")
-    user, sep, password = line.partition(b":")
-    if not sep or not user:
-        raise ValueError("auth file must hold one user:password line")
-    return user, password
 
 
 def load_signer(key_path, cert_path):
@@ -256,44 +162,18 @@ def main():
         parser.error("--tls-cert and --tls-key go together")
 
     try:
-        credentials = read_credentials(args.auth_file)
+        credentials = testserver.read_credentials(args.auth_file)
         signer = load_signer(args.key, args.cert)
     except (OSError, ValueError) as e:
         print("registry_token_server: %s" % e, file=sys.stderr)
         return 2
 
-    tls = None
-    if args.tls_cert:
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls.minimum_version = ssl.TLSVersion.TLSv1_2
-        try:
-            tls.load_cert_chain(args.tls_cert, args.tls_key)
-        except (OSError, ssl.SSLError) as e:
-            print("registry_token_server: certificate: %s" % e,
-                  file=sys.stderr)
-            return 2
-
-    try:
-        server = TokenServer(args.port, tls, credentials, signer, args,
-                             args.log)
-    except OSError as e:
-        print("registry_token_server: bind 127.0.0.1:%d: %s"
-              % (args.port, e.strerror), file=sys.stderr)
-        return 3
-
-    def stop(signo, frame):
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    try:
-        print("ready %d" % server.server_address[1], flush=True)
-        server.serve_forever(poll_interval=0.1)
-    except SystemExit:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    tls = testserver.tls_context("registry_token_server", args.tls_cert,
+                                 args.tls_key)
+    return testserver.serve(
+        "registry_token_server", args.port,
+        lambda: TokenServer(args.port, tls, credentials, signer, args,
+                            args.log))
 
 
 if __name__ == "__main__":
