@@ -18,101 +18,10 @@
 #include "absl/time/clock.h"
 #include "testing/git_repo.h"
 #include "testing/redis_server.h"
+#include "testing/test_certs.h"
 
 namespace ciagent::testing {
 namespace {
-
-constexpr char kPython[] = "/usr/bin/python3";
-constexpr char kScriptName[] = "git_http_server.py";
-
-bool IsFile(const std::filesystem::path& path) {
-  std::error_code ec;
-  return std::filesystem::is_regular_file(path, ec);
-}
-
-// git_http_server.py: from CIAGENT_GIT_HTTP_SERVER, else next to this source
-// file (its compile-time path, relative to the build directory meson runs
-// tests in), else in tests/testing/ of a source tree holding the test binary.
-absl::StatusOr<std::string> FindServerScript() {
-  if (auto from_env = PathFromEnv("CIAGENT_GIT_HTTP_SERVER"); from_env.ok()) {
-    if (IsFile(*from_env)) return *from_env;
-    return absl::FailedPreconditionError(absl::StrCat(
-        "CIAGENT_GIT_HTTP_SERVER=", *from_env, ": no such file"));
-  }
-  std::error_code ec;
-  const std::filesystem::path beside =
-      std::filesystem::path(__FILE__).parent_path() / kScriptName;
-  if (IsFile(beside)) return std::filesystem::absolute(beside, ec).string();
-  std::filesystem::path dir =
-      std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
-  for (; !ec && !dir.empty() && dir != dir.root_path();
-       dir = dir.parent_path()) {
-    const auto candidate = dir / "tests" / "testing" / kScriptName;
-    if (IsFile(candidate)) return candidate.string();
-  }
-  return absl::FailedPreconditionError(absl::StrCat(
-      kScriptName, " not found; set CIAGENT_GIT_HTTP_SERVER to its path"));
-}
-
-// A CA and a server certificate for 127.0.0.1 signed by it, all EC P-256
-// (fast to generate, and within what mbedTLS 2.x verifies). The SAN also
-// names 127.0.0.1 as a DNS name: mbedTLS 2.x matches the host only against
-// DNS names, while OpenSSL and GnuTLS use the IP entry.
-absl::Status MakeCertificates(const std::string& dir) {
-  const std::string ca_conf = absl::StrCat(dir, "/ca.cnf");
-  const std::string server_conf = absl::StrCat(dir, "/server.cnf");
-  absl::Status s = WriteText(ca_conf,
-                             "[req]\n"
-                             "distinguished_name = dn\n"
-                             "prompt = no\n"
-                             "x509_extensions = ca\n"
-                             "[dn]\n"
-                             "CN = ciagent test CA\n"
-                             "[ca]\n"
-                             "basicConstraints = critical, CA:TRUE\n"
-                             "keyUsage = critical, keyCertSign, cRLSign\n"
-                             "subjectKeyIdentifier = hash\n",
-                             0644);
-  if (!s.ok()) return s;
-  s = WriteText(server_conf,
-                "[req]\n"
-                "distinguished_name = dn\n"
-                "prompt = no\n"
-                "x509_extensions = server\n"
-                "[dn]\n"
-                "CN = 127.0.0.1\n"
-                "[server]\n"
-                "basicConstraints = critical, CA:FALSE\n"
-                "keyUsage = critical, digitalSignature\n"
-                "extendedKeyUsage = serverAuth\n"
-                "subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:127.0.0.1\n"
-                "subjectKeyIdentifier = hash\n"
-                "authorityKeyIdentifier = keyid:always\n",
-                0644);
-  if (!s.ok()) return s;
-  const std::string log = absl::StrCat(dir, "/openssl.log");
-  auto in_dir = [&](const char* name) { return absl::StrCat(dir, "/", name); };
-  // One process per certificate (key included): `req -CA` needs OpenSSL 3.
-  const std::vector<std::vector<std::string>> steps = {
-      {"openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
-       "ec_paramgen_curve:P-256", "-noenc", "-keyout", in_dir("ca.key"),
-       "-config", ca_conf, "-days", "7", "-sha256", "-out", in_dir("ca.pem")},
-      {"openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
-       "ec_paramgen_curve:P-256", "-noenc", "-keyout", in_dir("server.key"),
-       "-config", server_conf, "-CA", in_dir("ca.pem"), "-CAkey",
-       in_dir("ca.key"), "-days", "7", "-sha256", "-out",
-       in_dir("server.pem")},
-  };
-  for (const auto& step : steps) {
-    s = RunTool(step, log);
-    if (s.code() == absl::StatusCode::kNotFound) {
-      return absl::NotFoundError(
-          absl::StrCat("openssl not installed (", s.message(), ")"));
-    }
-    if (!s.ok()) return s;
-  }
-  return absl::OkStatus();
-}
 
 // OK when git and its http-backend are installed; looked up once.
 absl::Status CheckHttpBackend() {
@@ -149,9 +58,7 @@ bool ValidRepoName(absl::string_view name) {
 
 absl::StatusOr<std::unique_ptr<GitServer>> GitServer::Start(
     GitServerOptions options) {
-  if (::access(kPython, X_OK) != 0) {
-    return absl::NotFoundError(absl::StrCat(kPython, " not installed"));
-  }
+  if (absl::Status s = CheckTestPython(); !s.ok()) return s;
   if (absl::Status s = CheckHttpBackend(); !s.ok()) return s;
   if (absl::StrContains(options.username, ':') ||
       absl::StrContains(options.username, '\n') ||
@@ -159,7 +66,8 @@ absl::StatusOr<std::unique_ptr<GitServer>> GitServer::Start(
     return absl::InvalidArgumentError(
         "git server credentials: no ':' in the user, no newlines");
   }
-  auto script = FindServerScript();
+  auto script =
+      FindTestScript("git_http_server.py", "CIAGENT_GIT_HTTP_SERVER");
   if (!script.ok()) return script.status();
 
   std::unique_ptr<GitServer> server(new GitServer());
@@ -177,12 +85,11 @@ absl::StatusOr<std::unique_ptr<GitServer>> GitServer::Start(
         absl::StrCat("create ", server->root_, ": ", ec.message()));
   }
   if (server->options_.https) {
-    const std::string tls_dir = absl::StrCat(*dir, "/tls");
-    std::filesystem::create_directories(tls_dir, ec);
-    if (absl::Status s = MakeCertificates(tls_dir); !s.ok()) return s;
-    server->ca_file_ = absl::StrCat(tls_dir, "/ca.pem");
-    server->cert_file_ = absl::StrCat(tls_dir, "/server.pem");
-    server->key_file_ = absl::StrCat(tls_dir, "/server.key");
+    auto certs = MakeServerCertificates(absl::StrCat(*dir, "/tls"));
+    if (!certs.ok()) return certs.status();
+    server->ca_file_ = certs->ca_file;
+    server->cert_file_ = certs->cert_file;
+    server->key_file_ = certs->key_file;
   }
   if (!server->options_.username.empty()) {
     server->auth_file_ = absl::StrCat(*dir, "/auth");
@@ -233,7 +140,7 @@ std::string GitServer::RequestLog() const {
 }
 
 absl::Status GitServer::Launch() {
-  std::vector<std::string> argv = {kPython, "-I", script_,
+  std::vector<std::string> argv = {kTestPython, "-I", script_,
                                    "--root", root_,
                                    "--port", absl::StrCat(port_),
                                    "--log", absl::StrCat(dir_, "/requests.log")};
@@ -258,41 +165,15 @@ absl::Status GitServer::Launch() {
   auto process = Subprocess::Start(argv, subprocess_options);
   if (!process.ok()) return process.status();
   process_ = std::move(process).value();
-  const std::string ready = absl::StrCat("ready ", port_, "\n");
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < deadline) {
-    if (ReadFileOrEmpty(out) == ready) {
-      launched_ = true;
-      return absl::OkStatus();
-    }
-    if (!process_->running()) {
-      process_.reset();
-      return absl::UnavailableError(
-          absl::StrCat("git http server on port ", port_, " exited: ",
-                       absl::StripAsciiWhitespace(ReadFileOrEmpty(err))));
-    }
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  process_->Kill();
-  process_.reset();
-  return absl::DeadlineExceededError(
-      absl::StrCat("git http server on port ", port_, " not ready after 10s"));
+  absl::Status ready = AwaitReadyLine(process_, out, err, "git http server",
+                                      port_, absl::Seconds(10));
+  if (ready.ok()) launched_ = true;
+  return ready;
 }
 
 absl::Status GitServer::Stop() {
-  if (!process_) return absl::OkStatus();
-  process_->Signal(SIGTERM);
-  auto code = process_->Wait(absl::Seconds(10));
-  if (!code.ok()) process_->Kill();
-  process_.reset();
-  if (!code.ok()) return code.status();
-  if (*code != 0) {
-    return absl::InternalError(absl::StrCat(
-        "git http server on port ", port_, " exited with ", *code, ": ",
-        absl::StripAsciiWhitespace(
-            ReadFileOrEmpty(absl::StrCat(dir_, "/server.err")))));
-  }
-  return absl::OkStatus();
+  return StopProcess(process_, absl::StrCat("git http server on port ", port_),
+                     absl::StrCat(dir_, "/server.err"));
 }
 
 absl::Status GitServer::StartAgain() {

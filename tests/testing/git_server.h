@@ -105,17 +105,7 @@ class GitServer {
 
 // `...` is the GitServerOptions: a variable, a braced initializer such as
 // {.https = true, .username = "ci"} (commas and all), or nothing.
-#define CIAGENT_START_GIT_SERVER(var, ...)                                    \
-  std::unique_ptr<::ciagent::testing::GitServer> var;                         \
-  do {                                                                        \
-    auto started_ = ::ciagent::testing::GitServer::Start(__VA_ARGS__);        \
-    if (!started_.ok() &&                                                     \
-        started_.status().code() == absl::StatusCode::kNotFound &&            \
-        !::ciagent::testing::RunningUnderCi()) {                              \
-      GTEST_SKIP() << started_.status().message() << " (fails under CI=true)"; \
-    }                                                                         \
-    ASSERT_TRUE(started_.ok()) << started_.status().ToString();               \
-    var = std::move(started_).value();                                        \
-  } while (false)
+#define CIAGENT_START_GIT_SERVER(var, ...) \
+  CIAGENT_TESTING_START_SERVICE_(GitServer, var, __VA_ARGS__)
 
 #endif  // CIAGENT_TESTS_TESTING_GIT_SERVER_H_

@@ -27,13 +27,13 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "testing/redis_server.h"
+#include "testing/test_certs.h"
 
 extern char** environ;
 
 namespace ciagent::testing {
 namespace {
 
-constexpr char kPython[] = "/usr/bin/python3";
 constexpr char kService[] = "ciagent-test-registry";
 constexpr char kIssuer[] = "ciagent-test-issuer";
 constexpr absl::Duration kStartTimeout = absl::Seconds(15);
@@ -41,31 +41,6 @@ constexpr absl::Duration kStartTimeout = absl::Seconds(15);
 bool IsFile(const std::filesystem::path& path) {
   std::error_code ec;
   return std::filesystem::is_regular_file(path, ec);
-}
-
-// A helper script: from the environment variable `env`, else next to this
-// source file (its compile-time path, relative to the build directory meson
-// runs tests in), else in tests/testing/ of a source tree holding the test
-// binary.
-absl::StatusOr<std::string> FindScript(const char* name, const char* env) {
-  if (auto from_env = PathFromEnv(env); from_env.ok()) {
-    if (IsFile(*from_env)) return *from_env;
-    return absl::FailedPreconditionError(
-        absl::StrCat(env, "=", *from_env, ": no such file"));
-  }
-  std::error_code ec;
-  const std::filesystem::path beside =
-      std::filesystem::path(__FILE__).parent_path() / name;
-  if (IsFile(beside)) return std::filesystem::absolute(beside, ec).string();
-  std::filesystem::path dir =
-      std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
-  for (; !ec && !dir.empty() && dir != dir.root_path();
-       dir = dir.parent_path()) {
-    const auto candidate = dir / "tests" / "testing" / name;
-    if (IsFile(candidate)) return candidate.string();
-  }
-  return absl::FailedPreconditionError(
-      absl::StrCat(name, " not found; set ", env, " to its path"));
 }
 
 // The first executable `name` in PATH, or "".
@@ -82,19 +57,12 @@ std::string FindInPath(absl::string_view name) {
   return "";
 }
 
-absl::Status CheckPython() {
-  if (::access(kPython, X_OK) != 0) {
-    return absl::NotFoundError(absl::StrCat(kPython, " not installed"));
-  }
-  return absl::OkStatus();
-}
-
 // OK when python3 can import the token service's modules; checked once.
 absl::Status CheckTokenModules(const std::string& scratch) {
   static const absl::Status* const status = [&scratch] {
-    absl::Status s = CheckPython();
+    absl::Status s = CheckTestPython();
     if (s.ok()) {
-      s = RunTool({kPython, "-I", "-c", "import jwt, cryptography"},
+      s = RunTool({kTestPython, "-I", "-c", "import jwt, cryptography"},
                   absl::StrCat(scratch, "/python-modules.log"));
     }
     if (!s.ok()) {
@@ -108,101 +76,6 @@ absl::Status CheckTokenModules(const std::string& scratch) {
   return *status;
 }
 
-absl::Status OpensslMissing(const absl::Status& s) {
-  return absl::NotFoundError(
-      absl::StrCat("openssl not installed (", s.message(), ")"));
-}
-
-// Runs openssl steps; a missing openssl is kNotFound.
-absl::Status RunOpenssl(const std::vector<std::vector<std::string>>& steps,
-                        const std::string& log) {
-  for (const auto& step : steps) {
-    absl::Status s = RunTool(step, log);
-    if (s.code() == absl::StatusCode::kNotFound) return OpensslMissing(s);
-    if (!s.ok()) return s;
-  }
-  return absl::OkStatus();
-}
-
-// A CA and a server certificate for 127.0.0.1 signed by it, all EC P-256:
-// ca.pem, server.pem, server.key in `dir`. The SAN names 127.0.0.1 as an IP
-// and as a DNS name, since some TLS stacks match the host only against DNS
-// names. `req -CA` needs OpenSSL 3.
-absl::Status MakeTlsCertificates(const std::string& dir) {
-  const std::string ca_conf = absl::StrCat(dir, "/ca.cnf");
-  const std::string server_conf = absl::StrCat(dir, "/server.cnf");
-  absl::Status s = WriteText(ca_conf,
-                             "[req]\n"
-                             "distinguished_name = dn\n"
-                             "prompt = no\n"
-                             "x509_extensions = ca\n"
-                             "[dn]\n"
-                             "CN = ciagent test registry CA\n"
-                             "[ca]\n"
-                             "basicConstraints = critical, CA:TRUE\n"
-                             "keyUsage = critical, keyCertSign, cRLSign\n"
-                             "subjectKeyIdentifier = hash\n",
-                             0644);
-  if (!s.ok()) return s;
-  s = WriteText(server_conf,
-                "[req]\n"
-                "distinguished_name = dn\n"
-                "prompt = no\n"
-                "x509_extensions = server\n"
-                "[dn]\n"
-                "CN = 127.0.0.1\n"
-                "[server]\n"
-                "basicConstraints = critical, CA:FALSE\n"
-                "keyUsage = critical, digitalSignature\n"
-                "extendedKeyUsage = serverAuth\n"
-                "subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:127.0.0.1\n"
-                "subjectKeyIdentifier = hash\n"
-                "authorityKeyIdentifier = keyid:always\n",
-                0644);
-  if (!s.ok()) return s;
-  auto in_dir = [&](const char* name) { return absl::StrCat(dir, "/", name); };
-  return RunOpenssl(
-      {
-          {"openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
-           "ec_paramgen_curve:P-256", "-noenc", "-keyout", in_dir("ca.key"),
-           "-config", ca_conf, "-days", "7", "-sha256", "-out",
-           in_dir("ca.pem")},
-          {"openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
-           "ec_paramgen_curve:P-256", "-noenc", "-keyout",
-           in_dir("server.key"), "-config", server_conf, "-CA",
-           in_dir("ca.pem"), "-CAkey", in_dir("ca.key"), "-days", "7",
-           "-sha256", "-out", in_dir("server.pem")},
-      },
-      in_dir("openssl.log"));
-}
-
-// The token signer: an EC P-256 key and its self-signed certificate
-// (signer.key, signer.pem in `dir`). The token service puts the certificate
-// into each JWT's `x5c` header; distribution, given the same certificate as
-// `rootcertbundle`, verifies that chain and then the ES256 signature.
-absl::Status MakeSigningCertificate(const std::string& dir) {
-  const std::string conf = absl::StrCat(dir, "/signer.cnf");
-  absl::Status s = WriteText(conf,
-                             "[req]\n"
-                             "distinguished_name = dn\n"
-                             "prompt = no\n"
-                             "x509_extensions = signer\n"
-                             "[dn]\n"
-                             "CN = ciagent test registry token signer\n"
-                             "[signer]\n"
-                             "basicConstraints = critical, CA:FALSE\n"
-                             "keyUsage = critical, digitalSignature\n"
-                             "subjectKeyIdentifier = hash\n",
-                             0644);
-  if (!s.ok()) return s;
-  return RunOpenssl({{"openssl", "req", "-x509", "-new", "-newkey", "ec",
-                      "-pkeyopt", "ec_paramgen_curve:P-256", "-noenc",
-                      "-keyout", absl::StrCat(dir, "/signer.key"), "-config",
-                      conf, "-days", "7", "-sha256", "-out",
-                      absl::StrCat(dir, "/signer.pem")}},
-                    absl::StrCat(dir, "/openssl.log"));
-}
-
 // A bcrypt htpasswd line for the `user:password` line in `auth_file`, made
 // by python3: the bcrypt module when installed, else the crypt module
 // (libxcrypt's `$2b$`, which distribution's Go bcrypt accepts; crypt leaves
@@ -210,7 +83,7 @@ absl::Status MakeSigningCertificate(const std::string& dir) {
 // every request, and at the usual cost 10+ that alone adds ~100 ms each.
 absl::StatusOr<std::string> HtpasswdLine(const std::string& auth_file,
                                          const std::string& scratch) {
-  if (absl::Status s = CheckPython(); !s.ok()) return s;
+  if (absl::Status s = CheckTestPython(); !s.ok()) return s;
   static constexpr char kHash[] =
       "import sys\n"
       "line = open(sys.argv[1], 'rb').read().decode().rstrip('\\n')\n"
@@ -228,7 +101,7 @@ absl::StatusOr<std::string> HtpasswdLine(const std::string& auth_file,
       "print('%s:%s' % (user, hashed))\n";
   const std::string out = absl::StrCat(scratch, "/htpasswd.out");
   absl::Status s =
-      RunTool({kPython, "-I", "-W", "ignore", "-c", kHash, auth_file}, out);
+      RunTool({kTestPython, "-I", "-W", "ignore", "-c", kHash, auth_file}, out);
   if (!s.ok()) {
     return absl::Status(s.code(),
                         absl::StrCat("bcrypt for htpasswd: ", s.message()));
@@ -252,30 +125,6 @@ std::string RandomHex(size_t bytes) {
     ::close(fd);
   }
   return absl::BytesToHexString(raw);
-}
-
-// Waits until the child prints `ready <port>`; kUnavailable when it exits
-// first (a port taken meanwhile, say).
-absl::Status AwaitReadyLine(std::unique_ptr<Subprocess>& process,
-                            const std::string& out, const std::string& err,
-                            absl::string_view what, int port) {
-  const std::string ready = absl::StrCat("ready ", port, "\n");
-  const absl::Time deadline = absl::Now() + kStartTimeout;
-  while (absl::Now() < deadline) {
-    if (ReadFileOrEmpty(out) == ready) return absl::OkStatus();
-    if (!process->running()) {
-      process.reset();
-      return absl::UnavailableError(
-          absl::StrCat(what, " on port ", port, " exited: ",
-                       absl::StripAsciiWhitespace(ReadFileOrEmpty(err))));
-    }
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  process->Kill();
-  process.reset();
-  return absl::DeadlineExceededError(absl::StrCat(
-      what, " on port ", port, " not ready after ",
-      absl::FormatDuration(kStartTimeout)));
 }
 
 // The status code of `GET <path>` on 127.0.0.1:port over plain HTTP, or -1
@@ -320,24 +169,6 @@ bool TcpConnects(int port) {
       ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
   ::close(fd);
   return ok;
-}
-
-// SIGTERM, then wait; exit codes in `ok_codes` count as a clean stop.
-absl::Status StopProcess(std::unique_ptr<Subprocess>& process,
-                         absl::string_view what, const std::string& err,
-                         std::initializer_list<int> ok_codes) {
-  if (!process) return absl::OkStatus();
-  process->Signal(SIGTERM);
-  auto code = process->Wait(absl::Seconds(10));
-  if (!code.ok()) process->Kill();
-  process.reset();
-  if (!code.ok()) return code.status();
-  for (int ok : ok_codes) {
-    if (*code == ok) return absl::OkStatus();
-  }
-  return absl::InternalError(
-      absl::StrCat(what, " exited with ", *code, ": ",
-                   absl::StripAsciiWhitespace(ReadFileOrEmpty(err))));
 }
 
 absl::Status CheckCredentials(const std::string& user,
@@ -397,7 +228,7 @@ absl::StatusOr<std::unique_ptr<RegistryServer>> RegistryServer::Start(
   const RegistryServerOptions& opts = server->options_;
   if (opts.auth == Auth::kToken) {
     if (absl::Status s = CheckTokenModules(*dir); !s.ok()) return s;
-    auto script = FindScript("registry_token_server.py",
+    auto script = FindTestScript("registry_token_server.py",
                              "CIAGENT_REGISTRY_TOKEN_SERVER");
     if (!script.ok()) return script.status();
     server->token_script_ = *script;
@@ -409,12 +240,11 @@ absl::StatusOr<std::unique_ptr<RegistryServer>> RegistryServer::Start(
         absl::StrCat("create ", server->storage_dir(), ": ", ec.message()));
   }
   if (opts.https) {
-    const std::string tls_dir = absl::StrCat(*dir, "/tls");
-    std::filesystem::create_directories(tls_dir, ec);
-    if (absl::Status s = MakeTlsCertificates(tls_dir); !s.ok()) return s;
-    server->ca_file_ = absl::StrCat(tls_dir, "/ca.pem");
-    server->tls_cert_ = absl::StrCat(tls_dir, "/server.pem");
-    server->tls_key_ = absl::StrCat(tls_dir, "/server.key");
+    auto certs = MakeServerCertificates(absl::StrCat(*dir, "/tls"));
+    if (!certs.ok()) return certs.status();
+    server->ca_file_ = certs->ca_file;
+    server->tls_cert_ = certs->cert_file;
+    server->tls_key_ = certs->key_file;
   }
   const std::string auth_file = absl::StrCat(*dir, "/auth");
   if (opts.auth != Auth::kNone) {
@@ -555,7 +385,7 @@ absl::Status RegistryServer::WriteConfig() {
 
 absl::Status RegistryServer::LaunchTokenServer() {
   std::vector<std::string> argv = {
-      kPython,       "-I",
+      kTestPython,       "-I",
       token_script_, "--port",
       absl::StrCat(token_port_),
       "--auth-file", absl::StrCat(dir_, "/auth"),
@@ -578,7 +408,7 @@ absl::Status RegistryServer::LaunchTokenServer() {
   if (!process.ok()) return process.status();
   token_server_ = std::move(process).value();
   return AwaitReadyLine(token_server_, out, err, "registry token service",
-                        token_port_);
+                        token_port_, kStartTimeout);
 }
 
 absl::Status RegistryServer::Launch() {
@@ -658,7 +488,7 @@ absl::Status RegistryServer::StartAgain() {
 
 absl::StatusOr<std::unique_ptr<FaultProxy>> FaultProxy::Start(
     FaultProxyOptions options) {
-  if (absl::Status s = CheckPython(); !s.ok()) return s;
+  if (absl::Status s = CheckTestPython(); !s.ok()) return s;
   if (!absl::StartsWith(options.upstream, "http://") ||
       options.upstream.size() <= 7) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -675,7 +505,7 @@ absl::StatusOr<std::unique_ptr<FaultProxy>> FaultProxy::Start(
     }
   }
   auto script =
-      FindScript("registry_fault_proxy.py", "CIAGENT_REGISTRY_FAULT_PROXY");
+      FindTestScript("registry_fault_proxy.py", "CIAGENT_REGISTRY_FAULT_PROXY");
   if (!script.ok()) return script.status();
   std::unique_ptr<FaultProxy> proxy(new FaultProxy());
   proxy->options_ = std::move(options);
@@ -727,7 +557,7 @@ std::string FaultProxy::RequestLog() const {
 
 absl::Status FaultProxy::Launch() {
   std::vector<std::string> argv = {
-      kPython,       "-I",
+      kTestPython,       "-I",
       script_,       "--port",
       absl::StrCat(port_),
       "--upstream",  options_.upstream,
@@ -746,20 +576,21 @@ absl::Status FaultProxy::Launch() {
   auto process = Subprocess::Start(argv, subprocess_options);
   if (!process.ok()) return process.status();
   process_ = std::move(process).value();
-  return AwaitReadyLine(process_, out, err, "fault proxy", port_);
+  return AwaitReadyLine(process_, out, err, "fault proxy", port_,
+                        kStartTimeout);
 }
 
 // --- QuirksRegistry --------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<QuirksRegistry>> QuirksRegistry::Start(
     QuirksRegistryOptions options) {
-  if (absl::Status s = CheckPython(); !s.ok()) return s;
+  if (absl::Status s = CheckTestPython(); !s.ok()) return s;
   if (absl::Status s = CheckCredentials(options.username, options.password,
                                         "quirks registry");
       !s.ok()) {
     return s;
   }
-  auto script = FindScript("registry_quirks_server.py",
+  auto script = FindTestScript("registry_quirks_server.py",
                            "CIAGENT_REGISTRY_QUIRKS_SERVER");
   if (!script.ok()) return script.status();
   std::unique_ptr<QuirksRegistry> registry(new QuirksRegistry());
@@ -802,7 +633,7 @@ std::string QuirksRegistry::RequestLog() const {
 
 absl::Status QuirksRegistry::Launch() {
   const std::vector<std::string> argv = {
-      kPython, "-I", script_,
+      kTestPython, "-I", script_,
       "--root", absl::StrCat(dir_, "/storage"),
       "--port", absl::StrCat(port_),
       "--auth-file", absl::StrCat(dir_, "/auth"),
@@ -816,7 +647,8 @@ absl::Status QuirksRegistry::Launch() {
   auto process = Subprocess::Start(argv, subprocess_options);
   if (!process.ok()) return process.status();
   process_ = std::move(process).value();
-  return AwaitReadyLine(process_, out, err, "quirks registry", port_);
+  return AwaitReadyLine(process_, out, err, "quirks registry", port_,
+                        kStartTimeout);
 }
 
 }  // namespace ciagent::testing

@@ -272,19 +272,6 @@ class QuirksRegistry {
 // {.auth = RegistryServerOptions::Auth::kBasic, .https = true} (commas and
 // all), or nothing (not for the proxy, which needs an upstream). A missing
 // tool skips the test unless CI=true; any other error fails it.
-#define CIAGENT_TESTING_START_SERVICE_(type, var, ...)                         \
-  std::unique_ptr<::ciagent::testing::type> var;                               \
-  do {                                                                         \
-    auto started_ = ::ciagent::testing::type::Start(__VA_ARGS__);              \
-    if (!started_.ok() &&                                                      \
-        started_.status().code() == absl::StatusCode::kNotFound &&             \
-        !::ciagent::testing::RunningUnderCi()) {                               \
-      GTEST_SKIP() << started_.status().message() << " (fails under CI=true)"; \
-    }                                                                          \
-    ASSERT_TRUE(started_.ok()) << started_.status().ToString();                \
-    var = std::move(started_).value();                                         \
-  } while (false)
-
 #define CIAGENT_START_REGISTRY(var, ...) \
   CIAGENT_TESTING_START_SERVICE_(RegistryServer, var, __VA_ARGS__)
 #define CIAGENT_START_FAULT_PROXY(var, ...) \

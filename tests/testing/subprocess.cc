@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -175,6 +176,78 @@ absl::Status WriteText(const std::string& path, const std::string& text,
         absl::StrCat("write ", path, ": ", std::strerror(errno)));
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckTestPython() {
+  if (::access(kTestPython, X_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat(kTestPython, " not installed"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> FindTestScript(const char* name, const char* env) {
+  auto is_file = [](const std::filesystem::path& path) {
+    std::error_code ec;
+    return std::filesystem::is_regular_file(path, ec);
+  };
+  if (auto from_env = PathFromEnv(env); from_env.ok()) {
+    if (is_file(*from_env)) return *from_env;
+    return absl::FailedPreconditionError(
+        absl::StrCat(env, "=", *from_env, ": no such file"));
+  }
+  std::error_code ec;
+  const std::filesystem::path beside =
+      std::filesystem::path(__FILE__).parent_path() / name;
+  if (is_file(beside)) return std::filesystem::absolute(beside, ec).string();
+  std::filesystem::path dir =
+      std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  for (; !ec && !dir.empty() && dir != dir.root_path();
+       dir = dir.parent_path()) {
+    const auto candidate = dir / "tests" / "testing" / name;
+    if (is_file(candidate)) return candidate.string();
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat(name, " not found; set ", env, " to its path"));
+}
+
+absl::Status AwaitReadyLine(std::unique_ptr<Subprocess>& process,
+                            const std::string& out, const std::string& err,
+                            absl::string_view what, int port,
+                            absl::Duration timeout) {
+  const std::string ready = absl::StrCat("ready ", port, "\n");
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (ReadFileOrEmpty(out) == ready) return absl::OkStatus();
+    if (!process->running()) {
+      process.reset();
+      return absl::UnavailableError(
+          absl::StrCat(what, " on port ", port, " exited: ",
+                       absl::StripAsciiWhitespace(ReadFileOrEmpty(err))));
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  process->Kill();
+  process.reset();
+  return absl::DeadlineExceededError(
+      absl::StrCat(what, " on port ", port, " not ready after ",
+                   absl::FormatDuration(timeout)));
+}
+
+absl::Status StopProcess(std::unique_ptr<Subprocess>& process,
+                         absl::string_view what, const std::string& err,
+                         std::initializer_list<int> ok_codes) {
+  if (!process) return absl::OkStatus();
+  process->Signal(SIGTERM);
+  auto code = process->Wait(absl::Seconds(10));
+  if (!code.ok()) process->Kill();
+  process.reset();
+  if (!code.ok()) return code.status();
+  for (int ok : ok_codes) {
+    if (*code == ok) return absl::OkStatus();
+  }
+  return absl::InternalError(
+      absl::StrCat(what, " exited with ", *code, ": ",
+                   absl::StripAsciiWhitespace(ReadFileOrEmpty(err))));
 }
 
 }  // namespace ciagent::testing

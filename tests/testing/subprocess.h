@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -16,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace ciagent::testing {
@@ -74,6 +76,58 @@ absl::Status WriteText(const std::string& path, const std::string& text,
 // True when running under CI (CI=true): a missing service then fails.
 bool RunningUnderCi();
 
+// --- services run from a script of tests/testing -------------------------
+//
+// The fixtures (GitServer, RegistryServer, FaultProxy, QuirksRegistry) run
+// `kTestPython -I <script> ...`; the script prints `ready <port>` on stdout
+// once it accepts connections and exits 0 on SIGTERM.
+
+inline constexpr char kTestPython[] = "/usr/bin/python3";
+
+// kNotFound when kTestPython is not installed.
+absl::Status CheckTestPython();
+
+// The helper script `name` (e.g. "git_http_server.py"): from the
+// environment variable `env`, else next to this source file (its
+// compile-time path, relative to the build directory meson runs tests in),
+// else in tests/testing/ of a source tree holding the test binary.
+// kFailedPrecondition when none is found, saying to set `env`.
+absl::StatusOr<std::string> FindTestScript(const char* name, const char* env);
+
+// Waits until `process` has printed `ready <port>` into the file `out`.
+// kUnavailable when it exits first (a port taken meanwhile, say), with its
+// stderr from the file `err`; kDeadlineExceeded after `timeout`, the
+// process killed. On failure `process` is reset. `what` names the service
+// in messages: "<what> on port <port> exited: ...".
+absl::Status AwaitReadyLine(std::unique_ptr<Subprocess>& process,
+                            const std::string& out, const std::string& err,
+                            absl::string_view what, int port,
+                            absl::Duration timeout);
+
+// SIGTERM, then waits up to 10 s (SIGKILL after that) and resets `process`;
+// OK when it was not running. An exit code outside `ok_codes` is kInternal:
+// "<what> exited with <code>: <stderr from the file err>".
+absl::Status StopProcess(std::unique_ptr<Subprocess>& process,
+                         absl::string_view what, const std::string& err,
+                         std::initializer_list<int> ok_codes = {0});
+
 }  // namespace ciagent::testing
+
+// Declares `var` (a std::unique_ptr<type>) and starts it with
+// type::Start(...): a missing tool (kNotFound) skips the test unless
+// CI=true; any other error fails it. For the fixtures' own macros
+// (CIAGENT_START_GIT_SERVER, CIAGENT_START_REGISTRY, ...).
+#define CIAGENT_TESTING_START_SERVICE_(type, var, ...)                         \
+  std::unique_ptr<::ciagent::testing::type> var;                               \
+  do {                                                                         \
+    auto started_ = ::ciagent::testing::type::Start(__VA_ARGS__);              \
+    if (!started_.ok() &&                                                      \
+        started_.status().code() == absl::StatusCode::kNotFound &&             \
+        !::ciagent::testing::RunningUnderCi()) {                               \
+      GTEST_SKIP() << started_.status().message() << " (fails under CI=true)"; \
+    }                                                                          \
+    ASSERT_TRUE(started_.ok()) << started_.status().ToString();                \
+    var = std::move(started_).value();                                         \
+  } while (false)
 
 #endif  // CIAGENT_TESTS_TESTING_SUBPROCESS_H_

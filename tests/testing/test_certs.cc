@@ -1,0 +1,117 @@
+#include "testing/test_certs.h"
+
+#include <filesystem>
+#include <system_error>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "testing/subprocess.h"
+
+namespace ciagent::testing {
+namespace {
+
+// `openssl req` making a new EC P-256 key and a certificate for it, as
+// `config` describes, valid for 7 days; `extra` (e.g. -CA, -CAkey) goes
+// before -out.
+std::vector<std::string> NewCertificate(const std::string& key,
+                                        const std::string& config,
+                                        const std::string& out,
+                                        std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv = {
+      "openssl", "req",    "-x509",  "-new",
+      "-newkey", "ec",     "-pkeyopt", "ec_paramgen_curve:P-256",
+      "-noenc",  "-keyout", key,     "-config",
+      config,    "-days",  "7",      "-sha256"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.insert(argv.end(), {"-out", out});
+  return argv;
+}
+
+// Runs openssl steps (one process per certificate, key included), their
+// output to <dir>/openssl.log; a missing openssl is kNotFound.
+absl::Status RunOpenssl(const std::vector<std::vector<std::string>>& steps,
+                        const std::string& dir) {
+  for (const auto& step : steps) {
+    absl::Status s = RunTool(step, absl::StrCat(dir, "/openssl.log"));
+    if (s.code() == absl::StatusCode::kNotFound) {
+      return absl::NotFoundError(
+          absl::StrCat("openssl not installed (", s.message(), ")"));
+    }
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ServerCertificates> MakeServerCertificates(
+    const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat("create ", dir, ": ", ec.message()));
+  }
+  const std::string ca_conf = absl::StrCat(dir, "/ca.cnf");
+  const std::string server_conf = absl::StrCat(dir, "/server.cnf");
+  absl::Status s = WriteText(ca_conf,
+                             "[req]\n"
+                             "distinguished_name = dn\n"
+                             "prompt = no\n"
+                             "x509_extensions = ca\n"
+                             "[dn]\n"
+                             "CN = ciagent test CA\n"
+                             "[ca]\n"
+                             "basicConstraints = critical, CA:TRUE\n"
+                             "keyUsage = critical, keyCertSign, cRLSign\n"
+                             "subjectKeyIdentifier = hash\n",
+                             0644);
+  if (!s.ok()) return s;
+  s = WriteText(server_conf,
+                "[req]\n"
+                "distinguished_name = dn\n"
+                "prompt = no\n"
+                "x509_extensions = server\n"
+                "[dn]\n"
+                "CN = 127.0.0.1\n"
+                "[server]\n"
+                "basicConstraints = critical, CA:FALSE\n"
+                "keyUsage = critical, digitalSignature\n"
+                "extendedKeyUsage = serverAuth\n"
+                "subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:127.0.0.1\n"
+                "subjectKeyIdentifier = hash\n"
+                "authorityKeyIdentifier = keyid:always\n",
+                0644);
+  if (!s.ok()) return s;
+  ServerCertificates certs{.ca_file = absl::StrCat(dir, "/ca.pem"),
+                           .cert_file = absl::StrCat(dir, "/server.pem"),
+                           .key_file = absl::StrCat(dir, "/server.key")};
+  const std::string ca_key = absl::StrCat(dir, "/ca.key");
+  s = RunOpenssl({NewCertificate(ca_key, ca_conf, certs.ca_file),
+                  NewCertificate(certs.key_file, server_conf, certs.cert_file,
+                                 {"-CA", certs.ca_file, "-CAkey", ca_key})},
+                 dir);
+  if (!s.ok()) return s;
+  return certs;
+}
+
+absl::Status MakeSigningCertificate(const std::string& dir) {
+  const std::string conf = absl::StrCat(dir, "/signer.cnf");
+  absl::Status s = WriteText(conf,
+                             "[req]\n"
+                             "distinguished_name = dn\n"
+                             "prompt = no\n"
+                             "x509_extensions = signer\n"
+                             "[dn]\n"
+                             "CN = ciagent test registry token signer\n"
+                             "[signer]\n"
+                             "basicConstraints = critical, CA:FALSE\n"
+                             "keyUsage = critical, digitalSignature\n"
+                             "subjectKeyIdentifier = hash\n",
+                             0644);
+  if (!s.ok()) return s;
+  return RunOpenssl({NewCertificate(absl::StrCat(dir, "/signer.key"), conf,
+                                    absl::StrCat(dir, "/signer.pem"))},
+                    dir);
+}
+
+}  // namespace ciagent::testing

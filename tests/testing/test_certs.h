@@ -1,0 +1,45 @@
+// Certificates for the TLS test servers, made by the openssl command line
+// tool (3.x: `req -CA`), all EC P-256: fast to generate, and within what
+// mbedTLS 2.x verifies. Valid for 7 days; each server makes its own in its
+// temporary directory, so no test trusts another test's CA.
+//
+//   ASSERT_OK_AND_ASSIGN(ServerCertificates certs,
+//                        MakeServerCertificates(dir + "/tls"));
+//   // serve with certs.cert_file / certs.key_file; clients trust
+//   // certs.ca_file.
+//
+// Errors: kNotFound when openssl is not installed (fixtures skip the test
+// then, unless CI=true); kInternal naming the openssl step that failed.
+#ifndef CIAGENT_TESTS_TESTING_TEST_CERTS_H_
+#define CIAGENT_TESTS_TESTING_TEST_CERTS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace ciagent::testing {
+
+// PEM files in one directory.
+struct ServerCertificates {
+  std::string ca_file;    // <dir>/ca.pem, the CA clients trust
+  std::string cert_file;  // <dir>/server.pem, signed by the CA
+  std::string key_file;   // <dir>/server.key
+};
+
+// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`
+// (created when missing). The SAN names 127.0.0.1 as an IP and as a DNS
+// name, and localhost: mbedTLS 2.x matches the host only against DNS
+// names, while OpenSSL and GnuTLS use the IP entry.
+absl::StatusOr<ServerCertificates> MakeServerCertificates(
+    const std::string& dir);
+
+// A self-signed signing certificate and its key, <dir>/signer.pem and
+// <dir>/signer.key: a registry token service puts the certificate into each
+// JWT's `x5c` header; distribution, given the same certificate as
+// `rootcertbundle`, verifies that chain and then the ES256 signature.
+absl::Status MakeSigningCertificate(const std::string& dir);
+
+}  // namespace ciagent::testing
+
+#endif  // CIAGENT_TESTS_TESTING_TEST_CERTS_H_
