@@ -39,6 +39,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "ciagent/job/repo_url.h"  // ValidateRepoUrl, the rule for `repo`
 
 namespace ciagent {
 
@@ -54,7 +55,7 @@ struct ImageSpec {
 
 struct Job {
   std::string job_id;  // ^[A-Za-z0-9._-]{1,128}$, and not "." or ".."
-  std::string repo;    // http(s) URL without credentials
+  std::string repo;    // http(s) URL without credentials (repo_url.h)
   std::string branch;  // a valid git branch name (git check-ref-format)
   std::string commit;  // 40 (SHA-1) or 64 (SHA-256) hex digits, lowercase
 
@@ -77,8 +78,8 @@ struct JobParseOptions {
 };
 
 // Pipeline step names a job may list in `steps`.
-inline constexpr absl::string_view kKnownSteps[] = {
-    "check", "build", "test", "clippy", "audit", "image"};
+inline constexpr absl::string_view kKnownSteps[] = {"check",  "build", "test",
+                                                    "clippy", "audit", "image"};
 
 // Longest `timeout_s` accepted: one day.
 inline constexpr int64_t kMaxJobTimeoutSeconds = 24 * 60 * 60;
@@ -101,9 +102,9 @@ std::string JobToJson(const Job& job);
 std::optional<std::string> ExtractJobId(absl::string_view json);
 
 // Individual rules, exposed for other modules and for tests. Each returns
-// OK or kInvalidArgument naming `field` and the rule.
+// OK or kInvalidArgument naming `field` and the rule. ValidateRepoUrl, the
+// rule for `repo`, has its own header, repo_url.h (included above).
 absl::Status ValidateJobId(absl::string_view job_id);
-absl::Status ValidateRepoUrl(absl::string_view url, bool allow_file_urls);
 absl::Status ValidateBranchName(absl::string_view branch);
 absl::Status ValidateCommit(absl::string_view commit);
 
