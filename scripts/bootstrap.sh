@@ -13,6 +13,7 @@ packages=(
   meson ninja-build pkg-config g++
   libabsl-dev libhiredis-dev libsimdjson-dev libssl-dev
   libcurl4-openssl-dev libgit2-dev zlib1g-dev
+  libtomlplusplus-dev  # Cargo.toml: pipeline configuration and cache key
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   redis-server redis-tools

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "ciagent/base/process_runner.h"
+#include "ciagent/pipeline/pipeline_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/cargo_fixture.h"
@@ -384,6 +385,196 @@ TEST_F(PipelineTest, RefusesAnUnknownStep) {
   EXPECT_THAT(RunPipeline(options, nullptr),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("unknown step \"deploy\"")));
+}
+
+// The repository's configuration ([package.metadata.ciagent] appended to
+// the copied fixture's Cargo.toml), applied as the agent applies it.
+class ConfiguredPipelineTest : public PipelineTest {
+ protected:
+  void Configure(PipelineOptions* options, const std::string& toml,
+                 const Job& job = Job{}) {
+    std::ofstream(options->source_dir + "/Cargo.toml", std::ios::app)
+        << "\n" << toml;
+    absl::StatusOr<PipelineConfig> config =
+        ReadPipelineConfig(options->source_dir);
+    ASSERT_OK(config.status());
+    ApplyPipelineConfig(EffectiveConfig(*std::move(config), job), options);
+  }
+};
+
+TEST_F(ConfiguredPipelineTest, FeaturesLetTheTestsCompile) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions bare = OptionsFor("feature_gated", path);
+  bare.steps = {"check", "test"};
+  ASSERT_OK_AND_ASSIGN(PipelineResult without, RunPipeline(bare, nullptr));
+  EXPECT_EQ(without.status, JobStatus::kFailed);
+  EXPECT_THAT(without.steps, Contains(Step("check", StepStatus::kFailed)));
+
+  ASSERT_OK_AND_ASSIGN(tmp_, testing::MakeTempDir("pipeline"));
+  PipelineOptions options = OptionsFor("feature_gated", path);
+  Configure(&options,
+            "[package.metadata.ciagent]\n"
+            "steps = [\"check\", \"test\"]\n"
+            "features = [\"extra\"]\n");
+  RecordingObserver observer;
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, &observer));
+  EXPECT_EQ(result.status, JobStatus::kSuccess) << result.reason;
+  EXPECT_EQ(result.tests.passed, 1);
+  EXPECT_TRUE(observer.Saw(
+      "test|agent|$ cargo test --workspace --features extra --no-fail-fast "
+      "--locked"));
+}
+
+TEST_F(ConfiguredPipelineTest, DenyWarningsArgsFailTheJob) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("clippy_warning", path);
+  Configure(&options,
+            "[package.metadata.ciagent]\n"
+            "steps = [\"check\", \"clippy\"]\n"
+            "clippy.args = [\"--\", \"-D\", \"warnings\"]\n");
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, nullptr));
+  EXPECT_EQ(result.status, JobStatus::kFailed);
+  EXPECT_THAT(result.reason, HasSubstr("clippy failed: clippy exited with code 101"));
+  EXPECT_THAT(result.steps, Contains(Step("clippy", StepStatus::kFailed)));
+}
+
+TEST_F(ConfiguredPipelineTest, AllowFailureKeepsTheJobSuccessful) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("clippy_warning", path);
+  Configure(&options,
+            "[package.metadata.ciagent]\n"
+            "steps = [\"check\", \"clippy\", \"test\"]\n"
+            "[package.metadata.ciagent.clippy]\n"
+            "args = [\"--\", \"-D\", \"warnings\"]\n"
+            "allow-failure = true\n");
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, nullptr));
+  EXPECT_EQ(result.status, JobStatus::kSuccess) << result.reason;
+  EXPECT_THAT(result.steps,
+              Contains(AllOf(Step("clippy", StepStatus::kFailed),
+                             Field(&StepRecord::allow_failure, true))));
+  EXPECT_THAT(result.steps,
+              Contains(AllOf(Step("test", StepStatus::kOk),
+                             Field(&StepRecord::allow_failure, false))));
+  EXPECT_TRUE(result.config.clippy.allow_failure);
+}
+
+TEST_F(ConfiguredPipelineTest, TestArgumentsReachTheHarness) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("failing_test", path);
+  Configure(&options,
+            "[package.metadata.ciagent]\n"
+            "steps = [\"check\", \"test\"]\n"
+            "test.args = [\"--\", \"--skip\", \"subtracts_wrongly\", "
+            "\"--test-threads\", \"1\"]\n");
+  RecordingObserver observer;
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, &observer));
+  EXPECT_EQ(result.status, JobStatus::kSuccess) << result.reason;
+  EXPECT_EQ(result.tests.passed, kFailingPassed);
+  EXPECT_EQ(result.tests.failed, 0);
+  EXPECT_TRUE(observer.Saw("--locked -- --skip subtracts_wrongly "
+                           "--test-threads 1"));
+}
+
+TEST_F(ConfiguredPipelineTest, WorkspaceExcludeAndPackagesChooseTheMembers) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions excluded = OptionsFor("workspace_members", path);
+  Configure(&excluded,
+            "[workspace.metadata.ciagent]\n"
+            "steps = [\"check\", \"test\"]\n"
+            "exclude = [\"wm_broken\"]\n");
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(excluded, nullptr));
+  EXPECT_EQ(result.status, JobStatus::kSuccess) << result.reason;
+  EXPECT_EQ(result.tests.passed, 1);
+  EXPECT_EQ(result.tests.failed, 0);
+
+  ASSERT_OK_AND_ASSIGN(tmp_, testing::MakeTempDir("pipeline"));
+  PipelineOptions only = OptionsFor("workspace_members", path);
+  Configure(&only,
+            "[workspace.metadata.ciagent]\n"
+            "steps = [\"check\", \"test\"]\n"
+            "packages = [\"wm_broken\"]\n");
+  ASSERT_OK_AND_ASSIGN(PipelineResult broken, RunPipeline(only, nullptr));
+  EXPECT_EQ(broken.status, JobStatus::kFailed);
+  EXPECT_EQ(broken.tests.passed, 0);
+  EXPECT_EQ(broken.tests.failed, 1);
+}
+
+TEST_F(ConfiguredPipelineTest, JobWinsOverRepositoryOverAgentDefaults) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("passing", path);
+  options.job_timeout = absl::Minutes(30);  // the agent's default
+  Job job;
+  job.steps = {"check"};
+  job.env = {{"FROM_BOTH", "job"}};
+  Configure(&options,
+            "[package.metadata.ciagent]\n"
+            "steps = [\"check\", \"test\"]\n"
+            "timeout = \"20m\"\n"
+            "env = { FROM_BOTH = \"repository\", FROM_REPO = \"1\" }\n",
+            job);
+  EXPECT_EQ(options.job_timeout, absl::Minutes(20));
+  EXPECT_THAT(options.steps, ElementsAre("check"));
+  RecordingObserver observer;
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, &observer));
+  EXPECT_EQ(result.status, JobStatus::kSuccess) << result.reason;
+  EXPECT_THAT(result.steps, Contains(Step("test", StepStatus::kSkipped)));
+  EXPECT_THAT(result.config.env,
+              ElementsAre(std::pair<std::string, std::string>("FROM_REPO", "1"),
+                          std::pair<std::string, std::string>("FROM_BOTH",
+                                                              "job")));
+  // The effective configuration is the run's first line.
+  ASSERT_FALSE(observer.lines.empty());
+  EXPECT_THAT(observer.lines.front(),
+              HasSubstr("config|agent|config (from package.metadata.ciagent): "
+                        "{\"source\":\"package.metadata.ciagent\","
+                        "\"steps\":[\"check\"]"));
+}
+
+TEST_F(ConfiguredPipelineTest, UnknownKeysAreLoggedAsWarnings) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("passing", path);
+  Configure(&options,
+            "[package.metadata.ciagent]\n"
+            "steps = [\"check\"]\n"
+            "featurs = [\"x\"]\n");
+  RecordingObserver observer;
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, &observer));
+  EXPECT_EQ(result.status, JobStatus::kSuccess) << result.reason;
+  EXPECT_TRUE(observer.Saw(
+      "config|agent|config warning: package.metadata.ciagent.featurs: "
+      "unknown key, ignored (did you mean \"features\"?)"));
+}
+
+TEST_F(ConfiguredPipelineTest, StepTimeoutFromTheRepository) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("hanging_test", path);
+  const std::string marker =
+      absl::StrCat("ciagent-marker-", getpid(), "-config-timeout");
+  Configure(&options,
+            "[package.metadata.ciagent]\n"
+            "steps = [\"test\"]\n"
+            "test.timeout = \"40s\"\n");
+  options.env = {{"CIAGENT_FIXTURE_MARKER", marker}};
+  options.grace = absl::Seconds(1);
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, nullptr));
+  EXPECT_EQ(result.status, JobStatus::kTimeout);
+  EXPECT_THAT(result.steps, Contains(Step("test", StepStatus::kTimeout)));
+  EXPECT_EQ(testing::ProcessesWithMarker(marker), 0);
+}
+
+TEST_F(ConfiguredPipelineTest, NextestDemandedButMissingFailsTheTestStep) {
+  CIAGENT_REQUIRE_CARGO(path);
+  PipelineOptions options = OptionsFor("passing", path);
+  Configure(&options,
+            "[package.metadata.ciagent]\n"
+            "steps = [\"test\"]\n"
+            "test.runner = \"nextest\"\n");
+  if (!FindExecutable("cargo-nextest", path).empty()) {
+    GTEST_SKIP() << "cargo-nextest is installed";
+  }
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, nullptr));
+  EXPECT_EQ(result.status, JobStatus::kFailed);
+  EXPECT_THAT(result.reason, HasSubstr("cargo-nextest is not installed"));
 }
 
 }  // namespace

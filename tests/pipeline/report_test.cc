@@ -2,6 +2,7 @@
 // the status-hash fields, the Prometheus metrics and the local-mode summary.
 // JSON outputs are checked by parsing them with simdjson.
 #include "ciagent/pipeline/report.h"
+#include "ciagent/pipeline/pipeline_config.h"
 
 #include <simdjson.h>
 
@@ -151,7 +152,7 @@ TEST(ResultJsonTest, HoldsEveryPartOfTheResult) {
       Keys(root),
       ElementsAre("status", "reason", "steps", "tests", "failed_tests",
                   "artifacts", "clippy_warnings", "cache", "image",
-                  "duration_ms"));
+                  "config", "duration_ms"));
   EXPECT_EQ(String(root["status"]), "failed");
   EXPECT_EQ(String(root["reason"]), "test failed: 2 tests failed");
 
@@ -160,7 +161,7 @@ TEST(ResultJsonTest, HoldsEveryPartOfTheResult) {
   ASSERT_EQ(steps.size(), 5u);
   EXPECT_THAT(Keys(steps.at(2).get_object()),
               ElementsAre("name", "status", "exit_code", "duration_ms",
-                          "reason", "warnings"));
+                          "reason", "warnings", "allow_failure"));
   EXPECT_EQ(String(steps.at(2)["name"]), "test");
   EXPECT_EQ(String(steps.at(2)["status"]), "failed");
   EXPECT_EQ(Int(steps.at(2)["exit_code"]), 101);
@@ -239,7 +240,8 @@ TEST(ResultJsonTest, DescribesAnEmptyRun) {
             R"("cache":{"key":"","match":"none","uncached_reason":"",)"
             R"("units":0,"fresh_units":0,"dependency_units":0,)"
             R"("fresh_dependency_units":0,"dependency_hit_rate":0},)"
-            R"("image":{},"duration_ms":0})");
+            R"("image":{},"config":)" + PipelineConfigJson(PipelineConfig{}) +
+                R"(,"duration_ms":0})");
   Parse(parser, json);
 }
 
@@ -268,7 +270,32 @@ TEST(StatusFieldsTest, NamesEveryPipelineFieldInOrder) {
                   Key("tests_ignored"), Key("failed_tests"), Key("artifacts"),
                   Key("steps"), Key("clippy_warnings"),
                   Key("pipeline_duration_ms"), Key("cache"), Key("image"),
-                  Key("image_digest")));
+                  Key("image_digest"), Key("config")));
+}
+
+TEST(StatusFieldsTest, AllowedFailureShowsInEveryReport) {
+  PipelineResult result;
+  result.steps = {{.name = "check", .status = StepStatus::kOk, .exit_code = 0},
+                  {.name = "clippy",
+                   .status = StepStatus::kFailed,
+                   .exit_code = 101,
+                   .reason = "clippy exited with code 101",
+                   .allow_failure = true}};
+  result.config.clippy.allow_failure = true;
+  result.config.source = "workspace.metadata.ciagent";
+  const auto fields = AsMap(StatusFields(result));
+  EXPECT_THAT(fields.at("steps"), HasSubstr(R"("name":"clippy","status":"failed")"));
+  EXPECT_THAT(fields.at("steps"), HasSubstr(R"("allow_failure":true)"));
+  EXPECT_THAT(fields.at("config"),
+              HasSubstr(R"("clippy":{"args":[],"allow_failure":true)"));
+  EXPECT_THAT(ResultJson(result),
+              HasSubstr(R"("config":{"source":"workspace.metadata.ciagent")"));
+  EXPECT_THAT(HumanSummary(result),
+              HasSubstr("allowed to fail: clippy exited with code 101"));
+  const std::string metrics = PrometheusText(result, "");
+  EXPECT_THAT(metrics,
+              HasSubstr("ciagent_step_allowed_failure{step=\"clippy\"} 1\n"));
+  EXPECT_THAT(metrics, Not(HasSubstr("ciagent_job_failure")));
 }
 
 TEST(StatusFieldsTest, NamePushedImageAndItsDigest) {

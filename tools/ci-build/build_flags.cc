@@ -1,9 +1,11 @@
 #include "build_flags.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -35,6 +37,10 @@ ABSL_FLAG(std::string, cargo_config, "",
 ABSL_FLAG(int, timeout, 1800,
           "job timeout in seconds (a job's timeout_s overrides it)");
 ABSL_FLAG(int, step_timeout, 0, "per-step timeout in seconds; 0: none");
+ABSL_FLAG(int, max_timeout, 0,
+          "longest job or step timeout in seconds a job or a repository's "
+          "Cargo.toml may ask for; longer ones are cut to it; default: env "
+          "CI_MAX_TIMEOUT, else 86400 (the job timeout cap)");
 ABSL_FLAG(int, grace, 10, "seconds between SIGTERM and SIGKILL of a step");
 ABSL_FLAG(bool, clippy_warnings_fail, false,
           "fail the clippy step when it reports warnings");
@@ -101,7 +107,19 @@ absl::StatusOr<PipelineOptions> PipelineOptionsFromFlags() {
         "--timeout and --log-max-bytes must be > 0; --step-timeout and "
         "--grace >= 0");
   }
-  o.job_timeout = absl::Seconds(timeout);
+  int max_timeout = absl::GetFlag(FLAGS_max_timeout);
+  if (max_timeout == 0) {
+    const std::string env = EnvOr("CI_MAX_TIMEOUT", "");
+    if (!env.empty() && !absl::SimpleAtoi(env, &max_timeout)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CI_MAX_TIMEOUT: expected seconds, got \"", env, "\""));
+    }
+  }
+  if (max_timeout < 0) {
+    return absl::InvalidArgumentError("--max-timeout must be >= 0");
+  }
+  if (max_timeout > 0) o.max_timeout = absl::Seconds(max_timeout);
+  o.job_timeout = std::min(absl::Seconds(timeout), o.max_timeout);
   if (step_timeout > 0) o.step_timeout = absl::Seconds(step_timeout);
   o.grace = absl::Seconds(grace);
   o.clippy_warnings_fail = absl::GetFlag(FLAGS_clippy_warnings_fail);
@@ -116,6 +134,17 @@ absl::StatusOr<PipelineOptions> PipelineOptionsFromFlags() {
     o.secret_env.emplace_back(name, *std::move(value));
   }
   return o;
+}
+
+Job LocalJob(absl::string_view steps) {
+  Job job;
+  job.steps = SplitSteps(steps);
+  if (absl::StatusOr<oci::ImageReference> target =
+          oci::ParseImageReference(absl::GetFlag(FLAGS_image));
+      target.ok()) {
+    job.image = ImageSpec{.name = target->repository, .tag = target->tag};
+  }
+  return job;
 }
 
 absl::Status ConfigureImageStep(const Job* job, PipelineOptions* pipeline) {

@@ -26,6 +26,11 @@ absl::StatusOr<PipelineOptions> PipelineOptionsFromFlags();
 // Call after PipelineOptionsFromFlags (uses its cache dir, PATH, grace).
 absl::Status ConfigureImageStep(const Job* job, PipelineOptions* pipeline);
 
+// Local mode's stand-in for a job: the flags play the job's part over the
+// checkout's configuration (`steps`, from --steps, and --image's
+// repository).
+Job LocalJob(absl::string_view steps);
+
 // "check, test" -> {"check", "test"}; "" -> {} (all steps).
 std::vector<std::string> SplitSteps(absl::string_view steps);
 

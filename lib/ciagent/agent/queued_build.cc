@@ -7,6 +7,7 @@
 #include "ciagent/base/log.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/base/stop_signal.h"
+#include "ciagent/pipeline/pipeline_config.h"
 #include "ciagent/pipeline/report.h"
 #include "ciagent/queue/job_queue.h"
 #include "ciagent/queue/lease_renewer.h"
@@ -74,9 +75,6 @@ absl::StatusOr<QueuedBuildResult> RunQueuedBuild(
   const std::string job_dir = DirOf(claim_file.path);
   if (pipeline.work_dir.empty()) pipeline.work_dir = job_dir;
   if (pipeline.source_dir.empty()) pipeline.source_dir = job_dir + "/src";
-  if (claim.job.timeout.has_value()) pipeline.job_timeout = *claim.job.timeout;
-  pipeline.steps = claim.job.steps;
-  pipeline.env = claim.job.env;
 
   LeaseRenewer renewer(claim_file.redis, queue, claim);
   LogShipper shipper(claim_file.redis, queue, claim, options.logs);
@@ -89,7 +87,18 @@ absl::StatusOr<QueuedBuildResult> RunQueuedBuild(
   LogInfo("build started", {{"attempt", claim.attempt},
                             {"source", pipeline.source_dir}});
   QueuedBuildResult done;
-  absl::StatusOr<PipelineResult> result = RunPipeline(pipeline, &observer);
+  // The repository's configuration under the job's; one it must fix ends
+  // the job `error` (kInvalidArgument is not transient: no requeue).
+  absl::StatusOr<PipelineResult> result;
+  absl::StatusOr<PipelineConfig> config = ReadPipelineConfig(
+      pipeline.source_dir, {.max_timeout = pipeline.max_timeout});
+  if (config.ok()) {
+    ApplyPipelineConfig(EffectiveConfig(*std::move(config), claim.job),
+                        &pipeline);
+    result = RunPipeline(pipeline, &observer);
+  } else {
+    result = config.status();
+  }
   if (result.ok()) {
     done.pipeline = *std::move(result);
   } else {

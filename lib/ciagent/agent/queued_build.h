@@ -18,7 +18,8 @@
 //   - finalized (status, reason and the report's status fields, then acked,
 //     in one fenced step) for success, failed, timeout, cancelled;
 //   - finalized `error` when the pipeline could not run for a reason a
-//     retry will not fix (no Cargo.toml, unknown step);
+//     retry will not fix (no Cargo.toml, unknown step, a Cargo.toml
+//     configuration that breaks a rule: the reason names the key and rule);
 //   - requeued when the agent is shutting down (SIGTERM) or the failure was
 //     infrastructure (out of resources, disk full);
 //   - left alone when the lease was lost: another agent owns the job.
@@ -54,9 +55,11 @@ namespace ciagent {
 
 struct QueuedBuildOptions {
   // source_dir, work_dir default to <dir of job.json>/src and that dir;
-  // steps, env and job_timeout come from the job (job_timeout here is the
-  // default for jobs without timeout_s); the callbacks are set by
-  // RunQueuedBuild.
+  // steps, env, job_timeout and config come from the job over the
+  // checkout's Cargo.toml configuration (pipeline_config.h
+  // EffectiveConfig; job_timeout here is the default for jobs and
+  // repositories that set none, max_timeout caps both); the callbacks are
+  // set by RunQueuedBuild.
   PipelineOptions pipeline;
   LogShipperOptions logs;
   // How often the lease is renewed and a cancel looked for.

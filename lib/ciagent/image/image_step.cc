@@ -47,24 +47,38 @@ class ImageStepRun {
 
   absl::StatusOr<StepRecord> Run(const ImageStepContext& context,
                                  ImageRecord* image) {
-    if (!HasDockerfile(context.source_dir, options_.dockerfile)) {
+    const ImageConfig defaults;
+    const ImageConfig& config =
+        context.image != nullptr ? *context.image : defaults;
+    repository_ = config.name.empty() ? options_.repository : config.name;
+    if (!HasDockerfile(context.source_dir, config.dockerfile)) {
       return Finished(StepStatus::kSkipped,
-                      absl::StrCat("no ", options_.dockerfile));
+                      absl::StrCat("no ", config.dockerfile));
     }
+    // The builder takes the Dockerfile relative to the context, which
+    // holds it (ParsePipelineConfig checks that).
+    const bool whole_checkout = config.context == ".";
     const std::string layout_dir = context.work_dir + "/image";
-    ImageBuildOptions build{.context_dir = context.source_dir,
-                            .dockerfile = options_.dockerfile,
-                            .layout_dir = layout_dir,
-                            .tag = options_.tags.front(),
-                            .builder = options_.builder,
-                            .storage_dir = options_.storage_dir,
-                            .platform = options_.platform,
-                            .path = options_.path,
-                            .env = options_.env,
-                            .timeout = context.time_left,
-                            .grace = options_.grace,
-                            .should_stop = context.should_stop,
-                            .output = context.output};
+    ImageBuildOptions build{
+        .context_dir = whole_checkout
+                           ? context.source_dir
+                           : absl::StrCat(context.source_dir, "/",
+                                          config.context),
+        .dockerfile = whole_checkout ? config.dockerfile
+                                     : config.dockerfile.substr(
+                                           config.context.size() + 1),
+        .layout_dir = layout_dir,
+        .tag = options_.tags.front(),
+        .builder = options_.builder,
+        .storage_dir = options_.storage_dir,
+        .platform = options_.platform,
+        .build_args = config.build_args,
+        .path = options_.path,
+        .env = options_.env,
+        .timeout = context.time_left,
+        .grace = options_.grace,
+        .should_stop = context.should_stop,
+        .output = context.output};
     build.cache_ref = CacheRef();
     for (const Artifact& artifact : context.so_far.artifacts) {
       build.release_executables.emplace_back(artifact.name, artifact.path);
@@ -103,11 +117,10 @@ class ImageStepRun {
       return Finished(StepStatus::kFailed,
                       std::string(client.status().message()));
     }
-    const std::string reference =
-        absl::StrCat((*client)->host(), "/", options_.repository, ":",
-                     options_.tags.front());
+    const std::string reference = absl::StrCat(
+        (*client)->host(), "/", repository_, ":", options_.tags.front());
     context.output("agent", absl::StrCat("pushing ", reference));
-    oci::PushOptions push{.repository = options_.repository,
+    oci::PushOptions push{.repository = repository_,
                           .tags = options_.tags,
                           .concurrency = options_.push_concurrency};
     push.on_blob = [&context](const oci::BlobPushed& blob) {
@@ -156,8 +169,8 @@ class ImageStepRun {
              : machine == "aarch64" ? "arm64"
                                     : std::string(machine);
     }
-    return absl::StrCat(RegistryHost(), "/", options_.repository,
-                        ":buildcache-", oci::SanitizeTag(arch));
+    return absl::StrCat(RegistryHost(), "/", repository_, ":buildcache-",
+                        oci::SanitizeTag(arch));
   }
 
   std::string RegistryHost() const {
@@ -169,6 +182,8 @@ class ImageStepRun {
   }
 
   const ImageStepOptions& options_;
+  // The configuration's image name, else options_.repository.
+  std::string repository_;
 };
 
 }  // namespace

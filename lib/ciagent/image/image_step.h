@@ -6,7 +6,10 @@
 // The pipeline's `image` step: when the checkout has a Dockerfile, build it
 // daemonlessly (image_builder.h) and push the result with libciagent's own
 // registry client (oci/push.h) as <registry>/<repository>:<tag> for each
-// tag.
+// tag. The Dockerfile, the build context, the build args and the
+// repository come from the pipeline's configuration (ImageStepContext::image,
+// pipeline_config.h ImageConfig: `[workspace.metadata.ciagent.image]`);
+// `repository` below is used when the configuration names none.
 //
 //   ImageStepOptions image;
 //   image.registry = *RegistryOptionsFromEnv();
@@ -15,7 +18,7 @@
 //   pipeline.image_step = MakeImageStep(std::move(image));
 //
 // The step is skipped ("no Dockerfile") without one. The build's context is
-// the checkout with the build step's release executables placed at
+// the checkout (or its `context` directory) with the build step's release executables placed at
 // target/release/<name>, so a `FROM scratch` + `COPY target/release/app`
 // Dockerfile works whatever CARGO_TARGET_DIR is. Outcomes:
 //   ok          pushed; the image record holds the reference and digest
@@ -43,8 +46,7 @@
 namespace ciagent {
 
 struct ImageStepOptions {
-  // Relative to the checkout. The layout is written to <work_dir>/image.
-  std::string dockerfile = "Dockerfile";
+  // The layout is written to <work_dir>/image.
   std::string builder = "auto";  // image_builder.h: buildah, docker, auto
   // buildah's storage, kept between jobs (base images); empty: temporary.
   std::string storage_dir;
@@ -54,7 +56,9 @@ struct ImageStepOptions {
   std::vector<std::pair<std::string, std::string>> env;
   absl::Duration grace = absl::Seconds(10);
   oci::RegistryOptions registry;
-  std::string repository;         // "owner/app"; required
+  // "owner/app"; required. The configuration's image name, when set, is
+  // pushed to instead (it already holds the job's, which wins).
+  std::string repository;
   std::vector<std::string> tags;  // at least one
   int push_concurrency = 4;
 };

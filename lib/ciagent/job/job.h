@@ -78,8 +78,8 @@ struct JobParseOptions {
 };
 
 // Pipeline step names a job may list in `steps`.
-inline constexpr absl::string_view kKnownSteps[] = {"check",  "build", "test",
-                                                    "clippy", "audit", "image"};
+inline constexpr absl::string_view kKnownSteps[] = {
+    "check", "build", "test", "clippy", "audit", "image"};
 
 // Longest `timeout_s` accepted: one day.
 inline constexpr int64_t kMaxJobTimeoutSeconds = 24 * 60 * 60;

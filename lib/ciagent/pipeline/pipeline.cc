@@ -126,9 +126,15 @@ class PipelineRun {
   void FinishTests();
   void CollectArtifacts();
   void Decide();
+  // The configuration's timeout of `step`, else the agent's.
+  absl::Duration StepTimeout(absl::string_view step) const;
   bool Selected(absl::string_view step) const;
   const StepRecord* Record(absl::string_view step) const;
-  std::vector<std::string> Cargo(std::vector<std::string> args) const;
+  // cargo <args> [--locked] <the configuration's args of `step`>.
+  std::vector<std::string> Cargo(absl::string_view step,
+                                 std::vector<std::string> args) const;
+  // --workspace/-p/--exclude and the feature flags of the configuration.
+  std::vector<std::string> Selection(bool features) const;
 
   const PipelineOptions& options_;
   PipelineObserver* observer_;
@@ -140,7 +146,9 @@ class PipelineRun {
   std::string target_dir_;
   std::string junit_path_;
   bool locked_ = false;
+  // The test step runs cargo nextest (else cargo test).
   bool nextest_ = false;
+  bool nextest_installed_ = false;
   absl::Time start_;
   absl::Time deadline_;
 
@@ -173,6 +181,11 @@ absl::StatusOr<PipelineResult> PipelineRun::Run() {
     }
     observer_->StepStarted(step.name);
     CIAGENT_ASSIGN_OR_RETURN(StepRecord record, RunStep(step.name));
+    if (const StepConfig* config = options_.config.Step(step.name);
+        config != nullptr && config->allow_failure &&
+        record.status == StepStatus::kFailed) {
+      record.allow_failure = true;
+    }
     observer_->StepFinished(record);
     if (record.status == StepStatus::kTimeout ||
         record.status == StepStatus::kCancelled) {
@@ -195,6 +208,13 @@ absl::Status PipelineRun::Prepare() {
   deadline_ = start_ + options_.job_timeout;
   if (options_.source_dir.empty()) {
     return absl::InvalidArgumentError("pipeline: source_dir is required");
+  }
+  result_.config = options_.config;
+  observer_->StepOutput("config", "agent",
+                        PipelineConfigLine(options_.config));
+  for (const std::string& warning : options_.config.warnings) {
+    observer_->StepOutput("config", "agent",
+                          absl::StrCat("config warning: ", warning));
   }
   for (const std::string& step : options_.steps) {
     if (!absl::c_linear_search(kKnownSteps, absl::string_view(step))) {
@@ -231,7 +251,10 @@ absl::Status PipelineRun::Prepare() {
         CopyFile(options_.cargo_config, cargo_home + "/config.toml"));
   }
   locked_ = FileExists(options_.source_dir + "/Cargo.lock");
-  nextest_ = !FindExecutable("cargo-nextest", path_).empty();
+  nextest_installed_ = !FindExecutable("cargo-nextest", path_).empty();
+  nextest_ = options_.config.test_runner == TestRunner::kNextest ||
+             (options_.config.test_runner == TestRunner::kAuto &&
+              nextest_installed_);
 
   env_ = {{"PATH", path_},
           {"HOME", EnvOrEmpty("HOME")},
@@ -400,41 +423,77 @@ std::optional<std::string> PipelineRun::SkipReason(
 }
 
 std::vector<std::string> PipelineRun::Cargo(
-    std::vector<std::string> args) const {
+    absl::string_view step, std::vector<std::string> args) const {
   args.insert(args.begin(), "cargo");
   if (locked_) args.push_back("--locked");
+  if (const StepConfig* config = options_.config.Step(step)) {
+    absl::c_copy(config->args, std::back_inserter(args));
+  }
+  return args;
+}
+
+std::vector<std::string> PipelineRun::Selection(bool features) const {
+  const PipelineConfig& config = options_.config;
+  std::vector<std::string> args;
+  if (config.packages.empty()) {
+    args.push_back("--workspace");
+    for (const std::string& name : config.exclude) {
+      args.insert(args.end(), {"--exclude", name});
+    }
+  } else {
+    for (const std::string& name : config.packages) {
+      args.insert(args.end(), {"-p", name});
+    }
+  }
+  if (!features) return args;
+  if (!config.features.empty()) {
+    args.insert(args.end(), {"--features", absl::StrJoin(config.features, ",")});
+  }
+  if (config.all_features) args.push_back("--all-features");
+  if (config.no_default_features) args.push_back("--no-default-features");
   return args;
 }
 
 std::vector<Command> PipelineRun::CommandsFor(absl::string_view step) const {
   constexpr absl::string_view kJson = "--message-format=json-render-diagnostics";
+  const auto with_selection = [this](std::vector<std::string> head,
+                                     std::vector<std::string> tail) {
+    absl::c_copy(Selection(/*features=*/true), std::back_inserter(head));
+    absl::c_copy(tail, std::back_inserter(head));
+    return head;
+  };
   if (step == "check") {
-    return {{Cargo({"check", "--workspace", "--all-targets"})}};
+    return {{Cargo(step, with_selection({"check"}, {"--all-targets"}))}};
   }
   if (step == "build") {
-    return {{Cargo({"build", "--workspace", "--release", std::string(kJson)}),
+    return {{Cargo(step, with_selection({"build"},
+                                        {"--release", std::string(kJson)})),
              StdoutKind::kCargoJson}};
   }
   if (step == "test") {
     if (nextest_) {
-      return {{Cargo({"nextest", "run", "--workspace", "--no-fail-fast",
-                      "--profile", "ciagent", "--tool-config-file",
-                      absl::StrCat("ciagent:", work_dir_, "/nextest.toml")})}};
+      return {{Cargo(step, with_selection(
+                               {"nextest", "run"},
+                               {"--no-fail-fast", "--profile", "ciagent",
+                                "--tool-config-file",
+                                absl::StrCat("ciagent:", work_dir_,
+                                             "/nextest.toml")}))}};
     }
-    return {{Cargo({"test", "--workspace", "--no-fail-fast"}),
+    return {{Cargo(step, with_selection({"test"}, {"--no-fail-fast"})),
              StdoutKind::kLibtest}};
   }
   if (step == "clippy") {
     // Plain JSON: with json-render-diagnostics cargo sends no
     // compiler-message on stdout, and warnings could not be counted.
-    return {{Cargo({"clippy", "--workspace", "--all-targets",
-                    "--message-format=json"}),
+    return {{Cargo(step, with_selection({"clippy"}, {"--all-targets",
+                                                     "--message-format=json"})),
              StdoutKind::kCargoJson}};
   }
   if (step == "audit") {
     std::vector<Command> commands;
+    // The configuration's audit args are cargo audit's.
     if (!FindExecutable("cargo-audit", path_).empty()) {
-      commands.push_back({{"cargo", "audit"}});
+      commands.push_back({Cargo(step, {"audit"})});
     }
     if (!FindExecutable("cargo-deny", path_).empty()) {
       commands.push_back({{"cargo", "deny", "check"}});
@@ -446,6 +505,15 @@ std::vector<Command> PipelineRun::CommandsFor(absl::string_view step) const {
 
 absl::StatusOr<StepRecord> PipelineRun::RunStep(absl::string_view name) {
   if (name == "image") return RunImageStep();
+  if (name == "test" && nextest_ && !nextest_installed_) {
+    StepRecord record;
+    record.name = "test";
+    record.status = StepStatus::kFailed;
+    record.reason =
+        "cargo-nextest is not installed (the configuration's test.runner is "
+        "\"nextest\")";
+    return record;
+  }
   if (name == "test" && nextest_) {
     CIAGENT_RETURN_IF_ERROR(WriteFileAtomically(
         work_dir_ + "/nextest.toml",
@@ -462,8 +530,7 @@ absl::StatusOr<StepRecord> PipelineRun::RunImageStep() {
       .source_dir = options_.source_dir,
       .work_dir = work_dir_,
       .time_left = std::max(absl::ZeroDuration(),
-                            std::min(deadline_ - started,
-                                     options_.step_timeout)),
+                            std::min(deadline_ - started, StepTimeout("image"))),
       .should_stop =
           [this] {
             return (options_.cancel_requested && options_.cancel_requested()) ||
@@ -472,7 +539,8 @@ absl::StatusOr<StepRecord> PipelineRun::RunImageStep() {
       .output =
           [this](absl::string_view stream, absl::string_view line) {
             observer_->StepOutput("image", stream, line);
-          }};
+          },
+      .image = &options_.config.image};
   CIAGENT_ASSIGN_OR_RETURN(StepRecord record,
                            options_.image_step(context, &result_.image));
   record.name = "image";
@@ -581,8 +649,8 @@ absl::StatusOr<ProcessResult> PipelineRun::RunCommand(absl::string_view step,
   process.env = env_;
   process.grace = options_.grace;
   absl::Duration left = deadline_ - absl::Now();
-  process.timeout = std::max(absl::ZeroDuration(),
-                             std::min(left, options_.step_timeout));
+  process.timeout =
+      std::max(absl::ZeroDuration(), std::min(left, StepTimeout(step)));
   process.should_stop = [this] {
     return (options_.cancel_requested && options_.cancel_requested()) ||
            (options_.stop_requested && options_.stop_requested());
@@ -653,6 +721,14 @@ void PipelineRun::CollectArtifacts() {
   }
 }
 
+absl::Duration PipelineRun::StepTimeout(absl::string_view step) const {
+  const StepConfig* config = options_.config.Step(step);
+  if (config != nullptr && config->timeout.has_value()) {
+    return std::min(*config->timeout, options_.max_timeout);
+  }
+  return options_.step_timeout;
+}
+
 void PipelineRun::Decide() {
   if (Record("test") != nullptr && Record("test")->status != StepStatus::kSkipped) {
     absl::Status written =
@@ -670,7 +746,7 @@ void PipelineRun::Decide() {
     return;
   }
   for (const StepRecord& record : result_.steps) {
-    if (record.status == StepStatus::kFailed) {
+    if (record.status == StepStatus::kFailed && !record.allow_failure) {
       result_.status = JobStatus::kFailed;
       result_.reason = absl::StrCat(record.name, " failed: ", record.reason);
       return;
@@ -684,6 +760,14 @@ absl::StatusOr<PipelineResult> RunPipeline(const PipelineOptions& options,
                                            PipelineObserver* observer) {
   PipelineRun run(options, observer);
   return run.Run();
+}
+
+void ApplyPipelineConfig(PipelineConfig config, PipelineOptions* options) {
+  options->steps = config.steps;
+  options->env = config.env;
+  if (config.timeout.has_value()) options->job_timeout = *config.timeout;
+  options->job_timeout = std::min(options->job_timeout, options->max_timeout);
+  options->config = std::move(config);
 }
 
 }  // namespace ciagent

@@ -22,7 +22,23 @@
 //           skipped when neither is
 //   image   PipelineOptions::image_step, when set    (needs build and test):
 //           build the Dockerfile, push the image (image/image_step.h)
-// `--locked` is passed when Cargo.lock exists. A step whose needs failed,
+// `--locked` is passed when Cargo.lock exists.
+//
+// Configuration. `config` (pipeline_config.h: the repository's
+// [workspace.metadata.ciagent] with the job's settings over it) shapes the
+// commands: `--workspace` becomes `-p <package>` for each of `packages`, or
+// gains `--exclude <name>` for each of `exclude`; check, build, test and
+// clippy get `--features a,b`, `--all-features`, `--no-default-features`;
+// each step's `args` are appended last, as argv (after `--locked`, so a
+// `--` in them passes the rest to the test harness or clippy-driver). A
+// step with `allow_failure` that fails is recorded `failed` with
+// StepRecord::allow_failure and does not fail the job (its dependents are
+// still skipped). A step's `timeout` replaces `step_timeout`. The test
+// runner is `config.test_runner`: nextest demanded but not installed fails
+// the step. The image step gets `config.image` (Dockerfile, context, name,
+// build args). The effective configuration is the observer's first line
+// (step "config", stream "agent"), followed by one line per reader
+// warning (unknown keys), and is the result's `config`. A step whose needs failed,
 // timed out or was cancelled is skipped with that reason; a step that is not
 // selected (PipelineOptions::steps) is skipped and satisfies its dependents.
 // A failed test step does not stop clippy or audit: a developer sees every
@@ -97,6 +113,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "ciagent/base/process_runner.h"
+#include "ciagent/pipeline/pipeline_config.h"
 #include "ciagent/pipeline/pipeline_result.h"
 
 namespace ciagent {
@@ -124,6 +141,9 @@ struct ImageStepContext {
   std::function<bool()> should_stop;
   // The step's output lines; `stream` as in PipelineObserver::StepOutput.
   std::function<void(absl::string_view stream, absl::string_view line)> output;
+  // The configuration's image settings (PipelineOptions::config.image);
+  // null: the defaults (ImageConfig{}).
+  const ImageConfig* image = nullptr;
 };
 
 // Runs the image step: the record says how it went (ok, failed with the
@@ -162,7 +182,9 @@ struct PipelineOptions {
   std::string cargo_config;
   // PATH of the steps. Empty: the agent's PATH.
   std::string path;
-  // The job's variables (job.h: validated, non-secret).
+  // The job's variables (job.h: validated, non-secret), or the effective
+  // configuration's (ApplyPipelineConfig: the repository's, then the
+  // job's).
   std::vector<std::pair<std::string, std::string>> env;
   // Variables the operator passes to builds that are secret (registry
   // tokens): given to the steps; the caller masks their values in logs.
@@ -171,6 +193,12 @@ struct PipelineOptions {
   std::vector<std::string> steps;
   absl::Duration job_timeout = absl::Minutes(30);
   absl::Duration step_timeout = absl::InfiniteDuration();
+  // The agent's maximum: the job's and the repository's timeouts are cut to
+  // it (ApplyPipelineConfig, ReadPipelineConfig).
+  absl::Duration max_timeout = absl::Seconds(kMaxJobTimeoutSeconds);
+  // The effective configuration (see Configuration above); the defaults
+  // give the commands listed at the top of this file.
+  PipelineConfig config;
   // SIGTERM → SIGKILL delay when terminating a step.
   absl::Duration grace = absl::Seconds(10);
   // Fail the clippy step when it reports warnings.
@@ -187,6 +215,13 @@ struct PipelineOptions {
 
 absl::StatusOr<PipelineResult> RunPipeline(const PipelineOptions& options,
                                            PipelineObserver* observer);
+
+// Makes `config` (EffectiveConfig's) the run's configuration: options'
+// steps and env become the configuration's, its timeout (cut to
+// max_timeout) replaces the agent's default job_timeout, and
+// options->config holds it. What the configuration leaves unset keeps the
+// agent's value.
+void ApplyPipelineConfig(PipelineConfig config, PipelineOptions* options);
 
 
 }  // namespace ciagent

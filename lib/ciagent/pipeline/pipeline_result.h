@@ -14,6 +14,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "ciagent/pipeline/pipeline_config.h"
 #include "ciagent/pipeline/test_results.h"
 #include "ciagent/job/job_status.h"
 
@@ -46,6 +47,9 @@ struct StepRecord {
   std::string reason;
   // clippy: warnings reported (0 for other steps).
   int64_t warnings = 0;
+  // The step failed but the configuration allows it to
+  // (StepConfig::allow_failure): it does not fail the job.
+  bool allow_failure = false;
 };
 
 struct Artifact {
@@ -108,6 +112,8 @@ struct PipelineResult {
   int64_t clippy_warnings = 0;
   CacheStats cache;
   ImageRecord image;
+  // The configuration the run used (PipelineOptions::config).
+  PipelineConfig config;
   absl::Duration duration = absl::ZeroDuration();
   // The agent was asked to shut down (SIGTERM) mid-run: the job should be
   // requeued rather than finalized.

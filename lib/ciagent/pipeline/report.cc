@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "ciagent/base/json_writer.h"
+#include "ciagent/pipeline/pipeline_config.h"
 
 namespace ciagent {
 namespace {
@@ -100,7 +101,8 @@ std::string StepJson(const StepRecord& step) {
       .Add("exit_code", step.exit_code)
       .Add("duration_ms", Millis(step.duration))
       .Add("reason", step.reason)
-      .Add("warnings", step.warnings);
+      .Add("warnings", step.warnings)
+      .Add("allow_failure", step.allow_failure);
   return std::move(json).Build();
 }
 
@@ -147,7 +149,9 @@ std::string FailureReason(const PipelineResult& result) {
     default: break;
   }
   for (const StepRecord& step : result.steps) {
-    if (step.status == StepStatus::kFailed) return step.name;
+    if (step.status == StepStatus::kFailed && !step.allow_failure) {
+      return step.name;
+    }
   }
   return "unknown";
 }
@@ -336,6 +340,7 @@ std::string ResultJson(const PipelineResult& result) {
       .Add("clippy_warnings", result.clippy_warnings)
       .AddRaw("cache", CacheJson(result.cache))
       .AddRaw("image", ImageJson(result.image))
+      .AddRaw("config", PipelineConfigJson(result.config))
       .Add("duration_ms", Millis(result.duration));
   return std::move(json).Build();
 }
@@ -354,6 +359,7 @@ std::vector<std::pair<std::string, std::string>> StatusFields(
       {"cache", CacheJson(result.cache)},
       {"image", result.image.reference},
       {"image_digest", result.image.digest},
+      {"config", PipelineConfigJson(result.config)},
   };
 }
 
@@ -385,6 +391,19 @@ std::string PrometheusText(const PipelineResult& result,
     out.Sample("ciagent_step_duration_seconds",
                {{"step", step.name}, {"status", StepStatusName(step.status)}},
                step.duration);
+  }
+
+  bool allowed_failures = false;
+  for (const StepRecord& step : result.steps) {
+    if (!step.allow_failure) continue;
+    if (!allowed_failures) {
+      out.Family("ciagent_step_allowed_failure",
+                 "1 for each step that failed without failing the job "
+                 "(allow-failure in the repository's configuration).");
+      allowed_failures = true;
+    }
+    out.Sample("ciagent_step_allowed_failure", {{"step", step.name}},
+               int64_t{1});
   }
 
   out.Family("ciagent_tests", "Tests of the job, by outcome.");
@@ -459,6 +478,9 @@ std::string HumanSummary(const PipelineResult& result) {
   for (size_t i = 0; i < result.steps.size(); ++i) {
     const StepRecord& step = result.steps[i];
     std::string note = Printable(step.reason);
+    if (step.allow_failure) {
+      note = absl::StrCat("allowed to fail", note.empty() ? "" : ": ", note);
+    }
     if (note.empty() && step.warnings > 0) {
       note = Plural(step.warnings, "warning");
     }

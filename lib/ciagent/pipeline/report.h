@@ -38,7 +38,8 @@ inline constexpr size_t kSummaryFailingNames = 20;
 // The `--result` file, one JSON object (no trailing newline):
 //   {"status":"failed","reason":"test failed: 1 test failed",
 //    "steps":[{"name":"check","status":"ok","exit_code":0,
-//              "duration_ms":1200,"reason":"","warnings":0}, ...],
+//              "duration_ms":1200,"reason":"","warnings":0,
+//              "allow_failure":false}, ...],
 //    "tests":{"passed":10,"failed":1,"ignored":2},
 //    "failed_tests":["math::subtracts"],
 //    "artifacts":[{"name":"app","path":"/src/target/release/app",
@@ -51,8 +52,11 @@ inline constexpr size_t kSummaryFailingNames = 20;
 //             "digest":"sha256:...","tags":["1f2e...","main"],
 //             "builder":"buildah","blobs_uploaded":2,"blobs_existing":0,
 //             "bytes_uploaded":1048576,"build_ms":5200,"push_ms":300},
+//    "config":{...},
 //    "duration_ms":83000}
-// `image` is {} when no image was pushed.
+// `image` is {} when no image was pushed. `config` is
+// PipelineConfigJson(result.config): the configuration the run used.
+// A step's `allow_failure` is true when it failed without failing the job.
 // `cache` is result.cache (pipeline_result.h CacheStats): the build step's
 // units; dependency_hit_rate is a number from 0 to 1.
 // `status` is JobStatusName(result.status); `failed_tests` holds the
@@ -70,6 +74,7 @@ std::string ResultJson(const PipelineResult& result);
 //   cache                 JSON object: the `cache` object of ResultJson
 //   image                 registry/repository:tag pushed; "" without image
 //   image_digest          sha256:... of the pushed manifest; "" without
+//   config                JSON object: the `config` object of ResultJson
 // None collides with the queue's own fields; in particular the queue sets
 // `duration_ms` itself (from the attempt's start, fetch included), hence
 // `pipeline_duration_ms`.
@@ -84,6 +89,8 @@ std::vector<std::pair<std::string, std::string>> StatusFields(
 //   ciagent_job_failure{reason="test"}  unsuccessful jobs only: 1 for what
 //       ended it (the first failed step; timeout, cancelled, error)
 //   ciagent_step_duration_seconds{step="check",status="ok"}  one per step
+//   ciagent_step_allowed_failure{step="clippy"}  1 per step that failed
+//       without failing the job (allow-failure); absent when none did
 //   ciagent_tests{outcome="passed"|"failed"|"ignored"}
 //   ciagent_clippy_warnings
 //   ciagent_cache_dependency_hit_ratio  0..1, the build step's
