@@ -37,6 +37,8 @@
 # met), 1 when a run failed, 2 on a usage error or a missing tool.
 # The figures belong in docs/performance.md.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 repo_root=$PWD
 rounds=5
@@ -46,58 +48,16 @@ cargo_config=tests/fixtures/cargo-config-debian.toml
 crate=tests/fixtures/with_deps
 target_ratio=1.05
 
-usage() {
-  sed -n '6,17p' "$0" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-}
-while (($#)); do
-  case $1 in
-    --rounds) rounds=${2:-}; shift 2 || usage ;;
-    --ci-build) ci_build=${2:-}; shift 2 || usage ;;
-    --steps) steps=${2:-}; shift 2 || usage ;;
-    --cargo-config) cargo_config=${2:-}; shift 2 || usage ;;
-    -h | --help) usage ;;
-    -*) echo "bench-build: unknown option: $1" >&2; usage ;;
-    *) crate=$1; shift ;;
-  esac
-done
-if ! [[ $rounds =~ ^[1-9][0-9]*$ ]]; then
-  echo "bench-build: --rounds wants a positive number, got '$rounds'" >&2
-  exit 2
-fi
-if [[ -d ${HOME:-/nonexistent}/.cargo/bin ]]; then PATH=$HOME/.cargo/bin:$PATH; fi
-for tool in cargo python3; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "bench-build: $tool not found" >&2
-    exit 2
-  fi
-done
+usage() { usage_from_header 6 17; }
+parse_cargo_bench_args "$@"
 if [[ ,$steps, == *,clippy,* ]] && ! cargo clippy --version >/dev/null 2>&1; then
   echo "bench-build: the clippy step needs cargo clippy" >&2
   exit 2
 fi
-if [[ ! -f $crate/Cargo.toml ]]; then
-  echo "bench-build: $crate has no Cargo.toml" >&2
-  exit 2
-fi
-if [[ $cargo_config != none && ! -f $cargo_config ]]; then
-  echo "bench-build: cargo config $cargo_config not found" >&2
-  exit 2
-fi
-# A bare name is looked up on PATH; anything with a slash is a path.
-if [[ $ci_build != */* ]]; then ci_build=$(command -v "$ci_build" || echo "$ci_build"); fi
-if [[ ! -x $ci_build ]]; then
-  echo "bench-build: $ci_build is not an executable (build it, or pass --ci-build)" >&2
-  exit 2
-fi
-ci_build=$(cd "$(dirname "$ci_build")" && pwd)/$(basename "$ci_build")
 peer=$repo_root/scripts/bench-build-peer.sh
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ciagent-bench-build.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-# Turn signals into an ordinary exit, so the EXIT trap cleans up.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+cleanup_on_exit "$work"
 
 cp -r "$crate" "$work/crate"
 rm -rf "$work/crate/target"
@@ -145,11 +105,7 @@ run() {
 
 echo "bench-build: $(cargo --version); crate $crate; steps $steps; $rounds rounds; $(nproc) CPUs"
 echo "bench-build: ci-build is $ci_build"
-read -r load1 _ </proc/loadavg
-if awk -v l="$load1" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
-  echo "bench-build: warning: load average $load1 on $(nproc) CPUs before the start;" \
-    "other work on the machine will show up in the figures"
-fi
+warn_if_loaded
 echo " warm-up (untimed)"
 run peer warmup
 for round in $(seq "$rounds"); do

@@ -28,6 +28,8 @@
 # Exit status: 0 when every run succeeded (whether or not the targets are
 # met), 1 when a run failed, 2 on a usage error or a missing tool.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 rounds=3
 ci_build=build/tools/ci-build/ci-build
@@ -35,54 +37,14 @@ steps=build,test
 cargo_config=tests/fixtures/cargo-config-debian.toml
 crate=tests/fixtures/many_deps
 
-usage() {
-  sed -n '7,20p' "$0" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-}
-while (($#)); do
-  case $1 in
-    --rounds) rounds=${2:-}; shift 2 || usage ;;
-    --ci-build) ci_build=${2:-}; shift 2 || usage ;;
-    --steps) steps=${2:-}; shift 2 || usage ;;
-    --cargo-config) cargo_config=${2:-}; shift 2 || usage ;;
-    -h | --help) usage ;;
-    -*) echo "bench-cache: unknown option: $1" >&2; usage ;;
-    *) crate=$1; shift ;;
-  esac
-done
-if ! [[ $rounds =~ ^[1-9][0-9]*$ ]]; then
-  echo "bench-cache: --rounds wants a positive number, got '$rounds'" >&2
-  exit 2
-fi
-if [[ -d ${HOME:-/nonexistent}/.cargo/bin ]]; then PATH=$HOME/.cargo/bin:$PATH; fi
-for tool in cargo python3; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "bench-cache: $tool not found" >&2
-    exit 2
-  fi
-done
-if [[ ! -f $crate/Cargo.toml ]]; then
-  echo "bench-cache: $crate has no Cargo.toml" >&2
-  exit 2
-fi
-if [[ $cargo_config != none && ! -f $cargo_config ]]; then
-  echo "bench-cache: cargo config $cargo_config not found" >&2
-  exit 2
-fi
-if [[ $ci_build != */* ]]; then ci_build=$(command -v "$ci_build" || echo "$ci_build"); fi
-if [[ ! -x $ci_build ]]; then
-  echo "bench-cache: $ci_build is not an executable (build it, or pass --ci-build)" >&2
-  exit 2
-fi
-ci_build=$(cd "$(dirname "$ci_build")" && pwd)/$(basename "$ci_build")
+usage() { usage_from_header 7 20; }
+parse_cargo_bench_args "$@"
 if [[ $cargo_config != none ]]; then
   cargo_config=$(cd "$(dirname "$cargo_config")" && pwd)/$(basename "$cargo_config")
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ciagent-bench-cache.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+cleanup_on_exit "$work"
 
 # Nothing of the caller's environment may steer the builds.
 unset CI_CARGO_HOME CI_TARGET_DIR CI_CACHE_DIR CARGO_TARGET_DIR CARGO_HOME \
@@ -123,11 +85,7 @@ PY
 }
 
 echo "bench-cache: $(cargo --version); crate $crate; steps $steps; $rounds rounds; $(nproc) CPUs"
-read -r load1 _ </proc/loadavg
-if awk -v l="$load1" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
-  echo "bench-cache: warning: load average $load1 on $(nproc) CPUs before the start;" \
-    "other work on the machine will show up in the figures"
-fi
+warn_if_loaded
 for round in $(seq "$rounds"); do
   echo " round $round"
   cache="$work/cache-$round"

@@ -21,15 +21,14 @@
 # Exit status: 0 when every run claimed and fetched its job, 1 otherwise,
 # 2 when a tool is missing.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
-root=$PWD
 build_dir=${1:-build}
 rounds=${CIAGENT_BENCH_ROUNDS:-5}
-python=/usr/bin/python3  # Debian's: starts fast and has what the server needs
+python=$lib_python  # Debian's: starts fast and has what the server needs
 
-for tool in redis-server redis-cli git "$python"; do
-  command -v "$tool" >/dev/null || { echo "bench-coldstart: $tool is missing" >&2; exit 2; }
-done
+need_tools "" redis-server redis-cli git "$python"
 consume=$build_dir/tools/ci-consume/ci-consume
 if [[ ! -x $consume ]]; then
   [[ -f $build_dir/build.ninja ]] || meson setup "$build_dir" >/dev/null
@@ -38,25 +37,10 @@ fi
 consume=$(realpath "$consume")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ciagent-coldstart.XXXXXX")
-redis_pid=""
-git_pid=""
-cleanup() {
-  [[ -z $redis_pid ]] || kill "$redis_pid" 2>/dev/null || true
-  [[ -z $git_pid ]] || kill "$git_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+cleanup_on_exit "$work"
 
 # Redis on a free port.
-redis_port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
-  --dir "$work" --logfile "$work/redis.log" &
-redis_pid=$!
-for _ in $(seq 100); do
-  redis-cli -p "$redis_port" PING >/dev/null 2>&1 && break
-  sleep 0.05
-done
+start_redis "$work"
 
 # The example crate in a bare repository behind Basic auth.
 export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
@@ -71,17 +55,9 @@ commit=$(git -C "$work/crate" rev-parse HEAD)
 git clone -q --bare "$work/crate" "$work/git/bench/hello-ci.git"
 token=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
 (umask 077 && printf 'bench:%s\n' "$token" >"$work/git-auth")
-"$python" "$root/tests/testing/git_http_server.py" --root "$work/git" \
-  --port 0 --auth-file "$work/git-auth" --log "$work/git.log" \
-  >"$work/git.out" 2>"$work/git.err" &
-git_pid=$!
-git_port=""
-for _ in $(seq 100); do
-  git_port=$(awk '$1 == "ready" { print $2 }' "$work/git.out")
-  [[ -z $git_port ]] || break
-  sleep 0.05
-done
-[[ -n $git_port ]] || { echo "bench-coldstart: git server did not start" >&2; exit 1; }
+start_git_server "$work" "$work/git" 0 --auth-file "$work/git-auth" \
+  --log "$work/git.log" ||
+  { echo "bench-coldstart: git server did not start" >&2; exit 1; }
 repo=http://127.0.0.1:$git_port/bench/hello-ci.git
 redis-cli -p "$redis_port" XGROUP CREATE ci-jobs ci-workers 0 MKSTREAM >/dev/null
 

@@ -40,8 +40,9 @@
 # met), 1 when a step failed, 2 when a tool or package is missing.
 # docs/performance.md explains the method and keeps the figures.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
-repo_root=$PWD
 build_dir=${1:-build}
 rounds=${CIAGENT_BENCH_ROUNDS:-3}
 target_cold_vs_git=1.0
@@ -65,12 +66,8 @@ corpus_packages=(
   perl-modules-5.36 libperl5.36 git
 )
 
-for tool in git python3 dpkg-query meson ninja; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "bench-fetch: $tool not found (scripts/bootstrap.sh installs everything)" >&2
-    exit 2
-  fi
-done
+need_tools " (scripts/bootstrap.sh installs everything)" \
+  git python3 dpkg-query meson ninja
 if ! package_versions=$(dpkg-query -W -f='${Package}=${Version}\n' \
     "${corpus_packages[@]}" 2>&1); then
   echo "bench-fetch: a corpus package is missing (scripts/bootstrap.sh installs them):" >&2
@@ -79,20 +76,7 @@ if ! package_versions=$(dpkg-query -W -f='${Package}=${Version}\n' \
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ciagent-bench-fetch.XXXXXX")
-server_pid=""
-staging=""
-cleanup() {
-  if [[ -n $server_pid ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-  if [[ -n $staging ]]; then rm -rf "$staging"; fi
-}
-trap cleanup EXIT
-# Turn signals into an ordinary exit, so the EXIT trap stops the server.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+cleanup_on_exit "$work"
 
 # Neither side reads the user's or the system's git configuration.
 git_clean() {
@@ -102,12 +86,7 @@ git_clean() {
 mkdir -p "$work/home"
 
 # --- build ---------------------------------------------------------------------
-if [[ ! -f $build_dir/build.ninja ]]; then
-  meson setup "$build_dir" -Dbenchmarks=enabled
-elif ! grep -q '^bench/fetch_source:' <<<"$(ninja -C "$build_dir" -t targets all)"; then
-  meson configure "$build_dir" -Dbenchmarks=enabled
-fi
-ninja -C "$build_dir" bench/fetch_source bench/pack_index >/dev/null
+ensure_bench_target "$build_dir" bench/fetch_source bench/pack_index
 fetch_source="$(cd "$build_dir" && pwd)/bench/fetch_source"
 pack_index="$(cd "$build_dir" && pwd)/bench/pack_index"
 
@@ -234,13 +213,13 @@ if [[ ! -d $cached/big.git ]]; then
   echo "bench-fetch: generating the repository (once; cached in $cached)"
   mkdir -p "$cache_root"
   staging=$(mktemp -d "$cache_root/.staging.XXXXXX")
+  lib_dirs+=("$staging")
   start=$(date +%s)
   generate "$staging"
   echo "bench-fetch: generated in $(($(date +%s) - start)) s"
   # Another run may have won the race; its copy is as good as ours.
   mv -T "$staging" "$cached" 2>/dev/null || true
   rm -rf "$staging"
-  staging=""
 fi
 
 serve_root="$work/serve"
@@ -276,21 +255,12 @@ add_commit() {
 }
 
 # --- the server ---------------------------------------------------------------------
-"$repo_root/tests/testing/git_http_server.py" --root "$serve_root" --port 0 \
-  >"$work/server.out" 2>"$work/server.err" &
-server_pid=$!
-port=""
-for _ in $(seq 100); do
-  port=$(awk '$1 == "ready" { print $2 }' "$work/server.out")
-  [[ -n $port ]] && break
-  if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
-  sleep 0.1
-done
-if [[ -z $port ]]; then
+if ! start_git_server "$work" "$serve_root" 0; then
   echo "bench-fetch: git_http_server.py did not start:" >&2
-  cat "$work/server.err" >&2
+  cat "$work/git-server.err" >&2
   exit 1
 fi
+port=$git_port
 url="http://127.0.0.1:$port/big.git"
 
 # --- the rounds -------------------------------------------------------------------------

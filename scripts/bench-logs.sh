@@ -17,61 +17,26 @@
 # Exit status: 0 when both sides were measured (whether or not the target is
 # met), 1 when a benchmark failed, 2 when a tool is missing.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 lines=${CIAGENT_BENCH_LINES:-200000}
 rounds=${CIAGENT_BENCH_ROUNDS:-5}
 target=100000
 
-for tool in redis-server redis-cli python3 meson ninja; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "bench-logs: $tool not found" >&2
-    exit 2
-  fi
-done
+need_tools "" redis-server redis-cli python3 meson ninja
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ciagent-bench-logs.XXXXXX")
-redis_pid=""
-cleanup() {
-  if [[ -n $redis_pid ]]; then
-    kill "$redis_pid" 2>/dev/null || true
-    wait "$redis_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-# Turn signals into an ordinary exit, so the EXIT trap stops redis-server.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+cleanup_on_exit "$work"
 
 # --- build ---------------------------------------------------------------------
-if [[ ! -f $build_dir/build.ninja ]]; then
-  meson setup "$build_dir" -Dbenchmarks=enabled
-elif ! ninja -C "$build_dir" -t targets all | grep -q '^bench/log_stream_benchmark:'; then
-  meson configure "$build_dir" -Dbenchmarks=enabled
-fi
-ninja -C "$build_dir" bench/log_stream_benchmark >/dev/null
+ensure_bench_target "$build_dir" bench/log_stream_benchmark
 bench="$build_dir/bench/log_stream_benchmark"
 
 # --- a private Redis -------------------------------------------------------------
-port=$(python3 -c '
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()')
-redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$work" --logfile "$work/redis.log" &
-redis_pid=$!
-for _ in $(seq 50); do
-  if redis-cli -p "$port" ping >/dev/null 2>&1; then break; fi
-  sleep 0.1
-done
-if ! redis-cli -p "$port" ping >/dev/null 2>&1; then
-  echo "bench-logs: redis-server did not start on 127.0.0.1:$port:" >&2
-  cat "$work/redis.log" >&2
-  exit 1
-fi
+start_redis "$work"
+port=$redis_port
 export CIAGENT_BENCH_REDIS_URL="redis://127.0.0.1:$port"
 export CIAGENT_BENCH_LINES=$lines
 

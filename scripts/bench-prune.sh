@@ -36,6 +36,8 @@
 # Exit status: 0 when both sides were measured (whether or not the target is
 # met), 1 when a step failed, 2 when a tool or the disk space is missing.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 rounds=${CIAGENT_BENCH_ROUNDS:-5}
@@ -43,9 +45,7 @@ real_prune=${CIAGENT_BENCH_REAL_PRUNE:-1}
 target_ratio=1.0
 prune_bin=$PWD/$build_dir/tools/ci-cache-prune/ci-cache-prune
 
-for tool in python3 find awk; do
-  command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 2; }
-done
+need_tools "" python3 find awk
 [[ -x /usr/bin/time ]] || {
   echo "missing: /usr/bin/time (package time; scripts/bootstrap.sh)" >&2
   exit 2
@@ -66,7 +66,7 @@ if ((avail_kb < 6 * 1024 * 1024)) ||
 fi
 
 work=$(mktemp -d "$tmp/bench-prune.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+cleanup_on_exit "$work"
 root=$work/cache
 
 echo "generating the tree under $root ..."

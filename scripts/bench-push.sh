@@ -49,6 +49,8 @@
 # target is met; a missing `ci-build --push-layout` is reported and skipped),
 # 1 when a push or a check failed, 2 on a usage error or a missing tool.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 repo_root=$PWD
 rounds=${CIAGENT_BENCH_ROUNDS:-3}
@@ -60,10 +62,7 @@ target_skopeo_vs_ci=1.5
 repo=bench/app
 tag=bench
 
-usage() {
-  sed -n '6,15p' "$0" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-}
+usage() { usage_from_header 6 15; }
 while (($#)); do
   case $1 in
     --rounds) rounds=${2:-}; shift 2 || usage ;;
@@ -75,33 +74,15 @@ while (($#)); do
     *) build_dir=$1; shift ;;
   esac
 done
-if ! [[ $rounds =~ ^[1-9][0-9]*$ ]]; then
-  echo "bench-push: --rounds wants a positive number, got '$rounds'" >&2
-  exit 2
-fi
-if ! [[ $layers =~ ^[1-9][0-9]*$ ]]; then
-  echo "bench-push: --layers wants a positive number, got '$layers'" >&2
-  exit 2
-fi
-# The system Python: a version manager's shim on PATH can take a second to
-# start.
-python=/usr/bin/python3
-[[ -x $python ]] || python=python3
-for tool in docker-registry skopeo curl "$python"; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "bench-push: $tool not found (scripts/bootstrap.sh installs everything)" >&2
-    exit 2
-  fi
-done
+need_positive --rounds "$rounds"
+need_positive --layers "$layers"
+python=$lib_python
+need_tools " (scripts/bootstrap.sh installs everything)" \
+  docker-registry skopeo curl "$python"
 
 # --- build ---------------------------------------------------------------------
 if [[ -z $ci_build ]]; then
-  for tool in meson ninja; do
-    if ! command -v "$tool" >/dev/null; then
-      echo "bench-push: $tool not found (or pass --ci-build)" >&2
-      exit 2
-    fi
-  done
+  need_tools " (or pass --ci-build)" meson ninja
   if [[ ! -f $build_dir/build.ninja ]]; then
     meson setup "$build_dir" >/dev/null
   fi
@@ -114,12 +95,7 @@ if [[ -z $ci_build ]]; then
   rm -f "${TMPDIR:-/tmp}/bench-push-build.$$.log"
   ci_build=$build_dir/tools/ci-build/ci-build
 fi
-if [[ $ci_build != */* ]]; then ci_build=$(command -v "$ci_build" || echo "$ci_build"); fi
-if [[ ! -x $ci_build ]]; then
-  echo "bench-push: $ci_build is not an executable (build it, or pass --ci-build)" >&2
-  exit 2
-fi
-ci_build=$(cd "$(dirname "$ci_build")" && pwd)/$(basename "$ci_build")
+ci_build=$(absolute_executable "$ci_build")
 contenders=(ci-build skopeo curl)
 if ! "$ci_build" --help 2>&1 | grep -q -- --push-layout; then
   echo "bench-push: ci-build --push-layout not available ($ci_build); measuring skopeo and curl only"
@@ -134,20 +110,11 @@ unset REGISTRY_URL GITEA_URL REGISTRY_USERNAME REGISTRY_TOKEN REGISTRY_TOKEN_FIL
 work=$(mktemp -d "${TMPDIR:-/tmp}/ciagent-bench-push.XXXXXX")
 reg_pid=""
 stop_registry() {
-  if [[ -n $reg_pid ]]; then
-    kill "$reg_pid" 2>/dev/null || true
-    wait "$reg_pid" 2>/dev/null || true
-    reg_pid=""
-  fi
+  stop_pid "$reg_pid"
+  reg_pid=""
 }
-cleanup() {
-  stop_registry
-  rm -rf "$work"
-}
-trap cleanup EXIT
-# Turn signals into an ordinary exit, so the EXIT trap stops the registry.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+cleanup_on_exit "$work"
+trap 'stop_registry; lib_cleanup' EXIT
 
 # --- the image --------------------------------------------------------------------
 layout=$work/layout
@@ -173,15 +140,6 @@ echo "bench-push: image of $layers layers of $layer_size: $((total_bytes / 10485
   "manifest $manifest_digest"
 
 # --- registries -------------------------------------------------------------------
-free_port() {
-  "$python" -c '
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
-
 # start_registry NAME: a new registry on an empty storage directory
 # $work/NAME/storage, on a free port; sets reg_pid, port, reg_dir. Its access
 # log (combined log format, one line per request) goes to $reg_dir/access.log.

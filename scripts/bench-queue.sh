@@ -18,65 +18,31 @@
 # met), 1 when a benchmark failed, 2 when a tool is missing.
 # docs/performance.md explains the method and keeps the figures.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 jobs=${CIAGENT_BENCH_JOBS:-20000}
 rounds=${CIAGENT_BENCH_ROUNDS:-9}
 target_ratio=2
 
-for tool in redis-server redis-cli node npm meson ninja; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "bench-queue: $tool not found (scripts/bootstrap.sh --with-node installs everything)" >&2
-    exit 2
-  fi
-done
+need_tools " (scripts/bootstrap.sh --with-node installs everything)" \
+  redis-server redis-cli node npm meson ninja
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ciagent-bench-queue.XXXXXX")
-redis_pid=""
-cleanup() {
-  if [[ -n $redis_pid ]]; then
-    kill "$redis_pid" 2>/dev/null || true
-    wait "$redis_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-# Turn signals into an ordinary exit, so the EXIT trap stops redis-server.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+cleanup_on_exit "$work"
 
 # --- dependencies and build -------------------------------------------------
 if [[ ! -d bench/bullmq/node_modules/bullmq ]]; then
   echo "bench-queue: installing BullMQ (npm ci in bench/bullmq)"
   (cd bench/bullmq && npm ci --no-audit --no-fund --loglevel=error)
 fi
-if [[ ! -f $build_dir/build.ninja ]]; then
-  meson setup "$build_dir" -Dbenchmarks=enabled
-elif ! ninja -C "$build_dir" -t targets all | grep -q '^bench/queue_cycle_benchmark:'; then
-  meson configure "$build_dir" -Dbenchmarks=enabled
-fi
-ninja -C "$build_dir" bench/queue_cycle_benchmark >/dev/null
+ensure_bench_target "$build_dir" bench/queue_cycle_benchmark
 bench="$build_dir/bench/queue_cycle_benchmark"
 
 # --- a private Redis ----------------------------------------------------------
-port=$(node -e '
-  const server = require("net").createServer();
-  server.listen(0, "127.0.0.1", () => {
-    console.log(server.address().port);
-    server.close();
-  });')
-redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-  --dir "$work" --logfile "$work/redis.log" &
-redis_pid=$!
-for _ in $(seq 50); do
-  if redis-cli -p "$port" ping >/dev/null 2>&1; then break; fi
-  sleep 0.1
-done
-if ! redis-cli -p "$port" ping >/dev/null 2>&1; then
-  echo "bench-queue: redis-server did not start on 127.0.0.1:$port:" >&2
-  cat "$work/redis.log" >&2
-  exit 1
-fi
+start_redis "$work"
+port=$redis_port
 export CIAGENT_BENCH_REDIS_URL="redis://127.0.0.1:$port"
 export CIAGENT_BENCH_JOBS=$jobs
 

@@ -35,6 +35,8 @@
 # JSON (result.json). Services, the repository and Redis data live in a
 # temporary directory, removed on exit.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 root=$PWD
 build_dir=${1:-build-demo}
@@ -62,18 +64,6 @@ agent_pid=""
 follow_pid=""
 interrupted=0
 signalled=0
-
-stop_pid() {  # stop_pid PID: SIGTERM, up to 10 s, then SIGKILL
-  local pid=$1 i
-  [[ -n $pid ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 
 # shellcheck disable=SC2317  # invoked by trap
 cleanup() {
@@ -145,35 +135,9 @@ mkdir -p "$state"
 
 say "services on 127.0.0.1"
 # Redis, without persistence, in its own session: Ctrl-C reaches the agent
-# but not the services it still needs to requeue its job. A random port is
-# tried; the server answering must be ours (its pid), not another Redis
-# already listening there.
+# but not the services it still needs to requeue its job.
 mkdir -p "$tmp/redis"
-redis_port=""
-for _ in 1 2 3 4 5; do
-  port=$((20000 + RANDOM % 12000))
-  setsid redis-server --bind 127.0.0.1 --port "$port" --dir "$tmp/redis" \
-    --save "" --appendonly no --logfile "$tmp/redis/redis.log" \
-    </dev/null >/dev/null 2>&1 &
-  redis_pid=$!
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$redis_pid" 2>/dev/null || break
-    if redis-cli -p "$port" INFO server 2>/dev/null | tr -d '\r' |
-      grep -qx "process_id:$redis_pid"; then
-      redis_port=$port
-      break
-    fi
-    sleep 0.1
-  done
-  [[ -z $redis_port ]] || break
-  stop_pid "$redis_pid"
-  redis_pid=""
-done
-if [[ -z $redis_port ]]; then
-  echo "demo: redis-server did not start:" >&2
-  tail -n 5 "$tmp/redis/redis.log" >&2 || true
-  exit 1
-fi
+start_redis "$tmp/redis"
 echo "    redis     redis://127.0.0.1:$redis_port (redis-server $(redis-server --version | awk '{sub("v=", "", $3); print $3}'))"
 
 # The bundled crate, committed into a fresh repository. Fixed author and
@@ -205,27 +169,13 @@ fi
 
 # The port of the last run is preferred: the agent's mirror cache is keyed
 # by the repository URL, port included, so reusing it keeps the cache warm.
-start_git_server() {  # start_git_server PORT: 0 on success, git_port set
-  local i
-  : >"$tmp/git-server.out"
-  setsid python3 tests/testing/git_http_server.py --root "$tmp/git" \
-    --port "$1" --auth-file "$tmp/git-auth" --log "$tmp/git-requests.log" \
-    </dev/null >"$tmp/git-server.out" 2>"$tmp/git-server.err" &
-  git_pid=$!
-  for ((i = 0; i < 100; i++)); do
-    git_port=$(awk '$1 == "ready" { print $2 }' "$tmp/git-server.out")
-    [[ -z $git_port ]] || return 0
-    kill -0 "$git_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  stop_pid "$git_pid"
-  git_pid=""
-  return 1
+start_demo_git_server() {  # start_demo_git_server PORT: git_port set, or 1
+  start_git_server "$tmp" "$tmp/git" "$1" --auth-file "$tmp/git-auth" \
+    --log "$tmp/git-requests.log"
 }
-git_port=""
 last_port=$(cat "$state/git-port" 2>/dev/null || echo 0)
-if ! { [[ $last_port =~ ^[1-9][0-9]*$ ]] && start_git_server "$last_port"; }; then
-  if ! start_git_server 0; then
+if ! { [[ $last_port =~ ^[1-9][0-9]*$ ]] && start_demo_git_server "$last_port"; }; then
+  if ! start_demo_git_server 0; then
     echo "demo: the git server did not start:" >&2
     cat "$tmp/git-server.err" >&2 || true
     exit 1

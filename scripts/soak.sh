@@ -57,6 +57,8 @@
 # ~/.cargo/bin. The temporary directory is removed unless --keep is given
 # or a check failed (its path is printed then).
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 jobs=200
@@ -161,18 +163,6 @@ monitor_pid=""
 git_pid=""
 loop_pids=()
 failed=0
-
-stop_pid() { # stop_pid PID [SIGNAL]: signal, up to 10 s, then SIGKILL
-  local pid=$1 i
-  [[ -n $pid ]] || return 0
-  kill "-${2:-TERM}" "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 
 stop_agents() {
   local pid f
@@ -308,17 +298,8 @@ done
 
 git_token=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
 (umask 077 && printf 'soak:%s\n' "$git_token" >"$tmp/git-auth")
-setsid python3 "$root/tests/testing/git_http_server.py" --root "$tmp/git" \
-  --port 0 --auth-file "$tmp/git-auth" --log "$tmp/git-requests.log" \
-  </dev/null >"$tmp/git-server.out" 2>"$tmp/git-server.err" &
-git_pid=$!
-git_port=""
-for ((i = 0; i < 100; i++)); do
-  git_port=$(awk '$1 == "ready" { print $2 }' "$tmp/git-server.out")
-  [[ -z $git_port ]] || break
-  sleep 0.1
-done
-if [[ -z $git_port ]]; then
+if ! start_git_server "$tmp" "$tmp/git" 0 --auth-file "$tmp/git-auth" \
+  --log "$tmp/git-requests.log"; then
   echo "soak: the git server did not start:" >&2
   cat "$tmp/git-server.err" >&2
   exit 1
@@ -376,18 +357,24 @@ for ((k = 1; k <= agents; k++)); do
 done
 say "$agents agents started; lease ${lease} s, max deliveries $max_deliveries, steps $steps, seed $seed"
 
-# kill_random_agent: SIGKILL to one running agent (its unshare process: the
-# whole PID namespace dies with it). Returns 1 when none is running.
-kill_random_agent() {
-  local candidates=() f pid name comm
+# pick_running_agent: sets the caller's pid and name to those of a random
+# running agent (its unshare process). Returns 1 when none is running.
+pick_running_agent() {
+  local candidates=() f
   for f in "$tmp"/agents/agent*.pid; do
     [[ -e $f ]] && candidates+=("$f")
   done
   ((${#candidates[@]})) || return 1
   f=${candidates[RANDOM % ${#candidates[@]}]}
   read -r pid name 2>/dev/null <"$f" || return 1
-  comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-  [[ $comm == unshare ]] || return 1
+  [[ $(cat "/proc/$pid/comm" 2>/dev/null) == unshare ]]
+}
+
+# kill_random_agent: SIGKILL to one running agent (its unshare process: the
+# whole PID namespace dies with it). Returns 1 when none is running.
+kill_random_agent() {
+  local pid name
+  pick_running_agent || return 1
   kill -KILL "$pid" 2>/dev/null || return 1
   printf '%s\t%s\n' "$(date -u +%FT%T.%3NZ)" "$name" >>"$tmp/kills.tsv"
   return 0
@@ -398,14 +385,8 @@ kill_random_agent() {
 thaw_at=()   # per freeze: when to thaw (SECONDS), "" once thawed
 thaw_tree=() # per freeze: the pids, space-separated
 freeze_random_agent() {
-  local candidates=() f pid name tree=() proc stat ppid i
-  for f in "$tmp"/agents/agent*.pid; do
-    [[ -e $f ]] && candidates+=("$f")
-  done
-  ((${#candidates[@]})) || return 1
-  f=${candidates[RANDOM % ${#candidates[@]}]}
-  read -r pid name 2>/dev/null <"$f" || return 1
-  [[ $(cat "/proc/$pid/comm" 2>/dev/null) == unshare ]] || return 1
+  local f pid name tree=() proc stat ppid i
+  pick_running_agent || return 1
   # The tree under the unshare process, parents first.
   declare -A children=()
   for proc in /proc/[0-9]*/stat; do

@@ -20,6 +20,9 @@
 # execve, such as a forked child, is not checked). Suppressions of false
 # positives live in tests/sanitizers/, each with its reason.
 set -euo pipefail
+prog=test-sanitizers.sh
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 build_dir=build-asan
@@ -29,14 +32,8 @@ tests=()
 for arg in "$@"; do
   case $arg in
     --all) all=1 ;;
-    -h | --help)
-      sed -n '2,/^set -euo pipefail$/{/^set /d;s/^# \{0,1\}//;p}' "$0"
-      exit 0
-      ;;
-    -*)
-      echo "test-sanitizers.sh: unknown option $arg (see --help)" >&2
-      exit 2
-      ;;
+    -h | --help) print_help ;;
+    -*) unknown_option "$arg" ;;
     *)
       if ((positional++ == 0)); then build_dir=$arg; else tests+=("$arg"); fi
       ;;

@@ -13,6 +13,9 @@
 # list and its reasons are in that script). CIAGENT_SANITIZERS=0 skips the
 # pass, under CI too. The run fails when either pass fails.
 set -euo pipefail
+prog=test.sh
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 sanitizers=${CIAGENT_SANITIZERS:-}
@@ -23,14 +26,8 @@ build_dir=build
 for arg in "$@"; do
   case $arg in
     --sanitizers) sanitizers=1 ;;
-    -h | --help)
-      sed -n '2,/^set -euo pipefail$/{/^set /d;s/^# \{0,1\}//;p}' "$0"
-      exit 0
-      ;;
-    -*)
-      echo "test.sh: unknown option $arg (see --help)" >&2
-      exit 2
-      ;;
+    -h | --help) print_help ;;
+    -*) unknown_option "$arg" ;;
     *) build_dir=$arg ;;
   esac
 done
