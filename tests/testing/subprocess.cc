@@ -45,6 +45,13 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
   for (auto& e : env_strings) env_ptrs.push_back(e.data());
   env_ptrs.push_back(nullptr);
 
+  // Emptied here as well as by the child's file actions: glibc's posix_spawn
+  // returns once the child has exec'd, but under qemu-user it is a plain
+  // fork that returns at once, and AwaitReadyLine would then read the
+  // `ready` line a previous run of the same server left in the file.
+  for (const std::string* path : {&options.stdout_path, &options.stderr_path}) {
+    if (!path->empty()) std::ofstream(*path, std::ios::trunc);
+  }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null",
