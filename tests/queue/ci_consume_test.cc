@@ -156,6 +156,24 @@ std::string HashField(RedisClient& redis, const std::string& key,
   return reply.ok() ? reply->str : "";
 }
 
+// Fields of the dead-letter entries, oldest first.
+std::vector<std::map<std::string, std::string>> DeadLetters(RedisClient& redis) {
+  std::vector<std::map<std::string, std::string>> out;
+  absl::StatusOr<RedisReply> dead =
+      redis.Command({"XRANGE", "ci-jobs:dead", "-", "+"});
+  EXPECT_OK(dead);
+  if (!dead.ok()) return out;
+  for (const RedisReply& entry : dead->elements) {
+    std::map<std::string, std::string> fields;
+    const RedisReply& list = entry.elements[1];
+    for (size_t i = 0; i + 1 < list.elements.size(); i += 2) {
+      fields[list.elements[i].str] = list.elements[i + 1].str;
+    }
+    out.push_back(std::move(fields));
+  }
+  return out;
+}
+
 TEST_F(CiConsumeTest, ExitsNothingToDoAfterWaitWhenNoJob) {
   CIAGENT_START_REDIS(server);
   JobQueue queue(OptionsFor(*server), ProducerOptions());
@@ -376,16 +394,9 @@ TEST_F(CiConsumeTest, DeadLettersMalformedJobAndFindsNothingToDo) {
 
   EXPECT_EQ(run.exit_code, kNothingToDo) << run.err;
   EXPECT_FALSE(std::filesystem::exists(JobFile()));
-  absl::StatusOr<RedisReply> dead =
-      queue.redis().Command({"XRANGE", "ci-jobs:dead", "-", "+"});
-  ASSERT_OK(dead);
-  ASSERT_EQ(dead->elements.size(), 1u);
-  // [id, [field, value, ...]]
-  std::map<std::string, std::string> fields;
-  const RedisReply& list = dead->elements[0].elements[1];
-  for (size_t i = 0; i + 1 < list.elements.size(); i += 2) {
-    fields[list.elements[i].str] = list.elements[i + 1].str;
-  }
+  auto dead = DeadLetters(queue.redis());
+  ASSERT_EQ(dead.size(), 1u);
+  auto& fields = dead[0];
   EXPECT_THAT(fields["dead_reason"], HasSubstr("job_id"));
   EXPECT_EQ(fields["job"], malformed);
   EXPECT_EQ(PendingCount(queue.redis()), 0);
@@ -416,24 +427,6 @@ TEST_F(CiConsumeTest, CiBuildConfigurationErrorRequeuesTheJobItWasGiven) {
   const ToolRun again = Run(server->url(), {"--wait=0"});
   ASSERT_EQ(again.exit_code, kJobReady) << again.err;
   EXPECT_EQ(HashField(redis, "ci:job:{j1}", "attempt"), "2");
-}
-
-// Fields of the dead-letter entries, oldest first.
-std::vector<std::map<std::string, std::string>> DeadLetters(RedisClient& redis) {
-  std::vector<std::map<std::string, std::string>> out;
-  absl::StatusOr<RedisReply> dead =
-      redis.Command({"XRANGE", "ci-jobs:dead", "-", "+"});
-  EXPECT_OK(dead);
-  if (!dead.ok()) return out;
-  for (const RedisReply& entry : dead->elements) {
-    std::map<std::string, std::string> fields;
-    const RedisReply& list = entry.elements[1];
-    for (size_t i = 0; i + 1 < list.elements.size(); i += 2) {
-      fields[list.elements[i].str] = list.elements[i + 1].str;
-    }
-    out.push_back(std::move(fields));
-  }
-  return out;
 }
 
 // A poison pill: an entry far larger than any job, ahead of a good job. The
