@@ -3,7 +3,10 @@
 
   soak.py enqueue  --port P --dir D --jobs N --seed S --pass-repo URL
                    --pass-commits C1,C2 --fail-repo URL --fail-commit C
+                   [--poison-pill BYTES]
   soak.py progress --port P --dir D
+  soak.py poison   --port P --bytes N   (one poison-pill entry, for measuring)
+  soak.py monitor  (--port P | --socket S) --out FILE
   soak.py check    --port P --dir D --agents N --kills-requested K
 
 `enqueue` writes D/plan.json: one row per job with its kind and the outcome
@@ -12,6 +15,19 @@ it must reach. `progress` prints `<terminal> <well-formed> <pending> <unread 0|1
 MONITOR transcripts of every Redis lifetime (D/redis/monitor.*.txt) and the
 soak's own records (D/kills.tsv, D/restarts.tsv), prints the figures and
 exits 1 on any violation.
+
+Poison-pill mode (`enqueue --poison-pill BYTES`, e.g. 300000000): one more
+entry, at a random place in the queue, whose job document is BYTES long —
+built inside Redis (EVAL with string.rep), so neither this script nor the
+transcripts' reader holds it. Run the agents with an address-space limit
+(`ulimit -v 1572864`, as a pod's 1.5 GiB memory limit): an agent that read
+the entry would die on it, and so would the next one. `check` then requires
+it dead-lettered once, unread (`dead_reason` "oversized entry: ...",
+`dead_truncated` 1, `dead_entry_bytes` > BYTES), its status `error`, and
+every other job to reach its outcome. Record the MONITOR transcript with
+`soak.py monitor`, not `redis-cli MONITOR`: redis-cli looks for the end of a
+line from its start on every read, so the entry's 300 MB MONITOR line never
+completes and every later command stays queued behind it in Redis.
 
 Only the standard library: a minimal RESP client is below.
 """
@@ -107,6 +123,16 @@ def now_iso():
 
 # --- enqueue -----------------------------------------------------------------
 
+# Adds a job document padded to ARGV[2] bytes, built here so that the huge
+# value never crosses the network. KEYS: stream. ARGV: job_id, bytes.
+POISON_SCRIPT = """
+local head = '{"job_id":"' .. ARGV[1] .. '","repo":"https://git.invalid/p.git",' ..
+             '"branch":"main","commit":"' .. string.rep('a', 40) .. '","pad":"'
+local pad = math.max(0, tonumber(ARGV[2]) - #head - 2)
+return redis.call('XADD', KEYS[1], '*', 'job', head .. string.rep('x', pad) .. '"}')
+"""
+
+
 def make_plan(args):
     """Job rows: well-formed jobs on the passing and failing crates, a few
     that are well-formed but cannot be fetched (a branch full of shell
@@ -159,12 +185,21 @@ def make_plan(args):
         rows.append({"job_id": job_id, "kind": kind, "expected": expected,
                      "status_key": status_key(key) if key else None,
                      "doc": doc})
+    if args.poison_pill:
+        job_id = "soak-poison"
+        rows.insert(rng.randrange(len(rows) // 4, len(rows) // 2 + 1),
+                    {"job_id": job_id, "kind": "poison", "expected": "dead",
+                     "status_key": status_key(job_id), "doc": None,
+                     "doc_bytes": args.poison_pill})
     return rows
 
 
 def cmd_enqueue(args):
     rows = make_plan(args)
     r = Redis(args.port)
+    if args.poison_pill:
+        # Building the entry, and copying it to MONITOR, takes a while.
+        r.sock.settimeout(600)
     try:
         r.call("XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM")
     except RuntimeError as e:
@@ -179,7 +214,11 @@ def cmd_enqueue(args):
             commands.append(("HSET", row["status_key"], "status", "queued",
                              "job_id", row["job_id"], "attempt", "0",
                              "enqueued_at", now, "updated_at", now))
-        commands.append(("XADD", STREAM, "*", "job", row["doc"]))
+        if row["kind"] == "poison":
+            commands.append(("EVAL", POISON_SCRIPT, "1", STREAM, row["job_id"],
+                             str(row["doc_bytes"])))
+        else:
+            commands.append(("XADD", STREAM, "*", "job", row["doc"]))
     replies = iter(r.pipeline(commands))
     for row in rows:
         if row["status_key"]:
@@ -193,6 +232,47 @@ def cmd_enqueue(args):
         counts[row["kind"]] = counts.get(row["kind"], 0) + 1
     print("enqueued %d jobs: %s" % (len(rows), ", ".join(
         "%s %d" % kv for kv in sorted(counts.items()))))
+
+
+def cmd_poison(args):
+    r = Redis(args.port)
+    try:
+        r.call("XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM")
+    except RuntimeError as e:
+        if "BUSYGROUP" not in str(e):
+            raise
+    print(r.call("EVAL", POISON_SCRIPT, "1", STREAM, args.job_id, str(args.bytes)))
+
+
+def cmd_monitor(args):
+    """Writes Redis' MONITOR feed to --out, one line per command, as
+    `redis-cli MONITOR` does, until killed. Looks for a line's end only in
+    the bytes not yet searched, so a line of hundreds of MB costs one pass."""
+    if args.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(args.socket)
+    else:
+        sock = socket.create_connection(("127.0.0.1", args.port))
+    sock.sendall(b"*1\r\n$7\r\nMONITOR\r\n")
+    buf = bytearray()
+    searched = 0
+    with open(args.out, "wb") as out:
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                return 0
+            buf += chunk
+            while True:
+                end = buf.find(b"\r\n", max(0, searched - 1))
+                if end < 0:
+                    searched = len(buf)
+                    break
+                line = bytes(buf[:end])
+                del buf[:end + 2]
+                searched = 0
+                if line.startswith(b"+") and line != b"+OK":
+                    out.write(line[1:] + b"\n")
+                    out.flush()
 
 
 # --- progress ----------------------------------------------------------------
@@ -259,6 +339,8 @@ def monitor_commands(path):
         for line in f:
             if not line.endswith("\n"):
                 break                       # cut off when Redis died
+            if len(line) > 1 << 20:
+                continue                    # a poison pill's XADD: no job write
             m = re.match(r"^\d+\.\d+ \[\d+ ([^\]]+)\] (.*)$", line.rstrip("\n"))
             if not m:
                 continue
@@ -314,6 +396,10 @@ def audit_monitor(d, rows):
                     if len(script_args) >= 4:
                         consumer, delivery = script_args[2], script_args[3]
                 owner = latest_claim.get(key)
+                if "dead_letter_id" in fields and "consumer" in fields:
+                    # A dead letter names its delivery itself; the claim
+                    # script writes it for a delivery it has just taken.
+                    consumer, delivery = fields["consumer"], fields.get("attempt")
                 if by_key[key]["expected"] == "dead":
                     # Never started (begun=0): the dead letter is its only
                     # write; ownership is the fence's, checked by count.
@@ -480,7 +566,15 @@ def cmd_check(args):
                 row["job_id"], row["kind"], len(letters)))
             continue
         reason = letters[0].get("dead_reason", "")
-        if not reason.startswith("malformed"):
+        if row["kind"] == "poison":
+            letter = letters[0]
+            if not reason.startswith("oversized entry:") or \
+                    letter.get("dead_truncated") != "1" or \
+                    int(letter.get("dead_entry_bytes", "0")) <= row["doc_bytes"] or \
+                    len(letter.get("job", "")) > 1024:
+                violation("%s: dead letter %r" % (row["job_id"], {
+                    k: v[:120] for k, v in letter.items()}))
+        elif not reason.startswith("malformed"):
             violation("%s: dead_reason %r" % (row["job_id"], reason))
         reasons[row["kind"]] = reason
         if row["status_key"]:
@@ -664,6 +758,15 @@ def cmd_check(args):
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
+    monitor = sub.add_parser("monitor")
+    where = monitor.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", type=int)
+    where.add_argument("--socket")
+    monitor.add_argument("--out", required=True)
+    poison = sub.add_parser("poison")
+    poison.add_argument("--port", type=int, required=True)
+    poison.add_argument("--bytes", type=int, required=True)
+    poison.add_argument("--job-id", default="poison")
     for name in ("enqueue", "progress", "check"):
         s = sub.add_parser(name)
         s.add_argument("--port", type=int, required=True)
@@ -676,13 +779,16 @@ def main():
             s.add_argument("--pass-commits", required=True)
             s.add_argument("--fail-repo", required=True)
             s.add_argument("--fail-commit", required=True)
+            s.add_argument("--poison-pill", type=int, default=0, metavar="BYTES",
+                           help="add one entry of BYTES (e.g. 300000000)")
         if name == "check":
             s.add_argument("--agents", type=int, default=0)
             s.add_argument("--kills-requested", type=int, default=0)
             s.add_argument("--freezes-requested", type=int, default=0)
     args = p.parse_args()
     return {"enqueue": cmd_enqueue, "progress": cmd_progress,
-            "check": cmd_check}[args.cmd](args) or 0
+            "check": cmd_check, "poison": cmd_poison,
+            "monitor": cmd_monitor}[args.cmd](args) or 0
 
 
 if __name__ == "__main__":
