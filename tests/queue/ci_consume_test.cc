@@ -36,6 +36,19 @@ using ::ciagent::testing::SubprocessOptions;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
+#if defined(__SANITIZE_ADDRESS__)
+#define CIAGENT_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CIAGENT_TEST_ASAN 1
+#endif
+#endif
+#ifdef CIAGENT_TEST_ASAN
+constexpr bool kAddressSanitizer = true;
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
 // Exit codes as documented in `ci-consume --help`.
 constexpr int kJobReady = 0;
 constexpr int kFailure = 1;
@@ -455,10 +468,8 @@ return redis.call('XADD', KEYS[1], '*', 'job',
       queue.redis().Eval(add_poison, {"ci-jobs"}, {absl::StrCat(kPoisonBytes)}));
   ASSERT_OK(queue.Enqueue(TestJob("good")).status());
 
-#if !defined(__SANITIZE_ADDRESS__)
   // AddressSanitizer reserves terabytes of address space: no limit there.
-  address_space_kib_ = 1536 * 1024;
-#endif
+  if (!kAddressSanitizer) address_space_kib_ = 1536 * 1024;
   const ToolRun run = Run(server->url(), {"--wait=5"});
 
   ASSERT_EQ(run.exit_code, kJobReady) << run.err;
