@@ -93,19 +93,14 @@ absl::StatusOr<std::unique_ptr<GitServer>> GitServer::Start(
   }
   if (!server->options_.username.empty()) {
     server->auth_file_ = absl::StrCat(*dir, "/auth");
-    absl::Status s = WriteText(
-        server->auth_file_,
-        absl::StrCat(server->options_.username, ":", server->options_.password,
-                     "\n"),
-        0600);
+    absl::Status s =
+        WriteCredentialFile(server->auth_file_, server->options_.username,
+                            server->options_.password);
     if (!s.ok()) return s;
   }
-  GitServer* raw = server.get();
-  absl::StatusOr<int> port = LaunchOnFreePort([raw](int port) {
-    raw->port_ = port;
-    return raw->Launch();
-  });
-  if (!port.ok()) return port.status();
+  absl::Status launched =
+      LaunchOnFreePort(server->port_, [&] { return server->Launch(); });
+  if (!launched.ok()) return launched;
   return server;
 }
 

@@ -73,6 +73,15 @@ absl::StatusOr<int> LaunchOnFreePort(
   return status;
 }
 
+absl::Status LaunchOnFreePort(int& port,
+                              const std::function<absl::Status()>& launch) {
+  return LaunchOnFreePort([&](int free_port) {
+           port = free_port;
+           return launch();
+         })
+      .status();
+}
+
 absl::StatusOr<std::string> MakeTempDir(const std::string& prefix) {
   const char* tmp = std::getenv("TMPDIR");
   std::string pattern =

@@ -65,6 +65,10 @@ absl::StatusOr<int> PickFreePort();
 // the port the server got.
 absl::StatusOr<int> LaunchOnFreePort(
     const std::function<absl::Status(int port)>& launch);
+// The same for a fixture that keeps its port in `port`: sets it before each
+// attempt, then calls `launch()`.
+absl::Status LaunchOnFreePort(int& port,
+                              const std::function<absl::Status()>& launch);
 
 // A new empty temporary directory (mkdtemp under TMPDIR or /tmp).
 absl::StatusOr<std::string> MakeTempDir(const std::string& prefix);

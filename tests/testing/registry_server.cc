@@ -248,9 +248,8 @@ absl::StatusOr<std::unique_ptr<RegistryServer>> RegistryServer::Start(
   }
   const std::string auth_file = absl::StrCat(*dir, "/auth");
   if (opts.auth != Auth::kNone) {
-    absl::Status s = WriteText(
-        auth_file, absl::StrCat(opts.username, ":", opts.password, "\n"),
-        0600);
+    absl::Status s =
+        WriteCredentialFile(auth_file, opts.username, opts.password);
     if (!s.ok()) return s;
   }
   if (opts.auth == Auth::kBasic) {
@@ -261,12 +260,9 @@ absl::StatusOr<std::unique_ptr<RegistryServer>> RegistryServer::Start(
   }
   if (opts.auth == Auth::kToken) {
     if (absl::Status s = MakeSigningCertificate(*dir); !s.ok()) return s;
-    RegistryServer* raw = server.get();
-    absl::StatusOr<int> port = LaunchOnFreePort([raw](int port) {
-      raw->token_port_ = port;
-      return raw->LaunchTokenServer();
-    });
-    if (!port.ok()) return port.status();
+    absl::Status launched = LaunchOnFreePort(
+        server->token_port_, [&] { return server->LaunchTokenServer(); });
+    if (!launched.ok()) return launched;
   }
   // The secret protects upload state in Location URLs; fixed, so uploads
   // survive StartAgain().
@@ -276,13 +272,11 @@ absl::StatusOr<std::unique_ptr<RegistryServer>> RegistryServer::Start(
       !s.ok()) {
     return s;
   }
-  RegistryServer* raw = server.get();
-  absl::StatusOr<int> port = LaunchOnFreePort([raw](int port) {
-    raw->port_ = port;
-    if (absl::Status s = raw->WriteConfig(); !s.ok()) return s;
-    return raw->Launch();
+  absl::Status launched = LaunchOnFreePort(server->port_, [&] {
+    if (absl::Status s = server->WriteConfig(); !s.ok()) return s;
+    return server->Launch();
   });
-  if (!port.ok()) return port.status();
+  if (!launched.ok()) return launched;
   return server;
 }
 
@@ -513,12 +507,9 @@ absl::StatusOr<std::unique_ptr<FaultProxy>> FaultProxy::Start(
   auto dir = MakeTempDir("ciagent-fault-proxy-");
   if (!dir.ok()) return dir.status();
   proxy->dir_ = *dir;
-  FaultProxy* raw = proxy.get();
-  absl::StatusOr<int> port = LaunchOnFreePort([raw](int port) {
-    raw->port_ = port;
-    return raw->Launch();
-  });
-  if (!port.ok()) return port.status();
+  absl::Status launched =
+      LaunchOnFreePort(proxy->port_, [&] { return proxy->Launch(); });
+  if (!launched.ok()) return launched;
   return proxy;
 }
 
@@ -599,18 +590,13 @@ absl::StatusOr<std::unique_ptr<QuirksRegistry>> QuirksRegistry::Start(
   auto dir = MakeTempDir("ciagent-quirks-registry-");
   if (!dir.ok()) return dir.status();
   registry->dir_ = *dir;
-  absl::Status s = WriteText(
-      absl::StrCat(*dir, "/auth"),
-      absl::StrCat(registry->options_.username, ":",
-                   registry->options_.password, "\n"),
-      0600);
+  absl::Status s = WriteCredentialFile(absl::StrCat(*dir, "/auth"),
+                                       registry->options_.username,
+                                       registry->options_.password);
   if (!s.ok()) return s;
-  QuirksRegistry* raw = registry.get();
-  absl::StatusOr<int> port = LaunchOnFreePort([raw](int port) {
-    raw->port_ = port;
-    return raw->Launch();
-  });
-  if (!port.ok()) return port.status();
+  absl::Status launched =
+      LaunchOnFreePort(registry->port_, [&] { return registry->Launch(); });
+  if (!launched.ok()) return launched;
   return registry;
 }
 

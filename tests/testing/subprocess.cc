@@ -139,6 +139,12 @@ std::string ReadFileOrEmpty(const std::string& path) {
   return out.str();
 }
 
+absl::Status WriteCredentialFile(const std::string& path,
+                                 const std::string& user,
+                                 const std::string& password) {
+  return WriteText(path, absl::StrCat(user, ":", password, "\n"), 0600);
+}
+
 bool RunningUnderCi() {
   const char* ci = std::getenv("CI");
   return ci != nullptr && std::string(ci) == "true";

@@ -73,6 +73,12 @@ absl::Status RunTool(const std::vector<std::string>& argv,
 absl::Status WriteText(const std::string& path, const std::string& text,
                        mode_t mode);
 
+// Writes the `user:password` line a test server reads its credentials from
+// (never argv), mode 0600.
+absl::Status WriteCredentialFile(const std::string& path,
+                                 const std::string& user,
+                                 const std::string& password);
+
 // True when running under CI (CI=true): a missing service then fails.
 bool RunningUnderCi();
 
