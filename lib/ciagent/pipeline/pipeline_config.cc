@@ -104,7 +104,8 @@ std::string KeyText(absl::string_view key) {
     return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
            c == '-';
   });
-  return bare ? std::string(key) : Quoted(key);
+  return bare && key.size() <= kMaxQuotedBytes ? std::string(key)
+                                               : Quoted(key);
 }
 
 std::string Join(absl::string_view path, absl::string_view key) {
