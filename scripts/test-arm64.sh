@@ -20,8 +20,8 @@
 # native build needs. The sysroot is rebuilt when the package list changes.
 #
 # --unit-only builds and runs the unit suite only (the short version).
-# Assumes scripts/bootstrap.sh has run (meson, ninja, redis-server, git,
-# python3 for the native services). Heavy steps run under `nice -n 19` with
+# scripts/bootstrap.sh runs first (meson, ninja, redis-server, git, python3
+# for the native services; nothing to do when all is there). Heavy steps run under `nice -n 19` with
 # two ninja jobs; CIAGENT_ARM64_JOBS changes the job count. Timeouts are
 # multiplied by CIAGENT_ARM64_TIMEOUT_MULTIPLIER (default 4) for emulation.
 set -euo pipefail
@@ -64,6 +64,7 @@ if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
 # --- host tools -------------------------------------------------------------
+scripts/bootstrap.sh
 missing=()
 for pkg in "${host_packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
@@ -165,6 +166,24 @@ if [[ ! -f $sysroot/.ciagent-key || $(cat "$sysroot/.ciagent-key") != "$key" ]];
   echo "test-arm64: sysroot ready (${#download[@]} packages)"
 fi
 
+# QEMU 7.2 answers EINVAL to prctl PR_SET_CHILD_SUBREAPER, which ci-build
+# and the process runner need (a real arm64 kernel has it since 3.4). Every
+# emulated program is started through subreaper_exec, which makes the
+# process a real subreaper natively before exec'ing QEMU, and with
+# subreaper_shim.so preloaded, which answers the two prctl options as the
+# kernel would for it (scripts/cross/). Rebuilt when their sources change.
+helpers_key=$(cat scripts/cross/subreaper_exec.cc scripts/cross/subreaper_shim.cc |
+  sha256sum | cut -c1-16)
+if [[ ! -f $cache/helpers.key || $(cat "$cache/helpers.key") != "$helpers_key" ]]; then
+  echo "test-arm64: building the emulation helpers in $cache"
+  nice -n 19 g++ -O2 -Wall -Wextra -Werror -o "$cache/subreaper_exec" \
+    scripts/cross/subreaper_exec.cc
+  nice -n 19 "$triplet-g++" --sysroot="$sysroot" -O2 -Wall -Wextra -Werror \
+    -shared -fPIC -o "$cache/subreaper_shim.so" \
+    scripts/cross/subreaper_shim.cc -ldl
+  echo "$helpers_key" >"$cache/helpers.key"
+fi
+
 # The meson cross file: machine-specific (the sysroot's path), so written
 # here rather than kept in the tree. The tests reach aarch64 programs they
 # start themselves (ci-consume, ...) through the exe_wrapper too: see
@@ -173,6 +192,8 @@ cat >"$cross_file.tmp" <<EOF
 # Written by scripts/test-arm64.sh: aarch64 against the arm64 sysroot below.
 [constants]
 sysroot = '$sysroot'
+wrapper = ['$cache/subreaper_exec', 'qemu-aarch64-static', '-L', sysroot,
+           '-E', 'LD_PRELOAD=$cache/subreaper_shim.so']
 
 [binaries]
 c = ['$triplet-gcc', '--sysroot=' + sysroot]
@@ -180,12 +201,12 @@ cpp = ['$triplet-g++', '--sysroot=' + sysroot]
 ar = '$triplet-gcc-ar'
 strip = '$triplet-strip'
 pkgconfig = 'pkg-config'
-exe_wrapper = ['qemu-aarch64-static', '-L', sysroot]
+exe_wrapper = wrapper
 
 [properties]
 sys_root = sysroot
 # The same, for the programs a test starts itself (tests/meson.build).
-test_exec_wrapper = ['qemu-aarch64-static', '-L', sysroot]
+test_exec_wrapper = wrapper
 pkg_config_libdir = sysroot + '/usr/lib/$triplet/pkgconfig:' + sysroot + '/usr/share/pkgconfig'
 
 [host_machine]
@@ -222,8 +243,8 @@ if ((unit_only)); then integration_subset=(); fi
 started=$SECONDS
 if [[ ! -f $build_dir/build.ninja ]]; then
   # -O1 without debug information: the cross build is this pass's longest
-  # step and compiles about twice as fast as at the native -O2 -g, while
-  # still optimizing (UB such as a char's sign shows at -O1 as well).
+  # step, and -O1 still optimizes (code that relies on UB or on a char's
+  # sign misbehaves at -O1 as at -O2).
   meson setup "$build_dir" --cross-file "$cross_file" -Dwerror=true \
     -Doptimization=1 -Ddebug=false \
     -Dtests=enabled -Dintegration_tests=enabled \
