@@ -111,6 +111,18 @@ class JobQueueTest : public ::testing::Test {
     return -1;
   }
 
+  // Adds an entry of `fields`, then a good job, and claims: the claim gets
+  // the good job while Redis sends the agent less than 64 KiB in all.
+  void ExpectClaimPassesUnsent(std::vector<std::string> fields) {
+    AddRawEntry(std::move(fields));
+    ASSERT_OK(Queue("producer").Enqueue(MakeJob("good")).status());
+    JobQueue queue = Queue("agent-a");
+    const int64_t sent_before = NetOutputBytes();
+    ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::ZeroDuration()));
+    EXPECT_EQ(claim.job.job_id, "good");
+    EXPECT_LT(NetOutputBytes() - sent_before, 64 * 1024);
+  }
+
   void AddRawEntry(std::vector<std::string> fields) {
     RedisClient client(redis_);
     ASSERT_OK(Queue("producer").EnsureGroup());
@@ -370,6 +382,58 @@ TEST_F(JobQueueTest, DeadLettersOversizedEntryInsideRedisWithoutSendingIt) {
   EXPECT_EQ(PendingCount(), 1);  // only "good", which is running
 }
 
+TEST_F(JobQueueTest, DeadLettersJobOverParserLimitInsideRedisWithoutSendingIt) {
+  // Within max_entry_bytes (1 MiB) but over max_json_bytes (64 KiB).
+  const std::string big = PaddedJobJson("big", 512 * 1024);
+  ExpectClaimPassesUnsent({"job", big});
+
+  auto dead = DeadLetters();
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0]["dead_reason"],
+            absl::StrCat("malformed job: job: document is ", big.size(),
+                         " bytes; the limit is 65536"));
+  EXPECT_EQ(dead[0]["dead_entry_bytes"], absl::StrCat(big.size() + 3));
+  EXPECT_EQ(dead[0]["dead_truncated"], "1");
+  EXPECT_EQ(dead[0]["job"], big.substr(0, 1024));
+  auto status = Status("big");
+  EXPECT_EQ(status["status"], "error");
+  EXPECT_THAT(status["reason"], HasSubstr("the limit is 65536"));
+  EXPECT_EQ(PendingCount(), 1);  // only "good", which is running
+}
+
+TEST_F(JobQueueTest, DeadLettersEntryWithoutJobInsideRedisWithoutSendingIt) {
+  ExpectClaimPassesUnsent(
+      {"payload", std::string(256 * 1024, 'p'), "note", "no job"});
+
+  auto dead = DeadLetters();
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0]["dead_reason"], "malformed entry: no `job` field");
+  // Within max_entry_bytes: kept whole, to be fixed and re-added.
+  EXPECT_EQ(dead[0]["payload"].size(), 256u * 1024);
+  EXPECT_EQ(dead[0]["note"], "no job");
+  EXPECT_EQ(dead[0].count("dead_truncated"), 0u);
+  EXPECT_EQ(PendingCount(), 1);
+}
+
+TEST_F(JobQueueTest, FinalizeAndClaimNextDeadLettersEntriesWithoutOrOverLimitJob) {
+  JobQueue queue = Queue("agent-a");
+  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob first, queue.Claim(absl::Seconds(1)));
+  AddRawEntry({"payload", "x"});
+  ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> next,
+                       queue.FinalizeAndClaimNext(first, {JobStatus::kSuccess}));
+  EXPECT_FALSE(next.has_value());
+  AddRawEntry({"job", PaddedJobJson("big", 100 * 1024)});
+  ASSERT_OK(queue.Enqueue(MakeJob("j2")).status());
+  ASSERT_OK_AND_ASSIGN(ClaimedJob second, queue.Claim(absl::ZeroDuration()));
+  EXPECT_EQ(second.job.job_id, "j2");
+  auto dead = DeadLetters();
+  ASSERT_EQ(dead.size(), 2u);
+  EXPECT_EQ(dead[0]["dead_reason"], "malformed entry: no `job` field");
+  EXPECT_THAT(dead[1]["dead_reason"], HasSubstr("the limit is 65536"));
+  EXPECT_EQ(Status("big")["status"], "error");
+}
+
 TEST_F(JobQueueTest, WaitingClaimDeadLettersOversizedEntryEnqueuedMeanwhile) {
   QueueOptions options = Options("agent-a");
   options.max_entry_bytes = 64 * 1024;
@@ -615,6 +679,55 @@ TEST_F(JobQueueTest, ReconnectsAndClaimsAfterRedisRestartWhileWaiting) {
   chaos.join();
   ASSERT_OK(claim.status());
   EXPECT_EQ(claim->job.job_id, "after-restart");
+}
+
+// KEDA's lag trigger reads XINFO GROUPS `lag`; Redis 7.0 reports nil after a
+// deletion past the group's last id and after a restart from the AOF.
+TEST_F(JobQueueTest, EnqueueRepairsGroupLagAfterDeletionsAndAofRestart) {
+  server_.reset();
+  StartServer({.persistence = true});
+  JobQueue producer = Queue("producer");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_OK_AND_ASSIGN(std::string id,
+                         producer.Enqueue(MakeJob(absl::StrCat("j", i))));
+    ids.push_back(id);
+  }
+  JobQueue agent = Queue("agent-a");
+  for (int i = 0; i < 2; ++i) ASSERT_OK(agent.Claim(absl::Seconds(1)).status());
+  RedisClient client(redis_);
+  // Two undelivered entries deleted: 2 of 6 remain undelivered.
+  ASSERT_OK(client.Command({"XDEL", "ci-jobs", ids[3], ids[5]}).status());
+  const auto lag = [&]() -> std::optional<int64_t> {
+    RedisClient c(redis_);
+    auto reply = c.Command({"XINFO", "GROUPS", "ci-jobs"});
+    if (!reply.ok() || reply->elements.empty()) return std::nullopt;
+    const auto& g = reply->elements[0].elements;
+    for (size_t i = 0; i + 1 < g.size(); i += 2) {
+      if (g[i].str == "lag" && g[i + 1].type == RedisReply::Type::kInteger) {
+        return g[i + 1].integer;
+      }
+    }
+    return std::nullopt;
+  };
+  EXPECT_EQ(lag(), std::nullopt);  // what KEDA sees before the repair
+  ASSERT_OK(server_->Restart());
+  EXPECT_EQ(lag(), std::nullopt);
+
+  JobQueue producer2 = Queue("producer");
+  ASSERT_OK(producer2.Enqueue(MakeJob("after")).status());
+  EXPECT_EQ(lag(), 3);  // j2, j4 and "after"
+
+  // The counter survives reads and another restart: the claim script
+  // writes it out with each read.
+  JobQueue agent2 = Queue("agent-b");
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, agent2.Claim(absl::Seconds(1)));
+  EXPECT_EQ(claim.job.job_id, "j2");
+  EXPECT_EQ(lag(), 2);
+  ASSERT_OK(server_->Restart());
+  EXPECT_EQ(lag(), 2);
+  ASSERT_OK(Queue("producer").Enqueue(MakeJob("last")).status());
+  EXPECT_EQ(lag(), 3);
 }
 
 TEST_F(JobQueueTest, RedisUnreachableForTheWholeWaitIsUnavailable) {

@@ -17,6 +17,7 @@ using queue_internal::BeginScript;
 using queue_internal::CancelScript;
 using queue_internal::ClaimScript;
 using queue_internal::DeadLetterScript;
+using queue_internal::EnqueueScript;
 using queue_internal::FinalizeAndClaimScript;
 using queue_internal::FinalizeScript;
 using queue_internal::RenewScript;
@@ -114,20 +115,32 @@ absl::StatusOr<std::string> JobQueue::Enqueue(const Job& job) {
     CIAGENT_RETURN_IF_ERROR(EnsureGroup());
     group_ensured_ = true;
   }
-  const std::string status_key = options_.StatusKey(job.job_id);
   const std::string now = FormatTimestamp(clock_->Now());
-  // The status is written before the entry exists, on the same connection,
-  // so an agent can never mark the job running before it is marked queued.
-  const std::vector<std::vector<std::string>> commands = {
-      {"DEL", status_key},
-      {"HSET", status_key, "status", "queued", "job_id", job.job_id, "repo",
-       job.repo, "branch", job.branch, "commit", job.commit, "attempt", "0",
-       "enqueued_at", now, "updated_at", now},
-      {"XADD", options_.stream, "*", "job", JobToJson(job)},
-  };
-  CIAGENT_ASSIGN_OR_RETURN(std::vector<RedisReply> replies,
-                           redis_.Pipeline(commands));
-  return replies.back().str;
+  std::vector<std::string> args = {options_.group, JobToJson(job)};
+  AppendFields(&args, {{"status", "queued"},
+                       {"job_id", job.job_id},
+                       {"repo", job.repo},
+                       {"branch", job.branch},
+                       {"commit", job.commit},
+                       {"attempt", "0"},
+                       {"enqueued_at", now},
+                       {"updated_at", now}});
+  CIAGENT_ASSIGN_OR_RETURN(
+      RedisReply reply,
+      redis_.Eval(EnqueueScript(),
+                  {options_.stream, options_.StatusKey(job.job_id)}, args));
+  if (!reply.is_array() || reply.elements.size() != 2) {
+    return absl::InternalError(absl::StrCat(
+        "enqueue ", job.job_id, " on stream ", options_.stream,
+        ": unexpected reply from the enqueue script"));
+  }
+  if (reply.elements[1].integer >= 0) {
+    LogInfo("consumer group lag repaired",
+            {{"stream", options_.stream},
+             {"group", options_.group},
+             {"undelivered", reply.elements[1].integer}});
+  }
+  return reply.elements[0].str;
 }
 
 absl::StatusOr<ClaimedJob> JobQueue::Claim(absl::Duration wait) {
@@ -187,6 +200,7 @@ std::vector<std::string> JobQueue::ClaimArgs() const {
   return {Millis(options_.lease), absl::StrCat(options_.max_deliveries),
           options_.key_prefix, FormatTimestamp(clock_->Now()),
           absl::StrCat(options_.max_entry_bytes),
+          absl::StrCat(options_.parse.max_json_bytes),
           absl::StrCat(options_.dead_letter_max_len)};
 }
 

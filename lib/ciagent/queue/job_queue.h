@@ -23,9 +23,10 @@
 //              malformed entries are dead-lettered on the way, never returned.
 //              The claimed job's status becomes `running`.
 //
-// Poison pills: an entry larger than max_entry_bytes, or delivered more than
-// max_deliveries times (its agents died on it), is dead-lettered by the
-// claim script inside Redis. The agent never receives it, so an entry that
+// Poison pills: an entry larger than max_entry_bytes, one without a `job`
+// field or whose `job` is longer than parse.max_json_bytes, or one delivered
+// more than max_deliveries times (its agents died on it), is dead-lettered by
+// the claim script inside Redis; the agent validates the rest of the job. The agent never receives it, so an entry that
 // would exhaust the agent's memory, or crash it, cannot stop the queue by
 // killing every agent that takes it. Waiting for a new entry therefore polls
 // the claim script (every poll_interval) rather than blocking in XREADGROUP,
@@ -91,9 +92,9 @@ struct QueueOptions {
   // Deliveries allowed; the next one sends the entry to the dead letters.
   int max_deliveries = 3;
   // Entries larger than this (field names and values, in bytes) are
-  // dead-lettered by the claim script without being sent to the agent.
-  // Well above a job document's limit (JobParseOptions::max_json_bytes), so
-  // a merely too-large document is still dead-lettered whole, as malformed.
+  // dead-lettered by the claim script without being sent to the agent. A
+  // `job` field over parse.max_json_bytes is dead-lettered there too (as
+  // malformed); this cap bounds the whole entry, whatever its fields.
   int64_t max_entry_bytes = 1024 * 1024;
   // While waiting for a job, how often the claim script looks again. Also
   // bounds how long a stop request waits.
@@ -150,8 +151,16 @@ class JobQueue {
   // are not skipped. Idempotent.
   absl::Status EnsureGroup();
 
-  // Adds `job` to the stream and marks it queued. Returns the entry id.
-  // For producers and tests; the first call also ensures the group exists.
+  // Adds `job` to the stream and marks it queued, in one script (one round
+  // trip). Returns the entry id. For producers and tests; the first call
+  // also ensures the group exists.
+  //
+  // It also keeps the group's lag readable, which KEDA's lag trigger needs to
+  // start an agent when none runs: when XINFO GROUPS reports no lag (nil
+  // after entries past the group's last id were deleted, or after Redis
+  // restarted from its AOF), it counts the undelivered entries and sets the
+  // group's read counter (XGROUP SETID ... ENTRIESREAD) so that lag equals
+  // that count again (docs/redis-schema.md, "Consumer-group lag").
   absl::StatusOr<std::string> Enqueue(const Job& job);
 
   // Claims one job, waiting up to `wait` (see the header comment).

@@ -29,8 +29,21 @@ const RedisScript& Fenced(absl::string_view body) {
   return *new RedisScript(absl::StrCat(kFence, body));
 }
 
+// The group's XINFO GROUPS record as a table (name, last-delivered-id,
+// entries-read, lag, ...), or nil. A field Redis reports as nil is absent.
+constexpr char kGroupInfo[] = R"lua(
+local function group_info(stream, group)
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local info = {}
+    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+    if info.name == group then return info end
+  end
+  return nil
+end
+)lua";
+
 // claim_next(stream, group, consumer, lease_ms, max_deliveries, prefix, now,
-//            max_entry_bytes, dead, dead_maxlen, ttl):
+//            max_entry_bytes, max_json_bytes, dead, dead_maxlen, ttl):
 // reclaims one entry idle longer than the lease (counting the delivery), else
 // reads one new entry without blocking. An entry that looks runnable (a job
 // document with a well-formed job_id, within max_deliveries) is started at
@@ -38,9 +51,11 @@ const RedisScript& Fenced(absl::string_view body) {
 // validates the job fully and dead-letters it if that fails.
 //
 // Poison pills never reach the agent: an entry larger than max_entry_bytes
-// (which would exhaust the agent's memory on every delivery) or delivered
-// more than max_deliveries times (whose agents died on it) is moved to the
-// dead-letter stream here, server-side, and only its id comes back.
+// (which would exhaust the agent's memory on every delivery), one without a
+// `job` field or whose `job` is longer than max_json_bytes (the agent would
+// only refuse it), or one delivered more than max_deliveries times (whose
+// agents died on it) is moved to the dead-letter stream here, server-side,
+// and only its id comes back.
 // Returns {id, {field, value, ...}, deliveries, begun, cancel, cancel_reason}
 // for a job, {id, {}, deliveries, 0, '', '', dead_reason, dead_id, job_id}
 // for a dead-lettered entry, or false.
@@ -78,8 +93,28 @@ local function bury(stream, group, consumer, id, fields, deliveries, reason,
   return {id, {}, deliveries, 0, '', '', reason, dead_id, job_id or ''}
 end
 
+-- What the dead letter keeps of a large entry: the first 16 fields, each cut
+-- to 1 KiB, so the dead-letter stream cannot become the next memory bomb.
+local function capped(fields)
+  local kept = {}
+  for i = 1, math.min(#fields, 32) do
+    kept[i] = string.sub(fields[i], 1, 1024)
+  end
+  return kept
+end
+
+-- A large document is not decoded: its job_id counts only when it is the
+-- first key (as JobToJson writes it).
+local function leading_job_id(doc)
+  local job_id = doc and string.match(string.sub(doc, 1, 256),
+                                      '^%s*{%s*"job_id"%s*:%s*"([^"]*)"')
+  if usable_job_id(job_id) then return job_id end
+  return nil
+end
+
 local function claim_next(stream, group, consumer, lease_ms, max_deliveries,
-                          prefix, now, max_entry_bytes, dead, dead_maxlen, ttl)
+                          prefix, now, max_entry_bytes, max_json_bytes, dead,
+                          dead_maxlen, ttl)
   local id, fields, deliveries
   local cursor = '0-0'
   repeat
@@ -99,6 +134,15 @@ local function claim_next(stream, group, consumer, lease_ms, max_deliveries,
     if not r then return false end
     local e = r[1][2][1]
     id, fields, deliveries = e[1], e[2], 1
+    -- Redis 7.0 writes this read to the AOF and replicas as XCLAIM ...
+    -- LASTID, which moves the group's last id but not its read counter, so
+    -- after a restart the counter (and the lag KEDA reads) would be stale.
+    -- Stating the counter explicitly is written out with it.
+    local g = group_info(stream, group)
+    if g and g['entries-read'] then
+      redis.call('XGROUP', 'SETID', stream, group, id, 'ENTRIESREAD',
+                 g['entries-read'])
+    end
   end
   local doc
   local size = 0
@@ -106,24 +150,26 @@ local function claim_next(stream, group, consumer, lease_ms, max_deliveries,
     size = size + #fields[i] + #fields[i + 1]
     if fields[i] == 'job' then doc = fields[i + 1] end
   end
-  if size > tonumber(max_entry_bytes) then
-    -- Too big to decode here or to copy whole: the dead letter keeps the
-    -- first 16 fields, each cut to 1 KiB, and the job_id only when it is the
-    -- document's first key (as JobToJson writes it).
-    local kept = {}
-    for i = 1, math.min(#fields, 32) do
-      kept[i] = string.sub(fields[i], 1, 1024)
-    end
-    local job_id = doc and string.match(string.sub(doc, 1, 256),
-                                        '^%s*{%s*"job_id"%s*:%s*"([^"]*)"')
-    if not usable_job_id(job_id) then job_id = nil end
-    return bury(stream, group, consumer, id, kept, deliveries,
-                'oversized entry: ' .. size ..
-                ' bytes, more than max_entry_bytes=' .. max_entry_bytes,
-                {'dead_entry_bytes', size, 'dead_truncated', 1}, job_id, dead,
-                dead_maxlen, prefix, now, ttl)
+  local function bury_large(reason)
+    return bury(stream, group, consumer, id, capped(fields), deliveries,
+                reason, {'dead_entry_bytes', size, 'dead_truncated', 1},
+                leading_job_id(doc), dead, dead_maxlen, prefix, now, ttl)
   end
-  local ok, job = pcall(cjson.decode, doc or '')
+  if size > tonumber(max_entry_bytes) then
+    return bury_large('oversized entry: ' .. size ..
+                      ' bytes, more than max_entry_bytes=' .. max_entry_bytes)
+  end
+  if not doc then
+    return bury(stream, group, consumer, id, fields, deliveries,
+                'malformed entry: no `job` field', {}, nil, dead, dead_maxlen,
+                prefix, now, ttl)
+  end
+  if #doc > tonumber(max_json_bytes) then
+    -- The agent's parser would refuse it with this reason (ParseJob).
+    return bury_large('malformed job: job: document is ' .. #doc ..
+                      ' bytes; the limit is ' .. max_json_bytes)
+  end
+  local ok, job = pcall(cjson.decode, doc)
   if not ok or type(job) ~= 'table' then job = {} end
   local job_id = usable_job_id(job.job_id) and job.job_id or nil
   if deliveries > tonumber(max_deliveries) then
@@ -166,21 +212,50 @@ end
 }  // namespace
 
 const RedisScript& ClaimScript() {
-  static const RedisScript& script = *new RedisScript(absl::StrCat(kClaimNext, R"lua(
+  static const RedisScript& script = *new RedisScript(absl::StrCat(kGroupInfo, kClaimNext, R"lua(
 return claim_next(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
-                  ARGV[7], KEYS[2], ARGV[8], ARGV[9])
+                  ARGV[7], ARGV[8], KEYS[2], ARGV[9], ARGV[10])
 )lua"));
   return script;
 }
 
 const RedisScript& FinalizeAndClaimScript() {
-  static const RedisScript& script = Fenced(absl::StrCat(kFinalize, kClaimNext, R"lua(
+  static const RedisScript& script = Fenced(absl::StrCat(kFinalize, kGroupInfo, kClaimNext, R"lua(
 local n = tonumber(ARGV[6])
 finalize(7, n, ARGV[5])
 local c = 7 + n
 return {'ok', claim_next(KEYS[1], ARGV[1], ARGV[3], ARGV[c], ARGV[c + 1],
-                         ARGV[c + 2], ARGV[c + 3], ARGV[c + 4], KEYS[4],
-                         ARGV[c + 5], ARGV[5])}
+                         ARGV[c + 2], ARGV[c + 3], ARGV[c + 4], ARGV[c + 5],
+                         KEYS[4], ARGV[c + 6], ARGV[5])}
+)lua"));
+  return script;
+}
+
+const RedisScript& EnqueueScript() {
+  static const RedisScript& script = *new RedisScript(absl::StrCat(kGroupInfo, R"lua(
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+local id = redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
+local g = group_info(KEYS[1], ARGV[1])
+if not g or g.lag then return {id, -1} end
+-- No lag: a deletion after the group's last id (a tombstone), or a restart
+-- from the AOF, left Redis unable to tell how far the group has read. Count
+-- what it has not read and state the counter so that lag says exactly that.
+local undelivered, from = 0, '(' .. g['last-delivered-id']
+repeat
+  local page = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', 100)
+  undelivered = undelivered + #page
+  if #page > 0 then from = '(' .. page[#page][1] end
+until #page < 100
+-- Forget the tombstone (a last deletion before any entry counts as none;
+-- 0-0 would be ignored), then read entries-added as the lag from zero.
+redis.call('XSETID', KEYS[1], id, 'MAXDELETEDID', '0-1')
+redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], g['last-delivered-id'],
+           'ENTRIESREAD', 0)
+local added = group_info(KEYS[1], ARGV[1]).lag
+redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], g['last-delivered-id'],
+           'ENTRIESREAD', added - undelivered)
+return {id, undelivered}
 )lua"));
   return script;
 }

@@ -13,13 +13,14 @@
 namespace ciagent::queue_internal {
 
 // KEYS: stream, dead-letter stream. ARGV: group, consumer, lease_ms,
-// max_deliveries, status key prefix, now, max_entry_bytes, dead-letter
-// maxlen, ttl_seconds.
+// max_deliveries, status key prefix, now, max_entry_bytes, max_json_bytes,
+// dead-letter maxlen, ttl_seconds.
 // Reclaims one entry idle longer than the lease (counting the delivery),
 // else reads one new entry without blocking, and marks it running when it
 // looks runnable. Returns {id, {field, value, ...}, deliveries, begun,
 // cancel_requested, cancel_reason}, or nil. An entry over max_entry_bytes or
-// max_deliveries is dead-lettered in the script instead (the agent never
+// max_deliveries, without a `job` field, or whose `job` is over
+// max_json_bytes is dead-lettered in the script instead (the agent never
 // receives it): {id, {}, deliveries, 0, '', '', dead_reason, dead_id,
 // job_id or ''}. The status key is derived from the entry, so on Redis
 // Cluster it must share the stream's hash tag.
@@ -27,9 +28,18 @@ const RedisScript& ClaimScript();
 
 // KEYS: stream, status, log, dead-letter stream. ARGV: fence, ttl_seconds,
 // n, n field/value strings, then lease_ms, max_deliveries, status key
-// prefix, now, max_entry_bytes, dead-letter maxlen.
+// prefix, now, max_entry_bytes, max_json_bytes, dead-letter maxlen.
 // Finalize, then the claim above, atomically: {"ok", <claim reply>}.
 const RedisScript& FinalizeAndClaimScript();
+
+// KEYS: stream, status. ARGV: group, job document, then the status hash's
+// field/value pairs.
+// Writes the status, then adds the entry (so no agent can start a job not
+// yet marked queued). When XINFO GROUPS has no lag for the group (nil after
+// a deletion past its last id, or after a restart from the AOF) it states
+// the group's read counter so that lag counts the undelivered entries again.
+// Returns {id, undelivered entries when repaired, else -1}.
+const RedisScript& EnqueueScript();
 
 // KEYS: stream, status. ARGV: fence, now, then field/value pairs.
 // Marks the job running (when the claim script did not); returns {"ok",
