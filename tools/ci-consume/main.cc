@@ -1,7 +1,5 @@
 // ci-consume: claims one CI job from the Redis stream and writes
 // <workdir>/job.json for the tools that run it. See --help.
-#include <unistd.h>
-
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -102,17 +100,9 @@ absl::StatusOr<ciagent::IntakeOptions> OptionsFromFlags() {
   o.fetch.ca_file = FlagOrEnv(absl::GetFlag(FLAGS_ca_file), "CI_CA_FILE", "");
   o.fetch.allow_file_urls = o.queue.parse.allow_file_urls;
   CIAGENT_ASSIGN_OR_RETURN(o.fetch.credentials, GitCredentialsFromEnv());
-  // Before claiming: a bad path is this agent's fault, not the job's.
-  if (!o.fetch.ca_file.empty() && access(o.fetch.ca_file.c_str(), R_OK) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--ca-file / CI_CA_FILE: ", o.fetch.ca_file, " is not readable"));
-  }
-  if (o.queue.consumer.empty() || o.wait < absl::ZeroDuration() ||
-      o.queue.lease <= absl::ZeroDuration() || o.queue.max_deliveries <= 0 ||
-      o.queue.max_entry_bytes <= 0) {
-    return absl::InvalidArgumentError("--consumer must be set; --wait >= 0; "
-                                      "--lease, --max-* > 0");
-  }
+  CIAGENT_RETURN_IF_ERROR(Annotate(
+      ValidateIntakeOptions(o), "flags --consumer, --wait, --lease, "
+                                "--max-deliveries, --max-entry-bytes, --ca-file"));
   return o;
 }
 

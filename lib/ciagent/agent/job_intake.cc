@@ -1,5 +1,7 @@
 #include "ciagent/agent/job_intake.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <thread>
 #include <utility>
@@ -100,6 +102,23 @@ class FetchWatchdog {
 };
 
 }  // namespace
+
+absl::Status ValidateIntakeOptions(const IntakeOptions& options) {
+  const QueueOptions& queue = options.queue;
+  if (queue.consumer.empty() || options.wait < absl::ZeroDuration() ||
+      queue.lease <= absl::ZeroDuration() || queue.max_deliveries <= 0 ||
+      queue.max_entry_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        "intake: the consumer name must be set, the wait >= 0, the lease, "
+        "max deliveries and max entry bytes > 0");
+  }
+  if (!options.fetch.ca_file.empty() &&
+      access(options.fetch.ca_file.c_str(), R_OK) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "intake: CA file ", options.fetch.ca_file, " is not readable"));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<IntakeResult> TakeJob(const IntakeOptions& options) {
   std::error_code ec;

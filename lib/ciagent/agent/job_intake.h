@@ -60,6 +60,12 @@ struct IntakeResult {
   std::string reason;    // why, when not kReady
 };
 
+// kInvalidArgument (fix the flags, claim nothing) for settings no intake
+// can run with: no consumer name, a negative wait, a lease, max_deliveries
+// or max_entry_bytes not above zero, an unreadable fetch.ca_file. A bad
+// path is this agent's fault, not the job's, so it is caught before a claim.
+absl::Status ValidateIntakeOptions(const IntakeOptions& options);
+
 // Errors are configuration or infrastructure failures before anything was
 // claimed (bad group, Redis unreachable for the whole wait), or a requeue
 // or finalize that failed (the job then waits for its lease to lapse).
