@@ -36,7 +36,8 @@
 #                        (--step-timeout), CI_GRACE (--grace),
 #                        CI_CLIPPY_WARNINGS_FAIL=true|false,
 #                        CI_LOG_MAX_BYTES (--log-max-bytes),
-#                        CI_RESULT_FILE (--result), CI_METRICS_FILE
+#                        CI_RESULT_FILE (--result; default: a temporary
+#                        file, read below), CI_METRICS_FILE
 #                        (--metrics-file)
 #   this script          CI_CONSUME_BIN, CI_BUILD_BIN: the tools (default:
 #                        ci-consume and ci-build on PATH);
@@ -64,6 +65,11 @@
 #                                         requeued (counting a delivery)
 #   ci-build 0                            job finalized success          0
 #   ci-build 1                            job finalized failed or error  0
+#   ci-build 1 without a result file      ci-build failed before it      1
+#                                         finished the job (e.g. it
+#                                         could not become a child
+#                                         subreaper); the job waits for
+#                                         its lease to lapse
 #   ci-build 124 / 130                    job finalized timeout /        0
 #                                         cancelled
 #   ci-build 75                           not finished here: requeued,  75
@@ -177,8 +183,7 @@ consume_args=$(flags_from CI_STREAM=--stream CI_GROUP=--group CI_WAIT=--wait \
   CI_FETCH_TIMEOUT=--fetch-timeout)
 build_args=$(flags_from CI_JOB_TIMEOUT=--timeout CI_STEP_TIMEOUT=--step-timeout \
   CI_GRACE=--grace CI_CLIPPY_WARNINGS_FAIL=--clippy-warnings-fail \
-  CI_LOG_MAX_BYTES=--log-max-bytes CI_RESULT_FILE=--result \
-  CI_METRICS_FILE=--metrics-file)
+  CI_LOG_MAX_BYTES=--log-max-bytes CI_METRICS_FILE=--metrics-file)
 
 # --- running a tool with signal forwarding --------------------------------
 
@@ -256,7 +261,16 @@ run_tool() {
 }
 
 job_out=$(mktemp)
-trap 'rm -f "$job_out"' EXIT
+# ci-build writes its result file once it has finished the job, whatever the
+# outcome; its exit 1 without one means it failed before (it could not become
+# a child subreaper, ...), and the job is not finished.
+result_file=${CI_RESULT_FILE:-}
+own_result=""
+if [ -z "$result_file" ]; then
+  own_result=$(mktemp)
+  result_file=$own_result
+fi
+trap 'rm -f "$job_out" ${own_result:+"$own_result"}' EXIT
 
 log info "entrypoint: claiming a job"
 eval "set -- $consume_args"
@@ -291,12 +305,21 @@ fi
 
 log info "entrypoint: building" job_file "$job_file"
 eval "set -- $build_args"
-run_tool - "$build_bin" --job "$job_file" ${1+"$@"}
+rm -f "$result_file"
+run_tool - "$build_bin" --job "$job_file" ${1+"$@"} --result="$result_file"
 build_rc=$rc
 
 code=$build_rc
-case $build_rc in
+if [ "$build_rc" = 1 ] && [ ! -s "$result_file" ]; then
+  build_rc_meaning=unfinished
+else
+  build_rc_meaning=$build_rc
+fi
+case $build_rc_meaning in
   0) what="success" ;;
+  unfinished)
+    what="ci-build failed before finishing the job (e.g. could not become a child subreaper); the job waits for its lease to lapse"
+    ;;
   1 | 124 | 130)
     case $build_rc in
       1) what="job failed or ended in error" ;;

@@ -33,6 +33,12 @@ with open(os.path.join(state, role + ".args"), "w") as f:
     f.write("\n".join(sys.argv[1:]))
 with open(os.path.join(state, role + ".sigterm"), "w") as f:
     f.write("ignored" if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN else "default")
+for arg in sys.argv[1:]:
+    # ci-build's result file, written as the real one does once the job is
+    # finished (here: whatever the exit code, unless told otherwise).
+    if arg.startswith("--result=") and "STUB_CI_BUILD_NO_RESULT" not in os.environ:
+        with open(arg[len("--result="):], "w") as f:
+            f.write("{}\n")
 if role == "ci-consume" and "STUB_JOB_FILE" in os.environ:
     print(os.environ["STUB_JOB_FILE"], flush=True)
 delay = os.environ.get("STUB_" + key + "_IGNORE_TERM_FOR")
@@ -181,6 +187,26 @@ def test_shell(shell, entrypoint, tmp):
         for mode, want in (("agent", agent_rc), ("job", job_rc)):
             r = run(env={"STUB_CI_BUILD_RC": str(tool_rc), "CI_EXIT_CODE": mode})
             expect(r.rc == want, f"ci-build {tool_rc}, {mode}: exit {r.rc}, want {want}")
+    # Without CI_RESULT_FILE the entrypoint still asks for a result file.
+    r = run()
+    build_args = (r.read("ci-build.args") or "").split("\n")
+    expect(len(build_args) == 3 and build_args[2].startswith("--result=/"),
+           f"ci-build gets a temporary result file: {build_args!r}")
+    # ci-build 1 before finishing the job (no subreaper, ...): no result
+    # file, so the job is not finished and the agent failed.
+    for mode in ("agent", "job"):
+        r = run(env={"STUB_CI_BUILD_RC": "1", "STUB_CI_BUILD_NO_RESULT": "1",
+                     "CI_EXIT_CODE": mode})
+        done = [line for line in r.logs() if line.get("msg") == "entrypoint: done"]
+        expect(r.rc == 1 and done and "before finishing" in done[-1].get("outcome", ""),
+               f"ci-build 1 without a result, {mode}: exit {r.rc}, {done!r}")
+    # A stale result file from an earlier run does not count.
+    stale = os.path.join(tmp, "stale-result.json")
+    with open(stale, "w") as f:
+        f.write("{}\n")
+    r = run(env={"STUB_CI_BUILD_RC": "1", "STUB_CI_BUILD_NO_RESULT": "1",
+                 "CI_RESULT_FILE": stale})
+    expect(r.rc == 1, f"ci-build 1 with a stale result file: exit {r.rc}")
     # ci-build gives back a job it could read before exiting 2: the log says so.
     r = run(env={"STUB_CI_BUILD_RC": "2"})
     done = [line for line in r.logs() if line.get("msg") == "entrypoint: done"]
