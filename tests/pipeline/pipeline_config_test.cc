@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "ciagent/job/env_rules.h"
+#include "ciagent/job/job.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
@@ -417,6 +419,26 @@ TEST_F(ReadPipelineConfigTest, SymlinkInsideTheCheckoutIsAccepted) {
   ASSERT_EQ(symlink("Dockerfile.real", (src_ + "/Dockerfile.link").c_str()), 0);
   ASSERT_OK_AND_ASSIGN(PipelineConfig config, ReadPipelineConfig(src_));
   EXPECT_EQ(config.image.dockerfile, "Dockerfile.link");
+}
+
+// Each name the repository may not set, a job may not set either, and the
+// other way round: there is one list.
+TEST(EnvRulesTest, JobAndRepositoryConfigurationRefuseTheSameNames) {
+  for (const char* name :
+       {"RUST_LOG", "PATH", "CI", "CI_CACHE_DIR", "SCCACHE_DIR", "GIT_DIR",
+        "REDIS_PASSWORD", "CARGO_TERM_COLOR", "CARGO_HTTP_PROXY", "LDX"}) {
+    const absl::StatusOr<Job> job = ParseJob(absl::StrCat(
+        R"({"job_id": "j", "repo": "https://git.example/a.git",)",
+        R"( "branch": "main", "commit": ")", std::string(40, 'a'),
+        R"(", "env": {")", name, R"(": "x"}})"));
+    const absl::StatusOr<PipelineConfig> config = ParsePipelineConfig(
+        absl::StrCat("[package]\nname = \"a\"\n[package.metadata.ciagent]\n",
+                     "env = { ", name, " = \"x\" }\n"),
+        {});
+    EXPECT_EQ(job.ok(), !IsReservedEnvName(name)) << name << job.status();
+    EXPECT_EQ(config.ok(), !IsReservedEnvName(name))
+        << name << config.status();
+  }
 }
 
 }  // namespace

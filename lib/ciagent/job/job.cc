@@ -22,6 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "ciagent/base/json_writer.h"
 #include "ciagent/base/status_macros.h"
+#include "ciagent/job/env_rules.h"
 
 namespace ciagent {
 namespace {
@@ -34,7 +35,6 @@ constexpr size_t kMaxSteps = 16;
 constexpr size_t kMaxImageNameBytes = 255;
 constexpr size_t kMaxImageTagBytes = 128;
 constexpr size_t kMaxEnvEntries = 128;
-constexpr size_t kMaxEnvNameBytes = 128;
 constexpr size_t kMaxEnvValueBytes = 4096;
 // ExtractJobId looks into documents ParseJob rejected, some of them for
 // their size; beyond this it does not try.
@@ -42,35 +42,6 @@ constexpr size_t kMaxExtractJsonBytes = 1024 * 1024;
 // Offending values are quoted in messages up to this many bytes (after JSON
 // escaping), so a hostile value cannot flood the dead-letter stream or logs.
 constexpr size_t kMaxQuotedBytes = 64;
-
-// Variables the agent sets for itself, or that would let a job run code
-// outside its build or read credentials: refused in `env`.
-constexpr absl::string_view kReservedEnvNames[] = {
-    "PATH",
-    "HOME",
-    "CARGO_HOME",
-    "RUSTUP_HOME",
-    "CARGO_TARGET_DIR",
-    "RUSTC_WRAPPER",
-    "RUSTC_WORKSPACE_WRAPPER",
-    "CARGO_BUILD_RUSTC_WRAPPER",
-    "RUSTC",
-    "CARGO",
-    "GIT_DIR",
-    "GIT_SSH_COMMAND",
-    "GIT_ASKPASS",
-    "GIT_TOKEN",
-    "GITEA_TOKEN",
-    "REGISTRY_TOKEN",
-    "REDIS_PASSWORD",
-    "REDIS_URL",
-    "CI_CACHE_DIR",
-    "BASH_ENV",
-    "ENV",
-};
-// Any name with one of these prefixes is refused too.
-constexpr absl::string_view kReservedEnvPrefixes[] = {
-    "LD_", "GIT_CONFIG", "CARGO_REGISTRIES_", "CIAGENT_"};
 
 absl::string_view AbslView(std::string_view s) {
   return absl::string_view(s.data(), s.size());
@@ -173,20 +144,11 @@ absl::Status ValidateImageTag(absl::string_view tag) {
 }
 
 absl::Status ValidateEnvName(absl::string_view name) {
-  const bool valid =
-      !name.empty() && name.size() <= kMaxEnvNameBytes &&
-      !absl::ascii_isdigit(static_cast<unsigned char>(name[0])) &&
-      absl::c_all_of(name, [](char c) { return IsAlnum(c) || c == '_'; });
-  if (!valid) {
-    return Invalid(
-        "env", absl::StrCat("names must match ^[A-Za-z_][A-Za-z0-9_]{0,127}$",
-                            Got(name)));
+  if (!IsValidEnvName(name)) {
+    return Invalid("env", absl::StrCat("names must match ", kEnvNamePattern,
+                                       Got(name)));
   }
-  const auto has_prefix = [name](absl::string_view prefix) {
-    return absl::StartsWith(name, prefix);
-  };
-  if (absl::c_any_of(kReservedEnvPrefixes, has_prefix) ||
-      absl::c_linear_search(kReservedEnvNames, name)) {
+  if (IsReservedEnvName(name)) {
     return Invalid(absl::StrCat("env.", name), "reserved by the agent");
   }
   return absl::OkStatus();

@@ -18,6 +18,7 @@
 #include "absl/types/span.h"
 #include "ciagent/base/json_writer.h"
 #include "ciagent/base/status_macros.h"
+#include "ciagent/job/env_rules.h"
 #include "ciagent/oci/reference.h"
 
 namespace ciagent {
@@ -43,19 +44,6 @@ constexpr size_t kMaxEnvValueBytes = 4096;
 // Offending values are quoted up to this many bytes, so a hostile value
 // cannot flood the job's log or status.
 constexpr size_t kMaxQuotedBytes = 64;
-
-// Variables the agent sets itself, or that would run code around the build,
-// move its output, or reach credentials and the network setup.
-constexpr absl::string_view kReservedEnvNames[] = {
-    "PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "CARGO_TARGET_DIR",
-    "CARGO_BUILD_TARGET_DIR", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER",
-    "CARGO_BUILD_RUSTC_WRAPPER", "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
-    "RUSTC", "CARGO_BUILD_RUSTC", "RUSTDOC", "CARGO_BUILD_RUSTDOC", "CARGO",
-    "CARGO_INCREMENTAL", "CARGO_TERM_COLOR", "CI", "BASH_ENV", "ENV",
-    "SHELL", "GITEA_TOKEN"};
-constexpr absl::string_view kReservedEnvPrefixes[] = {
-    "LD_", "GIT_", "CARGO_REGISTRIES_", "CARGO_REGISTRY_", "CARGO_HTTP_",
-    "CARGO_NET_", "CIAGENT_", "REDIS_", "REGISTRY_", "SCCACHE_"};
 
 // A cargo argument the agent controls, and why.
 struct RefusedArg {
@@ -171,15 +159,6 @@ absl::string_view Suggestion(absl::string_view key,
     }
   }
   return best;
-}
-
-bool IsEnvName(absl::string_view name) {
-  return !name.empty() && name.size() <= 128 &&
-         !absl::ascii_isdigit(static_cast<unsigned char>(name[0])) &&
-         absl::c_all_of(name, [](char c) {
-           return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
-                  c == '_';
-         });
 }
 
 // Reads one table of the configuration, collecting warnings.
@@ -508,20 +487,14 @@ absl::Status ConfigReader::ReadEnv(
   for (const auto& [key, value] : InFileOrder(table)) {
     const std::string name(key);
     const std::string item_path = Join(path, name);
-    if (!IsEnvName(name)) {
+    if (!IsValidEnvName(name)) {
       return Invalid(item_path,
-                     "names must match ^[A-Za-z_][A-Za-z0-9_]{0,127}$");
+                     absl::StrCat("names must match ", kEnvNamePattern));
     }
-    if (reserved_names) {
-      const auto has_prefix = [&name](absl::string_view prefix) {
-        return absl::StartsWith(name, prefix);
-      };
-      if (absl::c_linear_search(kReservedEnvNames, name) ||
-          absl::c_any_of(kReservedEnvPrefixes, has_prefix)) {
-        return Invalid(item_path,
-                       "reserved by the agent (it controls the toolchain, "
-                       "paths, output and credentials of a build)");
-      }
+    if (reserved_names && IsReservedEnvName(name)) {
+      return Invalid(item_path,
+                     "reserved by the agent (it controls the toolchain, "
+                     "paths, output and credentials of a build)");
     }
     CIAGENT_ASSIGN_OR_RETURN(std::string text,
                              ReadString(*value, item_path, kMaxEnvValueBytes));
