@@ -3,8 +3,10 @@
 // entrypoint (packaging/entrypoint.sh → ci-consume → ci-build), take one job
 // each, fetch over HTTP with a token from a real git server, run real cargo,
 // build the passing crate's image with buildah and push it to a real
-// registry with Basic auth.
+// registry with Basic auth. And the poison-pill case: agents under a pod's
+// address-space limit get past a 300 MB entry and an entry without `job`.
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -14,7 +16,10 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "ciagent/job/job.h"
 #include "ciagent/queue/job_queue.h"
 #include "ciagent/queue/redis_client.h"
@@ -90,10 +95,10 @@ class AgentChainTest : public ::testing::Test {
                .timeout = absl::Minutes(5)};
   }
 
-  // One agent pod: the entrypoint with its own work dir, the shared cache.
-  std::unique_ptr<Subprocess> StartAgent(
-      const std::string& name, const std::string& redis_url,
-      const testing::RegistryServer& registry, const std::string& path) {
+  // One agent pod's settings: its own work dir, the shared cache.
+  testing::SubprocessOptions AgentOptions(const std::string& name,
+                                          const std::string& redis_url,
+                                          const std::string& path) {
     testing::SubprocessOptions options;
     options.env = {
         {"PATH", path},
@@ -106,18 +111,26 @@ class AgentChainTest : public ::testing::Test {
         {"CI_CONSUME_BIN",
          testing::PathFromEnv("CIAGENT_CI_CONSUME").value_or("")},
         {"CI_BUILD_BIN", testing::PathFromEnv("CIAGENT_CI_BUILD").value_or("")},
-        {"CI_IMAGE_BUILDER", "buildah"},
         {"GIT_USERNAME", "ci"},
         {"GIT_TOKEN", kGitToken},
-        {"REGISTRY_URL", registry.url()},
-        {"REGISTRY_USERNAME", "ci"},
-        {"REGISTRY_TOKEN", kRegistryToken},
     };
     options.unset_env = {"REDIS_PASSWORD", "CI_SECRET_ENV",
                          "CI_TARGET_DIR",  "CI_CARGO_HOME",
                          "GITEA_URL",      "CIAGENT_LOG_LEVEL"};
     options.stdout_path = dir_ + "/" + name + ".out";
     options.stderr_path = dir_ + "/" + name + ".log";
+    return options;
+  }
+
+  // One agent pod that builds images and pushes them to `registry`.
+  std::unique_ptr<Subprocess> StartAgent(
+      const std::string& name, const std::string& redis_url,
+      const testing::RegistryServer& registry, const std::string& path) {
+    testing::SubprocessOptions options = AgentOptions(name, redis_url, path);
+    options.env.insert({{"CI_IMAGE_BUILDER", "buildah"},
+                        {"REGISTRY_URL", registry.url()},
+                        {"REGISTRY_USERNAME", "ci"},
+                        {"REGISTRY_TOKEN", kRegistryToken}});
     absl::StatusOr<std::unique_ptr<Subprocess>> agent =
         Subprocess::Start({entrypoint_}, options);
     EXPECT_OK(agent.status());
@@ -213,6 +226,122 @@ TEST_F(AgentChainTest, TwoAgentsRunTwoJobsToTheirFinalStatusesAndPushTheImage) {
       client.Command({"XPENDING", queue_options.stream, queue_options.group});
   ASSERT_OK(pending.status());
   EXPECT_EQ(pending->elements[0].integer, 0);
+}
+
+
+// The issue's scenario: a stream holding a 300 MB entry, an entry without
+// `job`, then 3 good jobs; agents run as the entrypoint runs them, each
+// under a 1.5 GiB address-space limit, lease 2 s, max deliveries 3. The bad
+// entries are dead-lettered on their first claim, inside Redis; every good
+// job succeeds and no agent fails. Peak RSS of each ci-consume is printed
+// (docs/reliability.md quotes it).
+TEST_F(AgentChainTest, AgentsUnderAMemoryLimitGetPastPoisonPillsToTheGoodJobs) {
+  CIAGENT_REQUIRE_CARGO(path);
+  CIAGENT_START_REDIS(redis);
+  CIAGENT_START_GIT_SERVER(git, {.username = "ci", .password = kGitToken});
+  Job good = Publish(*git, "passing");
+  good.steps = {"check"};
+  ASSERT_OK_AND_ASSIGN(RedisOptions redis_options,
+                       RedisOptionsFromUrl(redis->url()));
+  QueueOptions queue_options{.consumer = "producer", .create_group = true};
+  JobQueue producer(redis_options, queue_options);
+  ASSERT_OK(producer.EnsureGroup());
+  RedisClient client(redis_options);
+  constexpr size_t kPoisonBytes = 300 * 1000 * 1000;
+  size_t entry_bytes = 0;
+  {
+    std::string doc = R"({"job_id":"poison","pad":")";
+    doc.append(kPoisonBytes, 'x');
+    doc.append("\"}");
+    entry_bytes = doc.size() + 3;  // + "job"
+    ASSERT_OK(client.Command({"XADD", "ci-jobs", "*", "job", doc}).status());
+  }
+  ASSERT_OK(client.Command({"XADD", "ci-jobs", "*", "payload", "no job"})
+                .status());
+  std::vector<std::string> good_ids;
+  for (int i = 1; i <= 3; ++i) {
+    Job job = good;
+    job.job_id = absl::StrCat("good-", i);
+    good_ids.push_back(job.job_id);
+    ASSERT_OK(producer.Enqueue(job).status());
+  }
+
+  // ci-consume through /usr/bin/time, for its peak RSS.
+  const std::string rss_file = dir_ + "/consume-rss";
+  const std::string consume = dir_ + "/ci-consume";
+  {
+    std::ofstream wrapper(consume);
+    wrapper << "#!/bin/sh\nexec /usr/bin/time -a -o '" << rss_file
+            << "' -f %M '"
+            << testing::PathFromEnv("CIAGENT_CI_CONSUME").value_or("")
+            << "' \"$@\"\n";
+  }
+  std::filesystem::permissions(consume, std::filesystem::perms::owner_all);
+  std::vector<std::unique_ptr<Subprocess>> agents;
+  const absl::Time start = absl::Now();
+  for (int i = 1; i <= 3; ++i) {
+    const std::string name = absl::StrCat("agent-", i);
+    testing::SubprocessOptions options =
+        AgentOptions(name, redis->url(), path);
+    options.env["CI_CONSUME_BIN"] = consume;
+    options.env["CI_LEASE"] = "2";
+    options.env["CI_MAX_DELIVERIES"] = "3";
+    options.env["CI_WAIT"] = "5";
+    options.env["CI_IMAGE_BUILDER"] = "none";
+    absl::StatusOr<std::unique_ptr<Subprocess>> agent = Subprocess::Start(
+        {"/bin/sh", "-c", "ulimit -v 1572864 && exec \"$0\"", entrypoint_},
+        options);
+    ASSERT_OK(agent.status());
+    agents.push_back(*std::move(agent));
+  }
+  for (int i = 1; i <= 3; ++i) {
+    EXPECT_THAT(agents[i - 1]->Wait(absl::Minutes(3)), IsOkAndHolds(0))
+        << testing::ReadFileOrEmpty(absl::StrCat(dir_, "/agent-", i, ".log"));
+  }
+  const absl::Duration took = absl::Now() - start;
+
+  for (const std::string& id : good_ids) {
+    absl::StatusOr<RedisReply> reply = client.Command(
+        {"HGET", queue_options.StatusKey(id), "status"});
+    ASSERT_OK(reply.status());
+    EXPECT_EQ(reply->str, "success") << id;
+  }
+  absl::StatusOr<RedisReply> dead =
+      client.Command({"XRANGE", "ci-jobs:dead", "-", "+"});
+  ASSERT_OK(dead.status());
+  std::vector<std::map<std::string, std::string>> letters;
+  for (const RedisReply& entry : dead->elements) {
+    std::map<std::string, std::string> fields;
+    const auto& kv = entry.elements[1].elements;
+    for (size_t i = 0; i + 1 < kv.size(); i += 2) {
+      fields[kv[i].str] = kv[i + 1].str.substr(0, 2048);
+    }
+    letters.push_back(std::move(fields));
+  }
+  ASSERT_EQ(letters.size(), 2u);
+  EXPECT_EQ(letters[0]["dead_reason"],
+            absl::StrCat("oversized entry: ", entry_bytes,
+                         " bytes, more than max_entry_bytes=1048576"));
+  EXPECT_EQ(letters[1]["dead_reason"], "malformed entry: no `job` field");
+  for (auto& letter : letters) EXPECT_EQ(letter["dead_deliveries"], "1");
+  absl::StatusOr<RedisReply> pending =
+      client.Command({"XPENDING", "ci-jobs", "ci-workers"});
+  ASSERT_OK(pending.status());
+  EXPECT_EQ(pending->elements[0].integer, 0);
+
+  int64_t peak_kib = 0;
+  for (absl::string_view line :
+       absl::StrSplit(testing::ReadFileOrEmpty(rss_file), '\n',
+                      absl::SkipEmpty())) {
+    int64_t kib = 0;
+    if (absl::SimpleAtoi(line, &kib)) peak_kib = std::max(peak_kib, kib);
+  }
+  EXPECT_GT(peak_kib, 0);
+  // Far below the entry: the agent never held it.
+  EXPECT_LT(peak_kib, 64 * 1024);
+  std::printf("poison pill %zu bytes: 3 agents in %s, peak RSS of ci-consume "
+              "%lld KiB\n", kPoisonBytes, absl::FormatDuration(took).c_str(),
+              static_cast<long long>(peak_kib));
 }
 
 }  // namespace
