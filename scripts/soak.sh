@@ -4,13 +4,14 @@
 # killed and restarted once; then every job's end state is checked.
 #
 #   scripts/soak.sh [--jobs 200] [--agents 4] [--kills 50] [--freezes K/10]
-#                   [--lease 5]
+#                   [--lease 5] [--poison-pill BYTES]
 #                   [--max-deliveries 20] [--seed N] [--steps test]
 #                   [--timeout 3600] [--build-dir build] [--keep]
 #
 # What runs, all on 127.0.0.1 in a temporary directory:
 # - redis-server with persistence (appendonly yes, appendfsync always) and a
-#   MONITOR transcript of every command it runs;
+#   MONITOR transcript of every command it runs (tests/soak/soak.py monitor:
+#   redis-cli cannot read a 300 MB MONITOR line);
 # - a git server with Basic auth (tests/testing/git_http_server.py) serving
 #   copies of the fixture crates `passing` (two commits, the second with
 #   another build cache key) and `failing_test`;
@@ -18,6 +19,9 @@
 #   about 1 in 10 on the failing one, 1 in 100 well-formed but unfetchable
 #   (a branch full of shell syntax), and 1 in 25 malformed (invalid JSON,
 #   no commit, job_id `../x`, a branch with spaces and shell metacharacters);
+#   with --poison-pill BYTES also one entry whose `job` is BYTES long (e.g.
+#   300000000), which must be dead-lettered unread; the agents then run
+#   under `ulimit -v 1572864` (1.5 GiB of address space, a pod's limit);
 # - --agents agent loops, each running packaging/entrypoint.sh (ci-consume,
 #   then ci-build --job) over and over inside `unshare --pid --fork
 #   --kill-child`, so a SIGKILL to it ends the agent and every process it
@@ -72,11 +76,12 @@ steps='test'
 timeout_s=3600
 build_dir=build
 keep=0
+poison_pill=""
 
 usage() { sed -n '2,/^set -euo/{/^set /d;s/^# \{0,1\}//;p}' "$0"; }
 while (($#)); do
   case $1 in
-    --jobs | --agents | --kills | --freezes | --lease | --max-deliveries | --seed | --steps | --timeout | --build-dir)
+    --jobs | --agents | --kills | --freezes | --lease | --max-deliveries | --seed | --steps | --timeout | --build-dir | --poison-pill)
       if (($# < 2)); then
         echo "soak: $1 needs a value" >&2
         exit 2
@@ -92,6 +97,7 @@ while (($#)); do
         --steps) steps=$2 ;;
         --timeout) timeout_s=$2 ;;
         --build-dir) build_dir=$2 ;;
+        --poison-pill) poison_pill=$2 ;;
       esac
       shift 2
       ;;
@@ -110,7 +116,7 @@ while (($#)); do
   esac
 done
 freezes=${freezes:-$(((kills + 9) / 10))}
-for n in "$jobs" "$agents" "$kills" "$freezes" "$lease" "$max_deliveries" "$seed" "$timeout_s"; do
+for n in "$jobs" "$agents" "$kills" "$freezes" "$lease" "$max_deliveries" "$seed" "$timeout_s" ${poison_pill:+"$poison_pill"}; do
   if [[ ! $n =~ ^[0-9]+$ ]]; then
     echo "soak: numbers expected, got '$n'" >&2
     exit 2
@@ -222,7 +228,8 @@ start_redis() {
     kill -0 "$redis_pid" 2>/dev/null || return 1
     sleep 0.1
   done
-  redis-cli -s "$sock" MONITOR >"$tmp/redis/monitor.$redis_lives.txt" 2>/dev/null &
+  python3 "$helper" monitor --socket "$sock" \
+    --out "$tmp/redis/monitor.$redis_lives.txt" 2>/dev/null &
   monitor_pid=$!
   for ((i = 0; i < 100; i++)); do
     redis-cli -s "$sock" CLIENT LIST 2>/dev/null | grep -q 'cmd=monitor' && break
@@ -313,7 +320,8 @@ python3 "$helper" enqueue --port "$redis_port" --dir "$tmp" --jobs "$jobs" \
   --pass-repo "http://127.0.0.1:$git_port/soak/passing.git" \
   --pass-commits "$(paste -sd, "$tmp/commits.passing")" \
   --fail-repo "http://127.0.0.1:$git_port/soak/failing.git" \
-  --fail-commit "$(cat "$tmp/commits.failing")" | sed 's/^/[soak] /'
+  --fail-commit "$(cat "$tmp/commits.failing")" \
+  ${poison_pill:+--poison-pill "$poison_pill"} | sed 's/^/[soak] /'
 
 # --- agents ---------------------------------------------------------------------------
 
@@ -326,19 +334,22 @@ agent_loop() {
     run=$((run + 1))
     name=agent$k-run$run
     printf '\n{"soak":"run","consumer":"%s"}\n' "$name" >>"$log"
-    env -u REDIS_PASSWORD -u REDIS_PASSWORD_FILE -u GIT_TOKEN_FILE \
-      -u GITEA_TOKEN -u GITEA_TOKEN_FILE -u CI_SECRET_ENV -u CI_TARGET_DIR \
-      -u CI_CARGO_HOME -u CI_CARGO_CONFIG -u CI_CA_FILE -u GITEA_URL \
-      -u REGISTRY_URL -u CIAGENT_LOG_LEVEL -u CI_RESULT_FILE \
-      -u CI_METRICS_FILE -u CI_METRICS_PUSHGATEWAY \
-      REDIS_URL="redis://127.0.0.1:$redis_port" POD_NAME="$name" \
-      CI_WORKDIR="$tmp/agents/agent$k" CI_CACHE_DIR="$tmp/cache" \
-      CI_WAIT=2 CI_LEASE="$lease" CI_MAX_DELIVERIES="$max_deliveries" \
-      CI_EXIT_CODE=agent CI_IMAGE_BUILDER=none \
-      CI_CONSUME_BIN="$consume_bin" CI_BUILD_BIN="$build_bin" \
-      GIT_USERNAME=soak GIT_TOKEN="$git_token" \
-      unshare --pid --fork --kill-child sh "$root/packaging/entrypoint.sh" \
-      </dev/null >>"$tmp/agents/agent$k.out" 2>>"$log" &
+    (
+      # A pod's memory limit, so that an agent receiving the pill would die.
+      if [[ -n $poison_pill ]]; then ulimit -v 1572864; fi
+      exec env -u REDIS_PASSWORD -u REDIS_PASSWORD_FILE -u GIT_TOKEN_FILE \
+        -u GITEA_TOKEN -u GITEA_TOKEN_FILE -u CI_SECRET_ENV -u CI_TARGET_DIR \
+        -u CI_CARGO_HOME -u CI_CARGO_CONFIG -u CI_CA_FILE -u GITEA_URL \
+        -u REGISTRY_URL -u CIAGENT_LOG_LEVEL -u CI_RESULT_FILE \
+        -u CI_METRICS_FILE -u CI_METRICS_PUSHGATEWAY \
+        REDIS_URL="redis://127.0.0.1:$redis_port" POD_NAME="$name" \
+        CI_WORKDIR="$tmp/agents/agent$k" CI_CACHE_DIR="$tmp/cache" \
+        CI_WAIT=2 CI_LEASE="$lease" CI_MAX_DELIVERIES="$max_deliveries" \
+        CI_EXIT_CODE=agent CI_IMAGE_BUILDER=none \
+        CI_CONSUME_BIN="$consume_bin" CI_BUILD_BIN="$build_bin" \
+        GIT_USERNAME=soak GIT_TOKEN="$git_token" \
+        unshare --pid --fork --kill-child sh "$root/packaging/entrypoint.sh"
+    ) </dev/null >>"$tmp/agents/agent$k.out" 2>>"$log" &
     pid=$!
     printf '%s %s\n' "$pid" "$name" >"$tmp/agents/agent$k.pid"
     rc=0
