@@ -9,11 +9,15 @@
 #include "ciagent/cache/build_cache.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/status_matchers.h"
 
 namespace ciagent {
 namespace {
 
+using ::ciagent::testing::IsOkAndHolds;
+using ::ciagent::testing::StatusIs;
 using ::testing::ElementsAre;
+using ::testing::IsEmpty;
 
 constexpr char kRustc[] =
     "rustc 1.95.0 (59807616e 2026-04-14)\n"
@@ -69,30 +73,45 @@ CacheKeyInputs Inputs() {
 TEST(ParseCargoLockTest, ReadsEveryPackageWithItsSourceAndChecksum) {
   EXPECT_THAT(
       ParseCargoLock(kLock),
-      ElementsAre(
+      IsOkAndHolds(ElementsAre(
           LockedPackage{"app", "0.1.0", "", ""},
           LockedPackage{"itoa", "1.0.1",
                         "registry+https://github.com/rust-lang/crates.io-index",
                         "1aab8fc367588b89dcee83ab0fd66b72b50b72fa1904d7095045ac"
                         "e2b0c81c35"},
           LockedPackage{"tool", "0.3.0",
-                        "git+https://git.example/tool?rev=abc#abc123", ""}));
+                        "git+https://git.example/tool?rev=abc#abc123", ""})));
 }
 
-TEST(ParseCargoLockTest, IgnoresOtherTablesAndGarbage) {
-  EXPECT_THAT(ParseCargoLock("[metadata]\nname = \"x\"\n\x01\xff[[\n"),
-              ::testing::IsEmpty());
-  EXPECT_THAT(ParseCargoLock(""), ::testing::IsEmpty());
+TEST(ParseCargoLockTest, IgnoresOtherTablesAndRefusesWhatIsNotToml) {
+  EXPECT_THAT(ParseCargoLock("[metadata]\nname = \"x\"\n"),
+              IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(ParseCargoLock(""), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(ParseCargoLock("[metadata]\n\x01\xff[[\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
-TEST(NormalizeManifestTest, KeepsDependencyTablesWithoutCommentsOrSpacing) {
+// The line parser read only `key = "value"` lines: a package written with
+// an inline table or keys in another order is the same package.
+TEST(ParseCargoLockTest, ReadsAnySpellingOfAnEntry) {
+  EXPECT_THAT(
+      ParseCargoLock("package = [\n"
+                     "  { version = \"1.0.1\", name = \"itoa\", source = 'registry+x' },\n"
+                     "  # one entry\n"
+                     "]\n"),
+      IsOkAndHolds(ElementsAre(LockedPackage{"itoa", "1.0.1", "registry+x", ""})));
+}
+
+TEST(NormalizeManifestTest, OneSortedLinePerValueWithoutCommentsOrSpacing) {
   EXPECT_EQ(NormalizeManifest(kManifest),
-            "[dependencies]\nitoa=\"1\"\n[profile.release]\nlto=false\n");
+            "dependencies.itoa = \"1\"\nprofile.release.lto = false\n");
 }
 
 TEST(NormalizeManifestTest, KeepsTargetPatchFeatureAndWorkspaceTables) {
   const std::string manifest = R"([target.'cfg(unix)'.dependencies]
 libc = "0.2"
+[workspace]
+resolver = "2"
 [workspace.dependencies]
 serde = { version = "1", features = ["derive"] }
 [features]
@@ -105,16 +124,122 @@ name = "tool"
 x = 1
 )";
   EXPECT_EQ(NormalizeManifest(manifest),
-            "[target.'cfg(unix)'.dependencies]\nlibc=\"0.2\"\n"
-            "[workspace.dependencies]\n"
-            "serde={version=\"1\",features=[\"derive\"]}\n"
-            "[features]\ndefault=[\"std\"]\n"
-            "[patch.crates-io]\nitoa={path=\"../itoa\"}\n");
+            "features.default = [\"std\"]\n"
+            "patch.crates-io.itoa.path = \"../itoa\"\n"
+            "workspace.resolver = \"2\"\n"
+            "workspace.dependencies.serde.features = [\"derive\"]\n"
+            "workspace.dependencies.serde.version = \"1\"\n"
+            "target.\"cfg(unix)\".dependencies.libc = \"0.2\"\n");
 }
 
 TEST(NormalizeManifestTest, KeepsAHashAndSpacesInsideAString) {
   EXPECT_EQ(NormalizeManifest("[dependencies]\nx = { git = \"a#b c\" } # c\n"),
-            "[dependencies]\nx={git=\"a#b c\"}\n");
+            "dependencies.x.git = \"a#b c\"\n");
+}
+
+// What the line parser got wrong: the same dependencies spelled another
+// way read differently, or a dependency was not seen at all.
+TEST(NormalizeManifestTest, DottedKeysInlineTablesAndSubtablesReadAlike) {
+  const std::string subtable =
+      "[dependencies.serde]\nversion = \"1\"\nfeatures = [\"derive\"]\n";
+  const std::string inline_table =
+      "[dependencies]\nserde = { features = [\"derive\"], version = \"1\" }\n";
+  const std::string dotted =
+      "dependencies.serde.version = \"1\"\n"
+      "dependencies.serde.features = [\"derive\"]\n";
+  const std::string expected =
+      "dependencies.serde.features = [\"derive\"]\n"
+      "dependencies.serde.version = \"1\"\n";
+  EXPECT_EQ(NormalizeManifest(subtable), expected);
+  EXPECT_EQ(NormalizeManifest(inline_table), expected);
+  EXPECT_EQ(NormalizeManifest(dotted), expected);
+}
+
+// The line parser dropped every top-level line before the first header, so
+// a dotted dependency key there did not count at all.
+TEST(NormalizeManifestTest, DottedKeyBeforeAnyHeaderCounts) {
+  const std::string one = "dependencies.serde.version = \"1\"\n[package]\nname = \"a\"\n";
+  const std::string two = "dependencies.serde.version = \"2\"\n[package]\nname = \"a\"\n";
+  EXPECT_NE(NormalizeManifest(one), NormalizeManifest(two));
+  EXPECT_EQ(NormalizeManifest(one), "dependencies.serde.version = \"1\"\n");
+}
+
+// The line parser judged a line by the last header only: a dependency
+// written as a dotted key under [workspace] or [target.'cfg(..)'] was lost.
+TEST(NormalizeManifestTest, DottedKeyUnderAParentTableCounts) {
+  EXPECT_EQ(NormalizeManifest("[workspace]\nmembers = [\"a\"]\n"
+                              "dependencies.serde = \"1\"\n"),
+            "workspace.dependencies.serde = \"1\"\n");
+  EXPECT_EQ(NormalizeManifest("[target.'cfg(unix)']\ndependencies.libc = \"0.2\"\n"),
+            "target.\"cfg(unix)\".dependencies.libc = \"0.2\"\n");
+  EXPECT_EQ(NormalizeManifest("[target]\n'cfg(unix)'.dependencies.libc = \"0.2\"\n"),
+            "target.\"cfg(unix)\".dependencies.libc = \"0.2\"\n");
+}
+
+// A dotted key under [package] is package metadata, not a dependency.
+TEST(NormalizeManifestTest, DottedKeyInAnotherTableIsNotADependency) {
+  EXPECT_EQ(NormalizeManifest("[package]\nname = \"a\"\n"
+                              "metadata.dependencies.x = \"1\"\n"),
+            "");
+}
+
+// The line parser took a line of a multi-line array that starts with '['
+// for a table header and stopped reading the table there.
+TEST(NormalizeManifestTest, NestedMultiLineArrayIsNotAHeader) {
+  const std::string manifest =
+      "[dependencies]\n"
+      "x = { version = \"1\", features = [\"a\"] }\n"
+      "[profile.release]\n"
+      "opt = [\n  [\"a\"],\n]\n"
+      "lto = true\n";
+  EXPECT_EQ(NormalizeManifest(manifest),
+            "dependencies.x.features = [\"a\"]\n"
+            "dependencies.x.version = \"1\"\n"
+            "profile.release.lto = true\n"
+            "profile.release.opt = [[\"a\"]]\n");
+}
+
+TEST(NormalizeManifestTest, MultiLineArraysReadAsTheirValues) {
+  const std::string one_line =
+      "[features]\ndefault = [\"std\", \"serde/derive\"]\n";
+  const std::string multi_line =
+      "[features]\ndefault = [\n  \"std\",   # always\n\n"
+      "  'serde/derive',\n]\n";
+  EXPECT_EQ(NormalizeManifest(one_line), NormalizeManifest(multi_line));
+  EXPECT_EQ(NormalizeManifest(multi_line),
+            "features.default = [\"std\",\"serde/derive\"]\n");
+  // A changed item on a continuation line still counts.
+  EXPECT_NE(NormalizeManifest(multi_line),
+            NormalizeManifest(absl::StrReplaceAll(
+                multi_line, {{"'serde/derive'", "'serde/rc'"}})));
+}
+
+TEST(NormalizeManifestTest, TargetCfgTablesInEverySpellingReadAlike) {
+  const std::string header =
+      "[target.'cfg(target_os = \"linux\")'.dependencies]\nlibc = \"0.2\"\n";
+  const std::string quoted_header =
+      "[target.\"cfg(target_os = \\\"linux\\\")\".dependencies]\n"
+      "libc = \"0.2\"\n";
+  const std::string dotted =
+      "target.'cfg(target_os = \"linux\")'.dependencies.libc = \"0.2\"\n";
+  const std::string expected =
+      "target.\"cfg(target_os = \\\"linux\\\")\".dependencies.libc = \"0.2\"\n";
+  EXPECT_EQ(NormalizeManifest(header), expected);
+  EXPECT_EQ(NormalizeManifest(quoted_header), expected);
+  EXPECT_EQ(NormalizeManifest(dotted), expected);
+  // Another cfg is another dependency set.
+  EXPECT_NE(NormalizeManifest(header),
+            NormalizeManifest(absl::StrReplaceAll(header, {{"linux", "macos"}})));
+}
+
+TEST(NormalizeManifestTest, KeyOrderWithinATableDoesNotMatter) {
+  EXPECT_EQ(NormalizeManifest("[dependencies]\nb = \"1\"\na = \"2\"\n"),
+            NormalizeManifest("[dependencies]\na = \"2\"\nb = \"1\"\n"));
+}
+
+TEST(NormalizeManifestTest, TextThatIsNotTomlIsKeptWhole) {
+  EXPECT_EQ(NormalizeManifest("[dependencies\nx = 1\n"),
+            "invalid TOML\n[dependencies\nx = 1\n");
 }
 
 TEST(WorkspacePackageNamesTest, NamesEachPackageOnce) {
@@ -122,8 +247,10 @@ TEST(WorkspacePackageNamesTest, NamesEachPackageOnce) {
                   {{"Cargo.toml", kManifest},
                    {"b/Cargo.toml", "[package]\nname = 'b-tool'\n"},
                    {"ws/Cargo.toml", "[workspace]\nmembers = [\"b\"]\n"},
-                   {"c/Cargo.toml", kManifest}}),
-              ElementsAre("app", "b-tool"));
+                   {"c/Cargo.toml", kManifest},
+                   {"d/Cargo.toml", "package = { name = \"d\" }\n"},
+                   {"e/Cargo.toml", "[package\nname = \"e\"\n"}}),
+              ElementsAre("app", "b-tool", "d"));
 }
 
 TEST(IsCacheRelevantEnvTest, CountsFlagsAndCargoBuildSettingsOnly) {
@@ -226,6 +353,30 @@ TEST(ComputeCacheKeyTest, ManifestDependencyChangeMovesOnlyTheExactKey) {
   const CacheKey b = ComputeCacheKey(features);
   EXPECT_NE(a.exact, b.exact);
   EXPECT_EQ(a.fallback, b.fallback);
+}
+
+TEST(ComputeCacheKeyTest, RespellingTheManifestLeavesTheKeyAlone) {
+  CacheKeyInputs respelled = Inputs();
+  respelled.manifests = {
+      {"Cargo.toml",
+       "profile.release.lto = false\n"
+       "dependencies.itoa = '1'\n"
+       "[package]\n"
+       "edition = \"2021\"\n"
+       "version = \"0.1.0\"\n"
+       "name = \"app\"\n"}};
+  EXPECT_EQ(ComputeCacheKey(respelled).exact, ComputeCacheKey(Inputs()).exact);
+}
+
+TEST(ComputeCacheKeyTest, LockfileThatIsNotTomlStillDecidesTheExactKey) {
+  CacheKeyInputs one = Inputs();
+  one.cargo_lock = "[[package]\nname = \"a\"\n";
+  CacheKeyInputs two = Inputs();
+  two.cargo_lock = "[[package]\nname = \"b\"\n";
+  const CacheKey a = ComputeCacheKey(one);
+  EXPECT_NE(a.exact, ComputeCacheKey(two).exact);
+  EXPECT_NE(a.exact, ComputeCacheKey(Inputs()).exact);
+  EXPECT_EQ(a.fallback, ComputeCacheKey(Inputs()).fallback);
 }
 
 TEST(ComputeCacheKeyTest, ManifestOrderDoesNotMatter) {

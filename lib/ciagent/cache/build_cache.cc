@@ -12,18 +12,24 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
+#include <string_view>
 #include <system_error>
+#include <toml++/toml.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "ciagent/base/atomic_file.h"
+#include "ciagent/base/json_writer.h"
 #include "ciagent/base/log.h"
 #include "ciagent/base/process_runner.h"
 #include "ciagent/base/status_macros.h"
@@ -54,108 +60,105 @@ void AddField(std::string* out, absl::string_view name,
   absl::StrAppend(out, name, " ", value.size(), "\n", value, "\n");
 }
 
-// `line` without a trailing `# comment` (a '#' inside a string is kept).
-absl::string_view StripComment(absl::string_view line) {
-  char quote = 0;
-  for (size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quote != 0) {
-      if (c == '\\' && quote == '"') {
-        ++i;
-      } else if (c == quote) {
-        quote = 0;
+// toml++ speaks std::string_view; absl's is a distinct type here.
+std::string_view StdView(absl::string_view s) { return {s.data(), s.size()}; }
+
+// The parsed document, or nullopt when `text` is not valid TOML. toml++
+// reports errors by exception; none leaves this file.
+std::optional<toml::table> ParseToml(absl::string_view text) {
+  try {
+    return toml::parse(StdView(text));
+  } catch (const toml::parse_error&) {
+    return std::nullopt;
+  }
+}
+
+// A key as it appears in the normalized form: bare when TOML allows it,
+// else JSON-quoted.
+std::string KeyText(std::string_view key) {
+  const bool bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+           c == '-';
+  });
+  return bare ? std::string(key) : JsonQuote(absl::string_view(key.data(), key.size()));
+}
+
+template <typename T>
+std::string Streamed(const T& value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+// One value in one canonical spelling: strings JSON-quoted, floats with
+// every digit, arrays in their order, tables inline with sorted keys.
+std::string ValueText(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string: {
+      const std::string& text = node.as_string()->get();
+      return JsonQuote(text);
+    }
+    case toml::node_type::integer:
+      return absl::StrCat(node.as_integer()->get());
+    case toml::node_type::floating_point:
+      return absl::StrFormat("%.17g", node.as_floating_point()->get());
+    case toml::node_type::boolean:
+      return node.as_boolean()->get() ? "true" : "false";
+    case toml::node_type::date:
+      return Streamed(*node.as_date());
+    case toml::node_type::time:
+      return Streamed(*node.as_time());
+    case toml::node_type::date_time:
+      return Streamed(*node.as_date_time());
+    case toml::node_type::array: {
+      std::vector<std::string> items;
+      for (const toml::node& item : *node.as_array()) {
+        items.push_back(ValueText(item));
       }
-    } else if (c == '"' || c == '\'') {
-      quote = c;
-    } else if (c == '#') {
-      return line.substr(0, i);
+      return absl::StrCat("[", absl::StrJoin(items, ","), "]");
     }
-  }
-  return line;
-}
-
-// `line` without its comment and without whitespace outside strings:
-// `a = { x = "1 2" }  # c` -> `a={x="1 2"}`. TOML keys and values mean the
-// same either way.
-std::string CompactLine(absl::string_view line) {
-  line = StripComment(line);
-  std::string out;
-  char quote = 0;
-  for (size_t i = 0; i < line.size(); ++i) {
-    const char c = line[i];
-    if (quote != 0) {
-      out.push_back(c);
-      if (c == '\\' && quote == '"' && i + 1 < line.size()) {
-        out.push_back(line[++i]);
-      } else if (c == quote) {
-        quote = 0;
+    case toml::node_type::table: {
+      // toml++ keeps a table's keys sorted.
+      std::vector<std::string> items;
+      for (const auto& [key, value] : *node.as_table()) {
+        items.push_back(absl::StrCat(KeyText(key.str()), "=", ValueText(value)));
       }
-    } else if (c == '"' || c == '\'') {
-      quote = c;
-      out.push_back(c);
-    } else if (!absl::ascii_isspace(static_cast<unsigned char>(c))) {
-      out.push_back(c);
+      return absl::StrCat("{", absl::StrJoin(items, ","), "}");
     }
+    default:
+      return "?";
   }
-  return out;
 }
 
-// The table name of a header line ("[dependencies.serde]" ->
-// "dependencies.serde", "[[bin]]" -> "bin"), spaces removed.
-std::string TableName(absl::string_view header) {
-  std::string name;
-  for (char c : header) {
-    if (c != '[' && c != ']' && c != ' ' && c != '\t') name.push_back(c);
+// One `<path> = <value>` line per leaf under `node`, keys sorted. A table,
+// whether written as [a.b], a.b = ... or a = { b = ... }, is a step of the
+// path, so every spelling of the same data gives the same lines.
+void AppendFlattened(const toml::node& node, const std::string& path,
+                     std::string* out) {
+  const toml::table* table = node.as_table();
+  if (table == nullptr || table->empty()) {
+    absl::StrAppend(out, path, " = ", ValueText(node), "\n");
+    return;
   }
-  return name;
+  for (const auto& [key, value] : *table) {
+    AppendFlattened(value, absl::StrCat(path, ".", KeyText(key.str())), out);
+  }
 }
 
-bool IsDependencyTable(absl::string_view table) {
-  for (absl::string_view kind :
-       {"dependencies", "dev-dependencies", "dev_dependencies",
-        "build-dependencies", "build_dependencies"}) {
-    if (table == kind || absl::StartsWith(table, absl::StrCat(kind, "."))) {
-      return true;
-    }
-  }
-  return false;
-}
+constexpr std::string_view kDependencyKinds[] = {
+    "dependencies", "dev-dependencies", "dev_dependencies",
+    "build-dependencies", "build_dependencies"};
 
-bool IsRelevantTable(absl::string_view table) {
-  if (IsDependencyTable(table)) return true;
-  if (table == "features" || table == "replace" || table == "patch" ||
-      absl::StartsWith(table, "patch.") || table == "profile" ||
-      absl::StartsWith(table, "profile.") ||
-      table == "workspace.dependencies" ||
-      absl::StartsWith(table, "workspace.dependencies.")) {
-    return true;
-  }
-  // [target.'cfg(unix)'.dependencies], [target.x86_64-unknown-linux-gnu
-  // .build-dependencies.foo]: the part after the target's name.
-  if (absl::StartsWith(table, "target.")) {
-    for (absl::string_view kind :
-         {".dependencies", ".dev-dependencies", ".dev_dependencies",
-          ".build-dependencies", ".build_dependencies"}) {
-      if (absl::StrContains(table, kind)) return true;
-    }
-  }
-  return false;
-}
+// Top-level tables that decide how dependencies are built.
+constexpr std::string_view kRelevantTopLevel[] = {
+    "dependencies", "dev-dependencies", "dev_dependencies",
+    "build-dependencies", "build_dependencies", "features", "patch",
+    "replace", "profile"};
 
-// `key = "value"` -> value; false when the line is not such a string pair.
-bool StringValue(absl::string_view line, absl::string_view key,
-                 std::string* value) {
-  absl::string_view rest = absl::StripAsciiWhitespace(line);
-  if (!absl::ConsumePrefix(&rest, key)) return false;
-  rest = absl::StripLeadingAsciiWhitespace(rest);
-  if (!absl::ConsumePrefix(&rest, "=")) return false;
-  rest = absl::StripAsciiWhitespace(StripComment(rest));
-  if (rest.size() < 2 || (rest.front() != '"' && rest.front() != '\'') ||
-      rest.back() != rest.front()) {
-    return false;
-  }
-  *value = std::string(rest.substr(1, rest.size() - 2));
-  return true;
+const toml::table* Subtable(const toml::table* table, std::string_view key) {
+  if (table == nullptr) return nullptr;
+  const toml::node* node = table->get(key);
+  return node != nullptr ? node->as_table() : nullptr;
 }
 
 std::string HostTriple(absl::string_view rustc_version) {
@@ -294,27 +297,29 @@ constexpr absl::string_view kCargoSubdirs[] = {
 
 }  // namespace
 
-std::vector<LockedPackage> ParseCargoLock(absl::string_view cargo_lock) {
+absl::StatusOr<std::vector<LockedPackage>> ParseCargoLock(
+    absl::string_view cargo_lock) {
+  std::optional<toml::table> document = ParseToml(cargo_lock);
+  if (!document.has_value()) {
+    return absl::InvalidArgumentError("Cargo.lock: not valid TOML");
+  }
   std::vector<LockedPackage> packages;
-  bool in_package = false;
-  for (absl::string_view line : absl::StrSplit(cargo_lock, '\n')) {
-    line = absl::StripAsciiWhitespace(line);
-    if (absl::StartsWith(line, "[")) {
-      in_package = TableName(line) == "package" && absl::StartsWith(line, "[[");
-      if (in_package) packages.emplace_back();
-      continue;
-    }
-    if (!in_package) continue;
-    LockedPackage& package = packages.back();
-    std::string value;
-    if (StringValue(line, "name", &value)) {
-      package.name = value;
-    } else if (StringValue(line, "version", &value)) {
-      package.version = value;
-    } else if (StringValue(line, "source", &value)) {
-      package.source = value;
-    } else if (StringValue(line, "checksum", &value)) {
-      package.checksum = value;
+  const toml::array* entries = nullptr;
+  if (const toml::node* node = document->get("package")) {
+    entries = node->as_array();
+  }
+  if (entries == nullptr) return packages;
+  for (const toml::node& entry : *entries) {
+    const toml::table* table = entry.as_table();
+    if (table == nullptr) continue;
+    LockedPackage& package = packages.emplace_back();
+    for (auto [key, field] :
+         {std::pair{"name", &package.name}, std::pair{"version", &package.version},
+          std::pair{"source", &package.source},
+          std::pair{"checksum", &package.checksum}}) {
+      if (const toml::node* value = table->get(key); value && value->is_string()) {
+        *field = value->as_string()->get();
+      }
     }
   }
   return packages;
@@ -340,18 +345,42 @@ bool IsCacheRelevantEnv(absl::string_view name) {
 }
 
 std::string NormalizeManifest(absl::string_view manifest) {
+  std::optional<toml::table> document = ParseToml(manifest);
+  // Cargo refuses such a manifest; its bytes keep the key exact.
+  if (!document.has_value()) return absl::StrCat("invalid TOML\n", manifest);
   std::string out;
-  bool relevant = false;
-  for (absl::string_view raw : absl::StrSplit(manifest, '\n')) {
-    const std::string line = CompactLine(raw);
-    if (line.empty()) continue;
-    if (line.front() == '[') {
-      const std::string table = TableName(line);
-      relevant = IsRelevantTable(table);
-      if (relevant) absl::StrAppend(&out, "[", table, "]\n");
-      continue;
+  for (std::string_view key : kRelevantTopLevel) {
+    if (const toml::node* node = document->get(key)) {
+      AppendFlattened(*node, KeyText(key), &out);
     }
-    if (relevant) absl::StrAppend(&out, line, "\n");
+  }
+  for (const char* owner : {"package", "workspace"}) {
+    if (const toml::table* table = Subtable(&*document, owner)) {
+      if (const toml::node* resolver = table->get("resolver")) {
+        AppendFlattened(*resolver, absl::StrCat(owner, ".resolver"), &out);
+      }
+    }
+  }
+  if (const toml::table* workspace = Subtable(&*document, "workspace")) {
+    if (const toml::node* node = workspace->get("dependencies")) {
+      AppendFlattened(*node, "workspace.dependencies", &out);
+    }
+  }
+  // [target.'cfg(unix)'.dependencies] and the like; a target's other keys
+  // (linker, runner) live in .cargo/config, not here.
+  if (const toml::table* targets = Subtable(&*document, "target")) {
+    for (const auto& [name, node] : *targets) {
+      const toml::table* target = node.as_table();
+      if (target == nullptr) continue;
+      for (std::string_view kind : kDependencyKinds) {
+        if (const toml::node* deps = target->get(kind)) {
+          AppendFlattened(*deps,
+                          absl::StrCat("target.", KeyText(name.str()), ".",
+                                       KeyText(kind)),
+                          &out);
+        }
+      }
+    }
   }
   return out;
 }
@@ -360,18 +389,12 @@ std::vector<std::string> WorkspacePackageNames(
     const std::vector<std::pair<std::string, std::string>>& manifests) {
   std::vector<std::string> names;
   for (const auto& [path, contents] : manifests) {
-    bool in_package = false;
-    for (absl::string_view line : absl::StrSplit(contents, '\n')) {
-      line = absl::StripAsciiWhitespace(StripComment(line));
-      if (absl::StartsWith(line, "[")) {
-        in_package = TableName(line) == "package";
-        continue;
-      }
-      std::string value;
-      if (in_package && StringValue(line, "name", &value)) {
-        names.push_back(value);
-        break;
-      }
+    std::optional<toml::table> document = ParseToml(contents);
+    if (!document.has_value()) continue;
+    const toml::table* package = Subtable(&*document, "package");
+    const toml::node* name = package ? package->get("name") : nullptr;
+    if (name != nullptr && name->is_string()) {
+      names.push_back(name->as_string()->get());
     }
   }
   std::sort(names.begin(), names.end());
@@ -394,15 +417,22 @@ CacheKey ComputeCacheKey(const CacheKeyInputs& inputs) {
   for (const auto& [name, value] : env) AddField(&common, name, value);
 
   std::string exact = absl::StrCat("exact\n", common);
-  std::vector<LockedPackage> packages = ParseCargoLock(inputs.cargo_lock);
-  std::vector<std::string> external;
-  for (const LockedPackage& p : packages) {
-    if (p.source.empty()) continue;
-    external.push_back(
-        absl::StrCat(p.name, " ", p.version, " ", p.source, " ", p.checksum));
+  AddField(&exact, "format", absl::StrCat(kCacheKeyFormat));
+  absl::StatusOr<std::vector<LockedPackage>> packages =
+      ParseCargoLock(inputs.cargo_lock);
+  if (packages.ok()) {
+    std::vector<std::string> external;
+    for (const LockedPackage& p : *packages) {
+      if (p.source.empty()) continue;
+      external.push_back(absl::StrCat(p.name, " ", p.version, " ", p.source,
+                                      " ", p.checksum));
+    }
+    std::sort(external.begin(), external.end());
+    for (const std::string& line : external) AddField(&exact, "package", line);
+  } else {
+    // Cargo refuses such a lockfile; its bytes keep the key exact.
+    AddField(&exact, "unparsed-lock", inputs.cargo_lock);
   }
-  std::sort(external.begin(), external.end());
-  for (const std::string& line : external) AddField(&exact, "package", line);
   std::vector<std::pair<std::string, std::string>> manifests;
   for (const auto& [path, contents] : inputs.manifests) {
     manifests.emplace_back(path, NormalizeManifest(contents));

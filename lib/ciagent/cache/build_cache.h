@@ -21,8 +21,10 @@
 // dependencies can be reused: the `rustc -vV` text of the toolchain, the
 // target triple, the profile set, the build-relevant environment
 // (IsCacheRelevantEnv), the external packages of Cargo.lock (entries with a
-// `source`: name, version, source, checksum; sorted) and the manifests'
-// dependency-relevant sections (NormalizeManifest). The fallback key hashes
+// `source`: name, version, source, checksum; sorted), the manifests'
+// dependency-relevant sections (NormalizeManifest) and the key's format
+// (kCacheKeyFormat). Both files are read with a TOML parser (toml++), so
+// every spelling of the same data gives the same key. The fallback key hashes
 // the same inputs minus the lockfile and the manifests: a project whose
 // dependencies changed starts from the newest target dir built with the
 // same toolchain, target, profile set and environment, and cargo rebuilds
@@ -97,6 +99,13 @@ struct CacheKey {
   std::string fallback;  // likewise
 };
 
+// The form of the exact key's inputs; hashed into the exact key, so a
+// change of form never reads an old entry as a match. 2: manifests and
+// Cargo.lock read with toml++, the manifest normalized to sorted
+// `path = value` lines (1: a line parser's compacted text). The fallback
+// key's inputs did not change with it: old dirs stay valid fallback sources.
+inline constexpr int kCacheKeyFormat = 2;
+
 // One `[[package]]` entry of Cargo.lock.
 struct LockedPackage {
   std::string name;
@@ -107,10 +116,12 @@ struct LockedPackage {
   friend bool operator==(const LockedPackage&, const LockedPackage&) = default;
 };
 
-// The `[[package]]` entries of a Cargo.lock, in file order. Reads the
-// `name`, `version`, `source` and `checksum` lines of each entry; anything
-// else is ignored, so no input fails.
-std::vector<LockedPackage> ParseCargoLock(absl::string_view cargo_lock);
+// The `[[package]]` entries of a Cargo.lock, in file order, each with its
+// `name`, `version`, `source` and `checksum` strings (empty when absent);
+// other keys and tables are ignored. An empty text has no entries.
+// kInvalidArgument when the text is not valid TOML.
+absl::StatusOr<std::vector<LockedPackage>> ParseCargoLock(
+    absl::string_view cargo_lock);
 
 // True for variables that change what rustc or build scripts produce:
 // RUSTFLAGS, RUSTDOCFLAGS, CARGO_ENCODED_RUSTFLAGS,
@@ -121,18 +132,27 @@ std::vector<LockedPackage> ParseCargoLock(absl::string_view cargo_lock);
 // fast, not what), RUSTC_WRAPPER (sccache does not change the output).
 bool IsCacheRelevantEnv(absl::string_view name);
 
-// The dependency-relevant content of a Cargo.toml: the lines of the tables
-// that decide how dependencies are built — [dependencies],
-// [dev-dependencies], [build-dependencies], their [target.'cfg'.*] forms
-// and [dependencies.<name>]-style subtables, [workspace.dependencies],
-// [features], [patch.*], [replace], [profile.*] — each line with its
-// comment and its whitespace outside strings removed, blank lines dropped,
-// table headers kept (`[dependencies]`, then `itoa="1"`). Edits elsewhere
-// (package metadata, comments, formatting, a workspace crate's version) leave
-// it unchanged.
+// The dependency-relevant content of a Cargo.toml, parsed as TOML:
+// [dependencies], [dev-dependencies], [build-dependencies] (and their
+// snake_case spellings), their [target.<name>.*] forms, [features],
+// [patch.*], [replace], [profile.*], [workspace.dependencies] and the
+// `resolver` of [package] and [workspace]. Each leaf value is one line
+// `<dotted key path> = <value>`, keys sorted, bare keys bare and others
+// JSON-quoted, strings JSON-quoted, arrays kept in order, tables inside
+// arrays inline with sorted keys:
+//   dependencies.serde.features = ["derive"]
+//   dependencies.serde.version = "1"
+//   target."cfg(unix)".dependencies.libc = "0.2"
+// So `[dependencies.serde]`, `dependencies.serde.version = ...` and
+// `serde = { version = ... }` read alike, and comments, whitespace, line
+// breaks inside arrays, quoting style and key order do not count; edits
+// elsewhere (package metadata, a workspace crate's version) leave it
+// unchanged. Text that is not valid TOML gives "invalid TOML\n" and the
+// text itself (cargo refuses it; the key still follows every byte).
 std::string NormalizeManifest(absl::string_view manifest);
 
-// The `[package] name`s of the manifests: the workspace's own crates.
+// The `[package] name`s of the manifests: the workspace's own crates,
+// sorted, each once. Manifests that are not valid TOML are skipped.
 std::vector<std::string> WorkspacePackageNames(
     const std::vector<std::pair<std::string, std::string>>& manifests);
 
