@@ -3,9 +3,10 @@
 # (g++-aarch64-linux-gnu against an arm64 sysroot of Debian's own :arm64
 # packages) and runs them under emulation (qemu-aarch64-static as meson's
 # exe_wrapper): the unit suite, the integration tests that need only
-# redis-server and the git server, and one job end to end through an
-# aarch64 ci-consume. The services stay native processes on 127.0.0.1; only
-# libciagent's programs are aarch64.
+# redis-server and the git server, and one job end to end through the
+# aarch64 ci-consume, ci-build and ci-cache-prune (scripts/test-arm64-e2e.sh).
+# The services stay native processes on 127.0.0.1; only libciagent's
+# programs are aarch64. docs/deployment.md ("ARM64") tells the details.
 #
 #   scripts/test-arm64.sh [--unit-only] [BUILD_DIR]   (default: build-arm64)
 #
@@ -17,13 +18,15 @@
 # BUILD_DIR with that cross file once. No :arm64 package is ever installed:
 # libgit2-dev, libsimdjson-dev and libhttp-parser-dev are not Multi-Arch:
 # same, and installing their arm64 builds would remove the amd64 ones the
-# native build needs. The sysroot is rebuilt when the package list changes.
+# native build needs. The sysroot is rebuilt when the package list or a
+# package's candidate version changes.
 #
 # --unit-only builds and runs the unit suite only (the short version).
 # scripts/bootstrap.sh runs first (meson, ninja, redis-server, git, python3
-# for the native services; nothing to do when all is there). Heavy steps run under `nice -n 19` with
-# two ninja jobs; CIAGENT_ARM64_JOBS changes the job count. Timeouts are
-# multiplied by CIAGENT_ARM64_TIMEOUT_MULTIPLIER (default 4) for emulation.
+# for the native services; nothing to do when all is there). Heavy steps
+# run under `nice -n 19` with two ninja jobs; CIAGENT_ARM64_JOBS changes the
+# job count. Timeouts are multiplied by CIAGENT_ARM64_TIMEOUT_MULTIPLIER
+# (default 4) for emulation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
