@@ -1,7 +1,7 @@
 // Runs the ci-build binary against a real redis-server and real cargo, and
 // checks its documented contract: the job's final status and fields, the
-// log stream, the ack, cancel, SIGTERM, timeouts, masking, local mode and
-// exit codes.
+// log stream, the ack, cancel, SIGTERM, timeouts, masking, the repository's
+// configuration, local mode and exit codes.
 #include <signal.h>
 #include <simdjson.h>
 #include <sys/stat.h>
@@ -145,6 +145,12 @@ class CiBuildTest : public ::testing::Test {
       if (absl::StrContains(line, needle)) return true;
     }
     return false;
+  }
+
+  // Appends `text` to the claimed checkout's Cargo.toml: the repository's
+  // own [package.metadata.ciagent] table.
+  void AppendToManifest(absl::string_view text) {
+    std::ofstream(workdir_ + "/src/Cargo.toml", std::ios::app) << text;
   }
 
   // A stand-in cargo (for behaviour that does not depend on what cargo
@@ -321,6 +327,82 @@ TEST_F(CiBuildTest, LogIsCappedWithOneTruncationMarker) {
   }
   EXPECT_EQ(markers, 1);
   EXPECT_FALSE(LogContains("check|stdout|5000"));
+}
+
+// The repository's configuration under the job's, as queue mode records it:
+// feature_gated's tests compile only with the feature the repository asks
+// for, and the effective configuration lands in the status hash and the
+// result JSON alike.
+TEST_F(CiBuildTest, QueuedJobRecordsTheRepositoryConfigurationItRanWith) {
+  CIAGENT_REQUIRE_CARGO(path);
+  CIAGENT_START_REDIS(redis);
+  ClaimJob(*redis, "feature_gated", Job{.steps = {"check", "test"}});
+  AppendToManifest(
+      "\n[package.metadata.ciagent]\n"
+      "steps = [\"check\", \"build\", \"test\", \"clippy\"]\n"
+      "features = [\"extra\"]\n"
+      "env = { FEATURE_GATED_MODE = \"configured\" }\n"
+      "timeout = \"20m\"\n"
+      "[package.metadata.ciagent.clippy]\n"
+      "allow-failure = true\n");
+
+  int code = Run({"--job", workdir_ + "/job.json", "--result",
+                  dir_ + "/result.json"},
+                 {{"PATH", path}});
+
+  EXPECT_EQ(code, kSuccess) << ReadFileOrEmpty(dir_ + "/stderr");
+  EXPECT_EQ(StatusField("status"), "success");
+  EXPECT_EQ(StatusField("tests_passed"), "1");
+  EXPECT_TRUE(LogContains("|agent|config (from package.metadata.ciagent): "));
+  const std::string status_config = StatusField("config");
+  simdjson::dom::parser status_parser;
+  simdjson::dom::element config;
+  ASSERT_EQ(status_parser.parse(status_config).get(config), simdjson::SUCCESS)
+      << status_config;
+  EXPECT_EQ(std::string_view(config["source"]), "package.metadata.ciagent");
+  EXPECT_EQ(std::string_view(config["features"].at(0)), "extra");
+  EXPECT_EQ(std::string_view(config["env"]["FEATURE_GATED_MODE"]),
+            "configured");
+  EXPECT_EQ(int64_t(config["timeout_s"]), 20 * 60);
+  EXPECT_TRUE(bool(config["clippy"]["allow_failure"]));
+  // The job's steps win over the repository's.
+  EXPECT_EQ(simdjson::minify(config["steps"]), R"(["check","test"])");
+
+  simdjson::dom::parser result_parser;
+  simdjson::dom::element result;
+  ASSERT_EQ(result_parser.load(dir_ + "/result.json").get(result),
+            simdjson::SUCCESS);
+  EXPECT_EQ(std::string_view(result["status"]), "success");
+  EXPECT_EQ(simdjson::minify(result["config"]), simdjson::minify(config));
+}
+
+// A configuration the repository must fix ends the job `error`, not
+// requeued, with the key's path and the rule as the reason.
+TEST_F(CiBuildTest, BadRepositoryConfigurationEndsTheJobErrorNamingTheKey) {
+  CIAGENT_REQUIRE_CARGO(path);
+  CIAGENT_START_REDIS(redis);
+  ClaimJob(*redis, "passing", Job{.steps = {"check"}});
+  AppendToManifest(
+      "\n[package.metadata.ciagent.clippy]\nallow-failure = \"yes\"\n");
+
+  int code = Run({"--job", workdir_ + "/job.json", "--result",
+                  dir_ + "/result.json"},
+                 {{"PATH", path}});
+
+  constexpr char kReason[] =
+      "package.metadata.ciagent.clippy.allow-failure: expected a boolean, "
+      "got \"yes\"";
+  EXPECT_EQ(code, kBuildFailed) << ReadFileOrEmpty(dir_ + "/stderr");
+  EXPECT_EQ(StatusField("status"), "error");
+  EXPECT_EQ(StatusField("reason"), kReason);
+  EXPECT_EQ(PendingEntries(), 0);
+  EXPECT_TRUE(LogContains(absl::StrCat("|agent|build could not run: ", kReason)));
+  EXPECT_FALSE(LogContains("check|"));
+  simdjson::dom::parser parser;
+  simdjson::dom::element result;
+  ASSERT_EQ(parser.load(dir_ + "/result.json").get(result), simdjson::SUCCESS);
+  EXPECT_EQ(std::string_view(result["status"]), "error");
+  EXPECT_EQ(std::string_view(result["reason"]), kReason);
 }
 
 TEST_F(CiBuildTest, LocalModeBuildsACheckoutAndPrintsASummary) {
