@@ -1,13 +1,18 @@
 // The image step inside the pipeline: the fixture crate with a FROM-scratch
 // Dockerfile is built by cargo, its image by buildah, and pushed to a real
-// registry; skopeo reads it back.
+// registry; skopeo reads it back. The repository's configuration chooses
+// the Dockerfile and the image name.
 #include "ciagent/image/image_step.h"
 
+#include <sys/stat.h>
+
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "ciagent/base/process_runner.h"
 #include "ciagent/pipeline/pipeline.h"
+#include "ciagent/pipeline/pipeline_config.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/buildah.h"
@@ -107,6 +112,65 @@ TEST_F(ImageStepTest, BuildsAndPushesTheCratesImageWithCommitAndBranchTags) {
       IsOkAndHolds(result.image.digest));
   // The kept buildah storage is a cache entry the pruner sees as used.
   EXPECT_TRUE(std::filesystem::exists(tmp_ + "/buildah/ciagent-last-use"));
+}
+
+// The image config of `image` (host:port/repo:tag) on a registry without
+// auth, according to `skopeo inspect --config`.
+std::string InspectConfig(const std::string& image) {
+  ProcessOptions skopeo;
+  skopeo.argv = {"/usr/bin/skopeo", "inspect", "--config", "--tls-verify=false",
+                 "docker://" + image};
+  skopeo.timeout = absl::Minutes(1);
+  std::string out;
+  absl::StatusOr<ProcessResult> run =
+      RunProcess(skopeo, [&out](StreamKind kind, absl::string_view line) {
+        if (kind == StreamKind::kStdout) absl::StrAppend(&out, line, "\n");
+      });
+  EXPECT_OK(run.status());
+  return out;
+}
+
+// The repository's [package.metadata.ciagent.image] names the Dockerfile
+// and the image: the image is built from docker/Dockerfile (the root one,
+// which cannot build, stays unused) and pushed as team/app, not as the
+// repository URL's acme/app.
+TEST_F(ImageStepTest, ConfiguredDockerfileAndImageNameAreUsed) {
+  CIAGENT_REQUIRE_CARGO(path);
+  CIAGENT_REQUIRE_BUILDAH(buildah_path);
+  CIAGENT_START_REGISTRY(registry);
+  PipelineOptions options =
+      Options("with_dockerfile", path, {.registry = registry->url()});
+  const std::string src = options.source_dir;
+  ASSERT_EQ(mkdir((src + "/docker").c_str(), 0755), 0);
+  ASSERT_EQ(rename((src + "/Dockerfile").c_str(),
+                   (src + "/docker/Dockerfile").c_str()),
+            0);
+  std::ofstream(src + "/docker/Dockerfile", std::ios::app)
+      << "LABEL dev.ciagent.test.dockerfile=\"docker/Dockerfile\"\n";
+  std::ofstream(src + "/Dockerfile")
+      << "FROM scratch\nCOPY not-in-the-checkout /nothing\n";
+  std::ofstream(src + "/Cargo.toml", std::ios::app)
+      << "\n[package.metadata.ciagent.image]\n"
+         "dockerfile = \"docker/Dockerfile\"\n"
+         "name = \"team/app\"\n";
+  ASSERT_OK_AND_ASSIGN(PipelineConfig config, ReadPipelineConfig(src));
+  ApplyPipelineConfig(std::move(config), &options);
+  options.steps = {"build", "image"};
+
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, nullptr));
+
+  ASSERT_EQ(result.status, JobStatus::kSuccess) << result.reason;
+  const StepRecord* image = FindStep(result, "image");
+  ASSERT_NE(image, nullptr);
+  EXPECT_EQ(image->status, StepStatus::kOk) << image->reason;
+  const std::string pushed =
+      absl::StrCat(registry->host(), "/team/app:", std::string(40, 'c'));
+  EXPECT_EQ(result.image.reference, pushed);
+  EXPECT_THAT(InspectDigest(pushed, {}), IsOkAndHolds(result.image.digest));
+  EXPECT_FALSE(
+      InspectDigest(registry->host() + "/acme/app:feature-login", {}).ok());
+  EXPECT_THAT(InspectConfig(pushed),
+              HasSubstr(R"("dev.ciagent.test.dockerfile": "docker/Dockerfile")"));
 }
 
 TEST_F(ImageStepTest, CrateWithoutDockerfileSkipsTheStep) {
