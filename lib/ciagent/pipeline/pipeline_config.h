@@ -150,9 +150,10 @@ PipelineConfig EffectiveConfig(PipelineConfig repository, const Job& job);
 // when unset. Warnings are not included.
 std::string PipelineConfigJson(const PipelineConfig& config);
 
-// The agent log line printed when the pipeline starts: "config from
-// workspace.metadata.ciagent: steps=all features=tls ..." (the settings
-// that differ from the defaults).
+// The agent log line printed when the pipeline starts: where the
+// configuration came from, then all of it as PipelineConfigJson writes it:
+//   config (from workspace.metadata.ciagent): {"steps":[],...}
+//   config (defaults: no ciagent table in Cargo.toml): {...}
 std::string PipelineConfigLine(const PipelineConfig& config);
 
 }  // namespace ciagent
