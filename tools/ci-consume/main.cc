@@ -49,8 +49,9 @@ constexpr char kUsage[] =
     R"(Claims one CI job from a Redis stream and fetches its source.
 
 Reclaims a job whose owner's lease lapsed, else waits up to --wait seconds for
-a new one; malformed, over-delivered and oversized (--max-entry-bytes) entries
-are dead-lettered on the way, the last two inside Redis, unread. The
+a new one. Dead-lettered on the way: inside Redis, unread, entries over
+--max-entry-bytes, without a `job` field, with a job over 64 KiB or delivered
+more than --max-deliveries times; here, jobs that break a rule. The
 job is marked running, its commit checked out into <workdir>/src (through the
 mirror cache under --cache-dir, renewing the lease), and <workdir>/job.json
 (no secrets) written; its path is printed on stdout.
