@@ -1,5 +1,6 @@
 #include "ciagent/oci/reference.h"
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
@@ -75,6 +76,23 @@ TEST(DigestTest, AcceptsOnlyLowercaseSha256) {
   EXPECT_FALSE(IsValidDigest("sha512:" + hex));
   EXPECT_FALSE(IsValidDigest("sha256:" + hex.substr(1)));
   EXPECT_FALSE(IsValidDigest("sha256:../../" + hex.substr(6)));
+}
+
+// Bytes >= 0x80 are letters to no one: not on x86, where char is signed,
+// nor on aarch64, where it is unsigned (this test runs on both).
+TEST(HighBytesTest, AreNeverPartOfANameTagOrDigest) {
+  for (const char* byte : {"\x80", "\xC3\xA9", "\xFF"}) {
+    SCOPED_TRACE(::testing::PrintToString(byte));
+    EXPECT_FALSE(IsValidRepositoryName(absl::StrCat("app", byte)));
+    EXPECT_FALSE(IsValidTag(absl::StrCat("v1", byte)));
+    EXPECT_THAT(ParseImageReference(absl::StrCat("registry.local/app", byte)),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+    EXPECT_THAT(ParseImageReference(absl::StrCat("app:v1", byte)),
+                StatusIs(absl::StatusCode::kInvalidArgument));
+  }
+  EXPECT_FALSE(IsValidDigest("sha256:" + std::string(63, 'a') + "\xFF"));
+  // Each such byte becomes '-', as any other invalid character does.
+  EXPECT_EQ(SanitizeTag("caf\xC3\xA9-\xFF" "1"), "caf----1");
 }
 
 }  // namespace

@@ -65,5 +65,20 @@ TEST(ParseWwwAuthenticateTest, RejectsGarbage) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+// Bytes >= 0x80 are not token characters (RFC 7230 tchar is ASCII) whatever
+// the sign of char (this test runs on x86 and aarch64); inside a quoted
+// value (obs-text) they are kept verbatim.
+TEST(ParseWwwAuthenticateTest, HighBytesEndATokenButStayInQuotedValues) {
+  EXPECT_THAT(ParseWwwAuthenticate("Bearer\xC3\xA9 realm=\"x\""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(ParseWwwAuthenticate("Bearer re\xFF" "alm=\"x\""),
+              StatusIs(absl::StatusCode::kInvalidArgument));
+  ASSERT_OK_AND_ASSIGN(
+      std::vector<AuthChallenge> challenges,
+      ParseWwwAuthenticate("Bearer realm=\"https://t/caf\xC3\xA9\xFF\""));
+  ASSERT_EQ(challenges.size(), 1u);
+  EXPECT_EQ(challenges[0].Param("realm"), "https://t/caf\xC3\xA9\xFF");
+}
+
 }  // namespace
 }  // namespace ciagent::oci
