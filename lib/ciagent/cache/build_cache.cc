@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +31,7 @@
 #include "ciagent/base/json_writer.h"
 #include "ciagent/base/log.h"
 #include "ciagent/base/process_runner.h"
+#include "ciagent/base/sha256.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/cache/prune.h"
 
@@ -41,17 +41,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr size_t kMaxManifests = 1000;
-
-std::string Sha256Hex(absl::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  EVP_Digest(bytes.data(), bytes.size(), digest, &size, EVP_sha256(), nullptr);
-  std::string hex;
-  for (unsigned int i = 0; i < size; ++i) {
-    absl::StrAppend(&hex, absl::Hex(digest[i], absl::kZeroPad2));
-  }
-  return hex;
-}
 
 // Appends one length-prefixed field, so that no two input sets hash alike
 // by moving bytes from one field into the next.

@@ -1,7 +1,6 @@
 #include "ciagent/pipeline/cargo_messages.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <simdjson.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "ciagent/base/sha256.h"
 
 namespace ciagent {
 namespace {
@@ -256,34 +256,17 @@ absl::StatusOr<Artifact> DescribeArtifact(absl::string_view name,
     return absl::FailedPreconditionError(error("not a regular file"));
   }
 
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  if (ctx == nullptr) return absl::InternalError(error("EVP_MD_CTX_new"));
-  absl::Cleanup free_ctx = [ctx] { EVP_MD_CTX_free(ctx); };
-  if (EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) {
-    return absl::InternalError(error("EVP_DigestInit_ex"));
-  }
-  auto chunk = std::make_unique_for_overwrite<unsigned char[]>(kHashChunkBytes);
+  Sha256 hash;
+  auto chunk = std::make_unique_for_overwrite<char[]>(kHashChunkBytes);
   while (true) {
     const ssize_t n = ::read(fd, chunk.get(), kHashChunkBytes);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return absl::UnavailableError(error(std::strerror(errno)));
     if (n == 0) break;
-    if (EVP_DigestUpdate(ctx, chunk.get(), static_cast<size_t>(n)) != 1) {
-      return absl::InternalError(error("EVP_DigestUpdate"));
-    }
+    hash.Update(absl::string_view(chunk.get(), static_cast<size_t>(n)));
     artifact.size_bytes += n;
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  if (EVP_DigestFinal_ex(ctx, digest, &length) != 1) {
-    return absl::InternalError(error("EVP_DigestFinal_ex"));
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  artifact.sha256.reserve(2 * length);
-  for (unsigned int i = 0; i < length; ++i) {
-    artifact.sha256.push_back(kHex[digest[i] >> 4]);
-    artifact.sha256.push_back(kHex[digest[i] & 0xF]);
-  }
+  artifact.sha256 = hash.HexDigest();
   return artifact;
 }
 
