@@ -91,6 +91,9 @@ elif ((${#tests[@]} > 0)); then
 else
   selection=(--suite unit "${integration_subset[@]}")
 fi
+# meson's introspection describes the tree as last generated: regenerate
+# first, or a test added to a meson.build since would be missed.
+ninja -C "$build_dir" build.ninja >/dev/null
 plan=$(meson introspect "$build_dir" --tests --targets |
   python3 -c '
 import json, os, sys
