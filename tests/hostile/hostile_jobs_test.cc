@@ -297,7 +297,9 @@ TEST_F(HostileJobsTest, DeadLettersEachWithItsReasonAndTouchesNothingOutside) {
   }
   EXPECT_EQ(exit_code, kNothingToDo) << err;
 
-  // Every document is dead-lettered, verbatim, with its reason.
+  // Every document is dead-lettered with its reason: verbatim when it is
+  // within the parser's limit, else (judged inside Redis, never sent to the
+  // agent) its first 1 KiB, marked dead_truncated.
   ASSERT_OK_AND_ASSIGN(RedisReply dead,
                        queue.redis().Command({"XRANGE", "ci-jobs:dead", "-", "+"}));
   std::map<std::string, std::map<std::string, std::string>> dead_by_json;
@@ -306,10 +308,15 @@ TEST_F(HostileJobsTest, DeadLettersEachWithItsReasonAndTouchesNothingOutside) {
     dead_by_json[fields["job"]] = fields;
   }
   EXPECT_EQ(dead.elements.size(), jobs.size());
+  constexpr size_t kParserLimit = 64 * 1024;
+  constexpr size_t kKeptBytes = 1024;
   for (const HostileJob& job : jobs) {
     SCOPED_TRACE(job.name);
-    auto found = dead_by_json.find(job.json);
+    const bool over_limit = job.json.size() > kParserLimit;
+    auto found = dead_by_json.find(
+        over_limit ? job.json.substr(0, kKeptBytes) : job.json);
     ASSERT_NE(found, dead_by_json.end()) << "not dead-lettered";
+    EXPECT_EQ(found->second["dead_truncated"], over_limit ? "1" : "");
     const std::string& reason = found->second["dead_reason"];
     EXPECT_THAT(reason, StartsWith("malformed job: " + job.reason_prefix));
     // Bounded however big the offending value, and never the token.
