@@ -16,14 +16,14 @@
 # (on PATH or in ~/.cargo/bin). Everything lives in a temporary directory,
 # removed on exit.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+prog=e2e
 cd "$(dirname "$0")/.."
 root=$PWD
 
 case ${1:-} in
-  -h | --help)
-    sed -n '2,/^set -euo pipefail$/{/^set /d;s/^# \{0,1\}//;p}' "$0"
-    exit 0
-    ;;
+  -h | --help) print_help ;;
   "" | -*)
     echo "usage: test-arm64-e2e.sh BUILD_DIR (see --help)" >&2
     exit 2
@@ -41,70 +41,17 @@ for tool in ci-consume ci-build ci-cache-prune; do
     exit 2
   fi
 done
-for program in redis-server redis-cli git python3 cargo; do
-  if ! command -v "$program" >/dev/null; then
-    echo "e2e: $program not found" >&2
-    exit 2
-  fi
-done
+need_tools "" redis-server redis-cli git python3 cargo
 machine=$(LC_ALL=C readelf -h "$build_dir/tools/ci-consume/ci-consume" |
   awk -F: '/Machine:/ { gsub(/^ +/, "", $2); print $2 }')
 echo "e2e: ci-consume is built for $machine"
 
-tmp=""
-redis_pid=""
-git_pid=""
-stop_pid() {  # stop_pid PID: SIGTERM, up to 10 s, then SIGKILL
-  local pid=$1 i
-  [[ -n $pid ]] || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-# shellcheck disable=SC2317  # invoked by trap
-cleanup() {
-  local rc=$?
-  trap - EXIT
-  stop_pid "$git_pid"
-  stop_pid "$redis_pid"
-  if [[ -n $tmp ]]; then rm -rf "$tmp"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/ciagent-arm64-e2e.XXXXXX")
+cleanup_on_exit "$tmp"
 
 # --- native services ------------------------------------------------------------
-# A random port; the server answering must be ours (its pid), not another
-# Redis already listening there.
 mkdir -p "$tmp/redis"
-redis_port=""
-for _ in 1 2 3 4 5; do
-  port=$((20000 + RANDOM % 12000))
-  redis-server --bind 127.0.0.1 --port "$port" --dir "$tmp/redis" \
-    --save "" --appendonly no --logfile "$tmp/redis/redis.log" \
-    </dev/null >/dev/null 2>&1 &
-  redis_pid=$!
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$redis_pid" 2>/dev/null || break
-    if redis-cli -p "$port" INFO server 2>/dev/null | tr -d '\r' |
-      grep -qx "process_id:$redis_pid"; then
-      redis_port=$port
-      break
-    fi
-    sleep 0.1
-  done
-  [[ -z $redis_port ]] || break
-  stop_pid "$redis_pid"
-  redis_pid=""
-done
-if [[ -z $redis_port ]]; then
-  echo "e2e: redis-server did not start" >&2
-  exit 1
-fi
+start_redis "$tmp/redis"
 
 export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
 export GIT_AUTHOR_NAME="CI arm64" GIT_AUTHOR_EMAIL="arm64@example.invalid"
@@ -119,19 +66,8 @@ commit=$(git -C "$crate" rev-parse HEAD)
 git clone -q --bare "$crate" "$tmp/git/arm64/hello-ci.git"
 token=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
 (umask 077 && printf 'ci:%s\n' "$token" >"$tmp/git-auth")
-: >"$tmp/git-server.out"  # before the server opens it: awk reads it below
-python3 tests/testing/git_http_server.py --root "$tmp/git" --port 0 \
-  --auth-file "$tmp/git-auth" --log "$tmp/git-requests.log" \
-  </dev/null >"$tmp/git-server.out" 2>"$tmp/git-server.err" &
-git_pid=$!
-git_port=""
-for ((i = 0; i < 100; i++)); do
-  git_port=$(awk '$1 == "ready" { print $2 }' "$tmp/git-server.out")
-  [[ -z $git_port ]] || break
-  kill -0 "$git_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [[ -z $git_port ]]; then
+if ! start_git_server "$tmp" "$tmp/git" 0 --auth-file "$tmp/git-auth" \
+  --log "$tmp/git-requests.log"; then
   echo "e2e: the git server did not start:" >&2
   cat "$tmp/git-server.err" >&2 || true
   exit 1
