@@ -659,6 +659,11 @@ TEST_F(ImageBuilderTest, StopEndsTheBuildAndLeavesNoBuildahBehind) {
 TEST_F(ImageBuilderTest, TimeoutEndsTheBuild) {
   CIAGENT_REQUIRE_BUILDAH(path);
   ImageBuildOptions options = FixtureOptions(path);
+  // With its executable in place the build would succeed, in about ten
+  // times the timeout; without it, buildah could fail on the missing file
+  // before the timeout came.
+  fs::create_directories(options.context_dir + "/target/release");
+  std::ofstream(options.context_dir + "/target/release/" + kBinary) << "x";
   options.timeout = absl::Milliseconds(50);
 
   EXPECT_THAT(BuildImage(options), StatusIs(absl::StatusCode::kDeadlineExceeded,
