@@ -702,12 +702,11 @@ PipelineConfig EffectiveConfig(PipelineConfig repository, const Job& job) {
   if (job.image.has_value() && !job.image->name.empty()) {
     repository.image.name = job.image->name;
   }
-  for (const auto& [name, value] : job.env) {
-    auto same = [&name](const auto& entry) { return entry.first == name; };
-    repository.env.erase(
-        std::remove_if(repository.env.begin(), repository.env.end(), same),
-        repository.env.end());
-    repository.env.emplace_back(name, value);
+  for (const auto& variable : job.env) {
+    std::erase_if(repository.env, [&variable](const auto& entry) {
+      return entry.first == variable.first;
+    });
+    repository.env.push_back(variable);
   }
   return repository;
 }
