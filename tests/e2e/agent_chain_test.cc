@@ -229,7 +229,7 @@ TEST_F(AgentChainTest, TwoAgentsRunTwoJobsToTheirFinalStatusesAndPushTheImage) {
 }
 
 
-// The scenario: a stream holding a 300 MB entry, an entry without
+// The poison-pill scenario: a stream holding a 300 MB entry, an entry without
 // `job`, then 3 good jobs; agents run as the entrypoint runs them, each
 // under a 1.5 GiB address-space limit, lease 2 s, max deliveries 3. The bad
 // entries are dead-lettered on their first claim, inside Redis; every good
