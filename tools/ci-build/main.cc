@@ -14,7 +14,6 @@
 #include "ciagent/pipeline/console_observer.h"
 #include "ciagent/agent/queued_build.h"
 #include "ciagent/pipeline/report.h"
-#include "ciagent/queue/job_queue.h"
 #include "build_flags.h"
 #include "outcome.h"
 #include "push_mode.h"
@@ -60,21 +59,6 @@ Exit codes:
   143  terminated (SIGTERM/SIGINT): the job was requeued)";
 
 constexpr int kExitRequeued = 75;
-
-int Fail(int code, const absl::Status& status) {
-  ciagent::LogError("ci-build failed", {{"error", status}, {"exit_code", code}});
-  return code;
-}
-
-// A configuration error once the job is ours: give it back at once, as
-// attempt spent, rather than leave it `running` until its lease lapses.
-int FailClaimed(const ciagent::ClaimFile& claim, const absl::Status& status) {
-  ciagent::JobQueue queue(claim.redis, claim.queue);
-  const absl::Status requeued = queue.Requeue(
-      claim.claim, absl::StrCat("agent configuration error: ", status.message()));
-  if (!requeued.ok()) ciagent::LogWarning("job not requeued", {{"error", requeued}});
-  return Fail(ciagent::kExitUsage, status);
-}
 
 int RunLocal(ciagent::PipelineOptions pipeline) {
   using namespace ciagent;

@@ -3,12 +3,14 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "ciagent/base/atomic_file.h"
 #include "ciagent/base/exit_code.h"
 #include "ciagent/base/log.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/pipeline/report.h"
 #include "ciagent/metrics/pushgateway.h"
+#include "ciagent/queue/job_queue.h"
 #include "tool_flags.h"
 
 ABSL_FLAG(std::string, result, "", "write the JSON summary to this file");
@@ -58,6 +60,19 @@ absl::Status WriteReports(const PipelineResult& result,
     if (!pushed.ok()) LogWarning("metrics not pushed", {{"error", pushed}});
   }
   return absl::OkStatus();
+}
+
+int Fail(int code, const absl::Status& status) {
+  LogError("ci-build failed", {{"error", status}, {"exit_code", code}});
+  return code;
+}
+
+int FailClaimed(const ClaimFile& claim, const absl::Status& status) {
+  JobQueue queue(claim.redis, claim.queue);
+  const absl::Status requeued = queue.Requeue(
+      claim.claim, absl::StrCat("agent configuration error: ", status.message()));
+  if (!requeued.ok()) LogWarning("job not requeued", {{"error", requeued}});
+  return Fail(kExitUsage, status);
 }
 
 }  // namespace ciagent

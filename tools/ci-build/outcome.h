@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "ciagent/pipeline/pipeline_result.h"
+#include "ciagent/queue/claim_file.h"
 
 namespace ciagent {
 
@@ -18,6 +19,14 @@ int ExitCodeForResult(const PipelineResult& result);
 // only logged).
 absl::Status WriteReports(const PipelineResult& result,
                           absl::string_view job_id);
+
+// Logs `status` as the reason ci-build fails and returns `code`.
+int Fail(int code, const absl::Status& status);
+
+// A configuration error once the job is ours (bad flags, unreadable
+// secrets): gives the job back at once, as an attempt spent, rather than
+// leaving it `running` until its lease lapses; returns kExitUsage.
+int FailClaimed(const ClaimFile& claim, const absl::Status& status);
 
 }  // namespace ciagent
 
