@@ -300,10 +300,16 @@ count() {
   n=$(awk -v k="$1:" 'index($0, k) == 1 { print $NF }' "$log" | tail -n 1)
   echo "${n:-0}"
 }
-summary() {  # summary LABEL SECONDS: the counts of the meson test run in $log
-  echo "$1: $(($(count Ok) + $(count "Expected Fail"))) passed," \
-    "$(($(count Fail) + $(count Timeout) + $(count "Unexpected Pass"))) failed," \
-    "$(count Skipped) skipped in $2 s"
+passed=0 failed=0 skipped=0  # over every part, for the closing line
+# summary LABEL SECONDS: appends the counts of the meson test run in $log to
+# `results` and adds them to the totals (not in a subshell: it sets both).
+summary() {
+  local p f k
+  p=$(($(count Ok) + $(count "Expected Fail")))
+  f=$(($(count Fail) + $(count Timeout) + $(count "Unexpected Pass")))
+  k=$(count Skipped)
+  passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + k))
+  results+=("$1: $p passed, $f failed, $k skipped in $2 s")
 }
 status=0
 
@@ -311,7 +317,8 @@ started=$SECONDS
 nice -n 19 meson test -C "$build_dir" --no-rebuild --print-errorlogs \
   --num-processes "$jobs" --timeout-multiplier "$multiplier" "${unit[@]}" |
   tee "$log" || status=1
-results=("build: $build_seconds s" "$(summary "unit" $((SECONDS - started)))")
+results=("build: $build_seconds s")
+summary unit $((SECONDS - started))
 
 if ((!unit_only)); then
   started=$SECONDS
@@ -319,13 +326,15 @@ if ((!unit_only)); then
   CI=true nice -n 19 meson test -C "$build_dir" --no-rebuild \
     --print-errorlogs --timeout-multiplier "$multiplier" "${integration[@]}" |
     tee "$log" || status=1
-  results+=("$(summary "integration" $((SECONDS - started)))")
+  summary integration $((SECONDS - started))
 
   started=$SECONDS
   if scripts/test-arm64-e2e.sh "$build_dir"; then
     results+=("end to end: passed in $((SECONDS - started)) s")
+    passed=$((passed + 1))
   else
     results+=("end to end: FAILED in $((SECONDS - started)) s")
+    failed=$((failed + 1))
     status=1
   fi
 fi
@@ -333,4 +342,5 @@ fi
 echo
 echo "test-arm64 (aarch64 under qemu-user, $build_dir):"
 printf '  %s\n' "${results[@]}"
+echo "arm64: $passed passed, $failed failed, $skipped skipped"
 exit "$status"

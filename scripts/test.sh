@@ -2,7 +2,7 @@
 # The test command: installs dependencies, configures, builds (warnings are
 # errors) and runs the unit and integration suites against real services.
 #
-#   scripts/test.sh [--sanitizers] [BUILD_DIR]     (default: build)
+#   scripts/test.sh [--sanitizers] [--arm64] [BUILD_DIR]   (default: build)
 #
 # Under CI=true a missing service fails the run instead of skipping tests.
 #
@@ -11,21 +11,29 @@
 # (clang, AddressSanitizer + LeakSanitizer + UndefinedBehaviorSanitizer) and
 # runs the unit suite and a chosen part of the integration suite there (the
 # list and its reasons are in that script). CIAGENT_SANITIZERS=0 skips the
-# pass, under CI too. The run fails when either pass fails.
+# pass, under CI too.
+#
+# aarch64: under CI=true, with --arm64 or with CIAGENT_ARM64=1, a last pass
+# follows: scripts/test-arm64.sh cross-builds BUILD_DIR-arm64 and runs the
+# unit suite, the Redis and git integration tests and one job end to end
+# under qemu-user (docs/deployment.md, "ARM64"). CIAGENT_ARM64=0 skips it.
+#
+# The run fails when any pass fails.
 set -euo pipefail
 prog=test.sh
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
-sanitizers=${CIAGENT_SANITIZERS:-}
-if [[ -z $sanitizers ]]; then
-  if [[ ${CI:-} == true ]]; then sanitizers=1; else sanitizers=0; fi
-fi
+in_ci=0
+if [[ ${CI:-} == true ]]; then in_ci=1; fi
+sanitizers=${CIAGENT_SANITIZERS:-$in_ci}
+arm64=${CIAGENT_ARM64:-$in_ci}
 build_dir=build
 for arg in "$@"; do
   case $arg in
     --sanitizers) sanitizers=1 ;;
+    --arm64) arm64=1 ;;
     -h | --help) print_help ;;
     -*) unknown_option "$arg" ;;
     *) build_dir=$arg ;;
@@ -58,5 +66,8 @@ echo "$(( $(count Ok) + $(count "Expected Fail") )) passed, $(( $(count Fail) + 
 
 if [[ $sanitizers == 1 ]]; then
   scripts/test-sanitizers.sh "$build_dir-asan" || status=1
+fi
+if [[ $arm64 == 1 ]]; then
+  scripts/test-arm64.sh "$build_dir-arm64" || status=1
 fi
 exit "$status"
