@@ -17,7 +17,7 @@ constexpr char kTypicalJob[] =
     R"("branch":"feature/faster-incremental-builds","commit":"0123456789abcdef0123456789abcdef01234567",)"
     R"("timeout_s":1800,"steps":["check","build","test","clippy","image"],)"
     R"("image":{"name":"acme/payments","tag":"v1.42.0-rc.1"},)"
-    R"("env":{"RUST_LOG":"info,payments=debug","RUST_BACKTRACE":"1","CARGO_TERM_COLOR":"always",)"
+    R"("env":{"RUST_LOG":"info,payments=debug","RUST_BACKTRACE":"1","RUST_MIN_STACK":"16777216",)"
     R"("TEST_THREADS":"4"}})";
 
 constexpr char kMinimalJob[] =

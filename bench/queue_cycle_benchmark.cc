@@ -81,7 +81,7 @@ Job BenchJob(std::string job_id) {
   job.image = ImageSpec{.name = "acme/app", .tag = "v1"};
   job.env = {{"RUST_LOG", "debug"},
              {"RUSTFLAGS", "-D warnings"},
-             {"CARGO_TERM_COLOR", "always"}};
+             {"RUST_MIN_STACK", "16777216"}};
   return job;
 }
 

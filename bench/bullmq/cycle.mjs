@@ -46,7 +46,7 @@ function benchJob(n) {
     timeout_s: 1800,
     steps: ['check', 'build', 'test'],
     image: { name: 'acme/app', tag: 'v1' },
-    env: { RUST_LOG: 'debug', RUSTFLAGS: '-D warnings', CARGO_TERM_COLOR: 'always' },
+    env: { RUST_LOG: 'debug', RUSTFLAGS: '-D warnings', RUST_MIN_STACK: '16777216' },
   };
 }
 
