@@ -3,9 +3,12 @@
 # Idempotent: packages already present are left alone, and apt is not even
 # consulted when nothing is missing. Needs root (or sudo).
 #
-#   scripts/bootstrap.sh              build and test dependencies, Node.js
-#                                     and npm included (--with-node, once
-#                                     needed for them, is still accepted)
+#   scripts/bootstrap.sh [PACKAGE...]  build and test dependencies, Node.js
+#                                      and npm included (--with-node, once
+#                                      needed for them, is still accepted),
+#                                      and the PACKAGEs a caller needs on
+#                                      top (scripts/test-arm64.sh: the cross
+#                                      compiler and qemu)
 set -euo pipefail
 
 packages=(
@@ -38,6 +41,17 @@ packages=(
 # nodejs from elsewhere; Debian is only asked for a command that is missing.
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
+
+for arg in "$@"; do
+  case $arg in
+    --with-node) ;;
+    -*)
+      echo "bootstrap: unknown option $arg" >&2
+      exit 2
+      ;;
+    *) packages+=("$arg") ;;
+  esac
+done
 
 missing=()
 for pkg in "${packages[@]}"; do

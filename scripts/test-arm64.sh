@@ -22,12 +22,15 @@
 # package's candidate version changes.
 #
 # --unit-only builds and runs the unit suite only (the short version).
-# scripts/bootstrap.sh runs first (meson, ninja, redis-server, git, python3
-# for the native services; nothing to do when all is there). Heavy steps
+# scripts/bootstrap.sh runs first and installs the cross compiler and qemu
+# with the rest (nothing to do when all is there). Heavy steps
 # run under `nice -n 19` with two ninja jobs; CIAGENT_ARM64_JOBS changes the
 # job count. Timeouts are multiplied by CIAGENT_ARM64_TIMEOUT_MULTIPLIER
 # (default 4) for emulation.
 set -euo pipefail
+prog=test-arm64.sh
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 build_dir=build-arm64
@@ -35,14 +38,8 @@ unit_only=0
 for arg in "$@"; do
   case $arg in
     --unit-only) unit_only=1 ;;
-    -h | --help)
-      sed -n '2,/^set -euo pipefail$/{/^set /d;s/^# \{0,1\}//;p}' "$0"
-      exit 0
-      ;;
-    -*)
-      echo "test-arm64.sh: unknown option $arg (see --help)" >&2
-      exit 2
-      ;;
+    -h | --help) print_help ;;
+    -*) unknown_option "$arg" ;;
     *) build_dir=$arg ;;
   esac
 done
@@ -67,26 +64,13 @@ if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
 # --- host tools -------------------------------------------------------------
-scripts/bootstrap.sh
-missing=()
-for pkg in "${host_packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$pkg")
-  fi
-done
-need_update=0
+scripts/bootstrap.sh "${host_packages[@]}"
 if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   echo "test-arm64: dpkg --add-architecture arm64"
   $sudo dpkg --add-architecture arm64
-  need_update=1
 fi
 # apt knows no :arm64 package until its lists have been fetched once.
-if ! apt-cache show libc6:arm64 >/dev/null 2>&1; then need_update=1; fi
-if ((need_update || ${#missing[@]} > 0)); then $sudo apt-get update -qq; fi
-if ((${#missing[@]} > 0)); then
-  echo "test-arm64: installing ${missing[*]}"
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+if ! apt-cache show libc6:arm64 >/dev/null 2>&1; then $sudo apt-get update -qq; fi
 
 # --- sysroot ----------------------------------------------------------------
 cache=${CIAGENT_ARM64_CACHE:-}
