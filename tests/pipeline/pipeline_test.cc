@@ -395,10 +395,7 @@ class ConfiguredPipelineTest : public PipelineTest {
                  const Job& job = Job{}) {
     std::ofstream(options->source_dir + "/Cargo.toml", std::ios::app)
         << "\n" << toml;
-    absl::StatusOr<PipelineConfig> config =
-        ReadPipelineConfig(options->source_dir);
-    ASSERT_OK(config.status());
-    ApplyPipelineConfig(EffectiveConfig(*std::move(config), job), options);
+    ASSERT_OK(ConfigureForJob(job, options));
   }
 };
 

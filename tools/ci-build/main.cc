@@ -63,13 +63,10 @@ constexpr int kExitRequeued = 75;
 int RunLocal(ciagent::PipelineOptions pipeline) {
   using namespace ciagent;
   pipeline.source_dir = absl::GetFlag(FLAGS_local);
-  absl::StatusOr<PipelineConfig> config = ReadPipelineConfig(
-      pipeline.source_dir, {.max_timeout = pipeline.max_timeout});
   // A configuration the repository must fix: the run ends in error.
-  if (!config.ok()) return Fail(kExitFailure, config.status());
-  ApplyPipelineConfig(
-      EffectiveConfig(*std::move(config), LocalJob(absl::GetFlag(FLAGS_steps))),
-      &pipeline);
+  absl::Status configured =
+      ConfigureForJob(LocalJob(absl::GetFlag(FLAGS_steps)), &pipeline);
+  if (!configured.ok()) return Fail(kExitFailure, configured);
   pipeline.stop_requested = [] { return StopRequested(); };
   absl::Status image = ConfigureImageStep(nullptr, &pipeline);
   if (!image.ok()) return Fail(kExitUsage, image);

@@ -90,14 +90,11 @@ absl::StatusOr<QueuedBuildResult> RunQueuedBuild(
   // The repository's configuration under the job's; one it must fix ends
   // the job `error` (kInvalidArgument is not transient: no requeue).
   absl::StatusOr<PipelineResult> result;
-  absl::StatusOr<PipelineConfig> config = ReadPipelineConfig(
-      pipeline.source_dir, {.max_timeout = pipeline.max_timeout});
-  if (config.ok()) {
-    ApplyPipelineConfig(EffectiveConfig(*std::move(config), claim.job),
-                        &pipeline);
+  if (absl::Status configured = ConfigureForJob(claim.job, &pipeline);
+      configured.ok()) {
     result = RunPipeline(pipeline, &observer);
   } else {
-    result = config.status();
+    result = configured;
   }
   if (result.ok()) {
     done.pipeline = *std::move(result);

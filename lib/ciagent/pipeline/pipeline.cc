@@ -770,4 +770,13 @@ void ApplyPipelineConfig(PipelineConfig config, PipelineOptions* options) {
   options->config = std::move(config);
 }
 
+absl::Status ConfigureForJob(const Job& job, PipelineOptions* options) {
+  CIAGENT_ASSIGN_OR_RETURN(
+      PipelineConfig repository,
+      ReadPipelineConfig(options->source_dir,
+                         {.max_timeout = options->max_timeout}));
+  ApplyPipelineConfig(EffectiveConfig(std::move(repository), job), options);
+  return absl::OkStatus();
+}
+
 }  // namespace ciagent

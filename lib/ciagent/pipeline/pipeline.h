@@ -109,6 +109,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -222,6 +223,13 @@ absl::StatusOr<PipelineResult> RunPipeline(const PipelineOptions& options,
 // options->config holds it. What the configuration leaves unset keeps the
 // agent's value.
 void ApplyPipelineConfig(PipelineConfig config, PipelineOptions* options);
+
+// What the agent does before every run: reads the repository's
+// configuration from options->source_dir (timeouts cut to max_timeout), lays
+// `job`'s settings over it (EffectiveConfig) and applies the result.
+// ReadPipelineConfig's errors: kInvalidArgument for a configuration the
+// repository must fix, kFailedPrecondition when Cargo.toml cannot be read.
+absl::Status ConfigureForJob(const Job& job, PipelineOptions* options);
 
 
 }  // namespace ciagent
