@@ -46,13 +46,7 @@ start_redis "$work"
 export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.invalid
 export GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.invalid
-mkdir -p "$work/crate" "$work/git/bench"
-tar -C examples/hello-ci --exclude=./target -cf - . | tar -C "$work/crate" -xf -
-git -C "$work/crate" init -q -b main
-git -C "$work/crate" add -A
-git -C "$work/crate" commit -q -m "hello-ci"
-commit=$(git -C "$work/crate" rev-parse HEAD)
-git clone -q --bare "$work/crate" "$work/git/bench/hello-ci.git"
+example_repository "$work" bench
 token=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
 (umask 077 && printf 'bench:%s\n' "$token" >"$work/git-auth")
 start_git_server "$work" "$work/git" 0 --auth-file "$work/git-auth" \

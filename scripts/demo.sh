@@ -146,14 +146,7 @@ export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
 export GIT_AUTHOR_NAME="CI demo" GIT_AUTHOR_EMAIL="demo@example.invalid"
 export GIT_COMMITTER_NAME="CI demo" GIT_COMMITTER_EMAIL="demo@example.invalid"
 export GIT_AUTHOR_DATE="2026-01-01T00:00:00Z" GIT_COMMITTER_DATE="2026-01-01T00:00:00Z"
-crate=$tmp/hello-ci
-mkdir -p "$crate" "$tmp/git/demo"
-tar -C examples/hello-ci --exclude=./target -cf - . | tar -C "$crate" -xf -
-git -C "$crate" init -q -b main
-git -C "$crate" add -A
-git -C "$crate" commit -q -m "hello-ci: the demo crate"
-commit=$(git -C "$crate" rev-parse HEAD)
-git clone -q --bare "$crate" "$tmp/git/demo/hello-ci.git"
+example_repository "$tmp" demo
 
 # Basic auth with a token made for this run. The server reads it from a
 # file and the agent from its environment: never a command line.

@@ -8,6 +8,7 @@
 # - usage and help from the script's own header comment;
 # - option and tool checks that exit 2 (the scripts' usage status);
 # - a free port on 127.0.0.1;
+# - the bundled example crate as a bare repository for the git test server;
 # - services on 127.0.0.1 started in their own session (Ctrl-C reaches the
 #   script, which stops them, not the services themselves): redis-server
 #   and the git test server (tests/testing/git_http_server.py);
@@ -225,6 +226,23 @@ start_redis() {
   echo "$prog: redis-server did not start:" >&2
   tail -n 5 "$dir/redis.log" >&2 || true
   exit 1
+}
+
+# example_repository DIR OWNER: examples/hello-ci committed once in
+# DIR/hello-ci and cloned bare to DIR/git/OWNER/hello-ci.git, the layout the
+# git test server serves; sets `commit`. Author, committer and dates come
+# from the caller's GIT_* variables.
+example_repository() {
+  local crate=$1/hello-ci
+  mkdir -p "$crate" "$1/git/$2"
+  tar -C "$lib_root/examples/hello-ci" --exclude=./target -cf - . |
+    tar -C "$crate" -xf -
+  git -C "$crate" init -q -b main
+  git -C "$crate" add -A
+  git -C "$crate" commit -q -m "hello-ci"
+  # shellcheck disable=SC2034  # read by the scripts
+  commit=$(git -C "$crate" rev-parse HEAD)
+  git clone -q --bare "$crate" "$1/git/$2/hello-ci.git"
 }
 
 # start_git_server DIR ROOT PORT [ARG...]: the git test server for the bare

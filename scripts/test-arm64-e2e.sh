@@ -56,14 +56,7 @@ start_redis "$tmp/redis"
 export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
 export GIT_AUTHOR_NAME="CI arm64" GIT_AUTHOR_EMAIL="arm64@example.invalid"
 export GIT_COMMITTER_NAME="CI arm64" GIT_COMMITTER_EMAIL="arm64@example.invalid"
-crate=$tmp/hello-ci
-mkdir -p "$crate" "$tmp/git/arm64"
-tar -C examples/hello-ci --exclude=./target -cf - . | tar -C "$crate" -xf -
-git -C "$crate" init -q -b main
-git -C "$crate" add -A
-git -C "$crate" commit -q -m "hello-ci"
-commit=$(git -C "$crate" rev-parse HEAD)
-git clone -q --bare "$crate" "$tmp/git/arm64/hello-ci.git"
+example_repository "$tmp" arm64
 token=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
 (umask 077 && printf 'ci:%s\n' "$token" >"$tmp/git-auth")
 if ! start_git_server "$tmp" "$tmp/git" 0 --auth-file "$tmp/git-auth" \
