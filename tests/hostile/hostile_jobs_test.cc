@@ -308,7 +308,7 @@ TEST_F(HostileJobsTest, DeadLettersEachWithItsReasonAndTouchesNothingOutside) {
     dead_by_json[fields["job"]] = fields;
   }
   EXPECT_EQ(dead.elements.size(), jobs.size());
-  constexpr size_t kParserLimit = 64 * 1024;
+  const size_t kParserLimit = JobParseOptions{}.max_json_bytes;
   constexpr size_t kKeptBytes = 1024;
   for (const HostileJob& job : jobs) {
     SCOPED_TRACE(job.name);
