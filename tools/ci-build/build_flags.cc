@@ -194,6 +194,14 @@ absl::Status ConfigureImageStep(const Job* job, PipelineOptions* pipeline) {
   return absl::OkStatus();
 }
 
+absl::Status ConfigurePrivateDependencies(const Job* job,
+                                          PipelineOptions* pipeline) {
+  CIAGENT_ASSIGN_OR_RETURN(
+      pipeline->private_dependencies,
+      PrivateDependenciesFromEnv(job != nullptr ? job->repo : ""));
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<std::string>> SecretsToMask(
     const PipelineOptions& pipeline) {
   std::vector<std::string> secrets;
@@ -204,6 +212,10 @@ absl::StatusOr<std::vector<std::string>> SecretsToMask(
   }
   for (const auto& [name, value] : pipeline.secret_env) {
     secrets.push_back(value);
+  }
+  for (const PrivateRegistry& registry :
+       pipeline.private_dependencies.registries) {
+    secrets.push_back(registry.token);
   }
   return secrets;
 }

@@ -26,6 +26,13 @@ absl::StatusOr<PipelineOptions> PipelineOptionsFromFlags();
 // Call after PipelineOptionsFromFlags (uses its cache dir, PATH, grace).
 absl::Status ConfigureImageStep(const Job* job, PipelineOptions* pipeline);
 
+// Sets pipeline->private_dependencies from the environment
+// (PrivateDependenciesFromEnv): git credentials for the job repository's
+// origin unless CI_GIT_CREDENTIAL_HOSTS says otherwise (a local run: only
+// the hosts it names), the registries of CI_CARGO_REGISTRIES.
+absl::Status ConfigurePrivateDependencies(const Job* job,
+                                          PipelineOptions* pipeline);
+
 // Local mode's stand-in for a job: the flags play the job's part over the
 // checkout's configuration (`steps`, from --steps, and --image's
 // repository).
@@ -35,7 +42,7 @@ Job LocalJob(absl::string_view steps);
 std::vector<std::string> SplitSteps(absl::string_view steps);
 
 // Values to mask in the job log: the agent's own secrets (git, registry
-// tokens) and those passed to builds.
+// tokens), those passed to builds and the private registries' tokens.
 absl::StatusOr<std::vector<std::string>> SecretsToMask(
     const PipelineOptions& pipeline);
 

@@ -70,6 +70,8 @@ int RunLocal(ciagent::PipelineOptions pipeline) {
   pipeline.stop_requested = [] { return StopRequested(); };
   absl::Status image = ConfigureImageStep(nullptr, &pipeline);
   if (!image.ok()) return Fail(kExitUsage, image);
+  absl::Status access = ConfigurePrivateDependencies(nullptr, &pipeline);
+  if (!access.ok()) return Fail(kExitUsage, access);
   ConsoleObserver console(stdout);
   absl::StatusOr<PipelineResult> result = RunPipeline(pipeline, &console);
   if (!result.ok()) return Fail(ExitCodeFor(result.status()), result.status());
@@ -92,6 +94,9 @@ int RunQueued(absl::StatusOr<ciagent::PipelineOptions> flags) {
   PipelineOptions pipeline = *std::move(flags);
   absl::Status image = ConfigureImageStep(&claim->claim.job, &pipeline);
   if (!image.ok()) return FailClaimed(*claim, image);
+  absl::Status access =
+      ConfigurePrivateDependencies(&claim->claim.job, &pipeline);
+  if (!access.ok()) return FailClaimed(*claim, access);
   QueuedBuildOptions options;
   options.pipeline = std::move(pipeline);
   absl::StatusOr<std::vector<std::string>> secrets = SecretsToMask(options.pipeline);

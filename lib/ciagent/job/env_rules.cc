@@ -33,6 +33,9 @@ constexpr absl::string_view kReservedEnvNames[] = {
     "ENV",
     "SHELL",
     "GITEA_TOKEN",
+    // Where the steps' git finds the private dependencies' credential
+    // helper (pipeline/private_dependencies.h).
+    "XDG_CONFIG_HOME",
 };
 // Any name with one of these prefixes is reserved too.
 constexpr absl::string_view kReservedEnvPrefixes[] = {

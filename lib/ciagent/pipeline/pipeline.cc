@@ -22,6 +22,7 @@
 #include "ciagent/base/log.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/pipeline/cargo_messages.h"
+#include "ciagent/pipeline/dependency_failure.h"
 #include "ciagent/cache/build_cache.h"
 #include "ciagent/cache/prune.h"
 #include "ciagent/cache/sccache.h"
@@ -108,6 +109,8 @@ class PipelineRun {
 
  private:
   absl::Status Prepare();
+  // Installs the credentials of private dependencies for the steps.
+  absl::Status UsePrivateDependencies();
   // Sets target_dir_ from the cache, or says why the run is uncached.
   void UseCache(const std::string& cargo_home);
   void UseSccache();
@@ -163,6 +166,10 @@ class PipelineRun {
   std::optional<StepStatus> ended_status_;
   // A step's output said the disk is full: its failure is the agent's.
   bool disk_full_ = false;
+  // The current command's stderr, read for dependencies cargo could not get.
+  DependencyFailureReader dependency_errors_;
+  // Credentials of private dependencies, while the run lasts.
+  std::unique_ptr<DependencyAccess> dependency_access_;
 };
 
 absl::StatusOr<PipelineResult> PipelineRun::Run() {
@@ -268,11 +275,34 @@ absl::Status PipelineRun::Prepare() {
   }
   absl::c_copy(options_.env, std::back_inserter(env_));
   absl::c_copy(options_.secret_env, std::back_inserter(env_));
+  CIAGENT_RETURN_IF_ERROR(UsePrivateDependencies());
   UseCache(cargo_home);
   for (auto& [name, value] : env_) {
     if (name == "CARGO_TARGET_DIR") value = target_dir_;
   }
   UseSccache();
+  return absl::OkStatus();
+}
+
+absl::Status PipelineRun::UsePrivateDependencies() {
+  const PrivateDependencies& dependencies = options_.private_dependencies;
+  if (dependencies.empty()) return absl::OkStatus();
+  CIAGENT_ASSIGN_OR_RETURN(dependency_access_,
+                           DependencyAccess::Install(dependencies, work_dir_));
+  absl::c_copy(dependency_access_->env(), std::back_inserter(env_));
+  std::vector<std::string> registries;
+  for (const PrivateRegistry& registry : dependencies.registries) {
+    registries.push_back(registry.name);
+  }
+  const bool git = !dependencies.git.token.empty();
+  observer_->StepOutput(
+      "config", "agent",
+      absl::StrCat("private dependencies: git credentials for ",
+                   git && !dependencies.git_origins.empty()
+                       ? absl::StrJoin(dependencies.git_origins, ", ")
+                       : "no host",
+                   "; registries: ",
+                   registries.empty() ? "none" : absl::StrJoin(registries, ", ")));
   return absl::OkStatus();
 }
 
@@ -589,6 +619,19 @@ absl::StatusOr<StepRecord> PipelineRun::RunCargoSteps(
           absl::StrJoin(command.argv, " "), " exited with code ",
           run.exit_code, ")"));
     }
+    if (std::optional<DependencyFailure> dependency =
+            dependency_errors_.failure();
+        run.exit_code != 0 && dependency.has_value()) {
+      std::string reason =
+          DescribeDependencyFailure(*dependency, options_.private_dependencies);
+      if (dependency->kind == DependencyFailure::Kind::kUnavailable) {
+        return absl::UnavailableError(
+            absl::StrCat("step ", name, ": ", reason));
+      }
+      record.status = StepStatus::kFailed;
+      record.reason = std::move(reason);
+      break;
+    }
     if (run.exit_code != 0) {
       record.status = StepStatus::kFailed;
       record.reason =
@@ -651,6 +694,7 @@ absl::StatusOr<ProcessResult> PipelineRun::RunCommand(absl::string_view step,
   absl::Duration left = deadline_ - absl::Now();
   process.timeout =
       std::max(absl::ZeroDuration(), std::min(left, StepTimeout(step)));
+  dependency_errors_ = DependencyFailureReader();
   process.should_stop = [this] {
     return (options_.cancel_requested && options_.cancel_requested()) ||
            (options_.stop_requested && options_.stop_requested());
@@ -660,6 +704,7 @@ absl::StatusOr<ProcessResult> PipelineRun::RunCommand(absl::string_view step,
       // cargo's and rustc's own errors come on stderr (a test printing the
       // phrase on stdout is not a full disk).
       if (absl::StrContains(line, "No space left on device")) disk_full_ = true;
+      dependency_errors_.AddLine(line);
       observer_->StepOutput(step, "stderr", line);
       return;
     }

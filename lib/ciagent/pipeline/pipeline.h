@@ -49,7 +49,10 @@
 // CI=true, then `env` (the job's variables) and `secret_env`. Nothing else
 // from the agent's environment reaches a build. When `cargo_config` is set,
 // that file is installed as <cargo_home>/config.toml first (private
-// registries, mirrors, source replacement).
+// registries, mirrors, source replacement). With `private_dependencies`,
+// the steps also get what reaches private git dependencies and registries
+// (private_dependencies.h: a credential helper and token files in a
+// private directory under the work dir, removed when the run ends).
 //
 // Cache. With `cache_dir` set (docs/caching.md), CARGO_HOME defaults to
 // <cache_dir>/cargo-home and, unless `target_dir` is set, the target dir is
@@ -92,8 +95,13 @@
 // Errors: a step that fails is a result, not an error. RunPipeline returns
 // an error only when the agent itself could not do its work, which says
 // what to do with the job:
-//   kUnavailable        out of processes/descriptors, or a step failed
-//                       saying "No space left on device": requeue.
+//   kUnavailable        out of processes/descriptors, a step failed
+//                       saying "No space left on device", or cargo could
+//                       not reach a dependency's server (a git dependency
+//                       or a registry down, 5xx, timing out;
+//                       dependency_failure.h): requeue. A dependency that
+//                       refuses our credentials fails the step instead,
+//                       its reason saying why.
 //   kInvalidArgument    bad options (no source_dir, unknown step): fix them.
 //   kFailedPrecondition source_dir has no Cargo.toml, cargo is not in PATH,
 //                       cargo_config unreadable: the job cannot build here.
@@ -116,6 +124,7 @@
 #include "ciagent/base/process_runner.h"
 #include "ciagent/pipeline/pipeline_config.h"
 #include "ciagent/pipeline/pipeline_result.h"
+#include "ciagent/pipeline/private_dependencies.h"
 
 namespace ciagent {
 
@@ -190,6 +199,9 @@ struct PipelineOptions {
   // Variables the operator passes to builds that are secret (registry
   // tokens): given to the steps; the caller masks their values in logs.
   std::vector<std::pair<std::string, std::string>> secret_env;
+  // Credentials for private git dependencies and cargo registries; the
+  // caller masks their tokens in logs.
+  PrivateDependencies private_dependencies;
   // Steps to run, a subset of kKnownSteps in any order; empty: all.
   std::vector<std::string> steps;
   absl::Duration job_timeout = absl::Minutes(30);
