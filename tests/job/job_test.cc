@@ -14,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "ciagent/base/json_writer.h"
+#include "ciagent/job/job_status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
@@ -998,6 +999,17 @@ TEST(ValidateTest, RejectsBranchThatIsNotUtf8) {
   // JSON input is always UTF-8; a hand-built Job might not be.
   EXPECT_THAT(ValidateBranchName("main\xff"),
               StatusIs(kInvalid, StartsWith("branch: must be valid UTF-8")));
+}
+
+TEST(JobStatusTest, EveryStatusNameReadsBackAsItsStatus) {
+  for (JobStatus status :
+       {JobStatus::kQueued, JobStatus::kRunning, JobStatus::kSuccess,
+        JobStatus::kFailed, JobStatus::kTimeout, JobStatus::kCancelled,
+        JobStatus::kError}) {
+    EXPECT_EQ(JobStatusFromName(JobStatusName(status)), status);
+  }
+  EXPECT_EQ(JobStatusFromName("Success"), std::nullopt);
+  EXPECT_EQ(JobStatusFromName(""), std::nullopt);
 }
 
 }  // namespace

@@ -22,4 +22,13 @@ std::string FormatTimestamp(absl::Time time) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", time, absl::UTCTimeZone());
 }
 
+std::optional<absl::Time> ParseTimestamp(absl::string_view text) {
+  absl::Time time;
+  std::string error;
+  if (text.empty() || !absl::ParseTime(absl::RFC3339_full, text, &time, &error)) {
+    return std::nullopt;
+  }
+  return time;
+}
+
 }  // namespace ciagent

@@ -10,7 +10,10 @@
 #ifndef CIAGENT_BASE_CLOCK_H_
 #define CIAGENT_BASE_CLOCK_H_
 
+#include <optional>
 #include <string>
+
+#include "absl/strings/string_view.h"
 
 #include "absl/time/time.h"
 
@@ -29,6 +32,10 @@ Clock* RealClock();
 // RFC 3339 UTC with millisecond precision: "2026-11-27T05:40:00.123Z".
 // This is the timestamp format of logs and of the Redis status hash.
 std::string FormatTimestamp(absl::Time time);
+
+// Reads a timestamp FormatTimestamp wrote (any RFC 3339 time is accepted);
+// nullopt for anything else, such as an empty status field.
+std::optional<absl::Time> ParseTimestamp(absl::string_view text);
 
 }  // namespace ciagent
 

@@ -22,6 +22,16 @@ absl::string_view JobStatusName(JobStatus status) {
   return "error";
 }
 
+std::optional<JobStatus> JobStatusFromName(absl::string_view name) {
+  for (JobStatus status :
+       {JobStatus::kQueued, JobStatus::kRunning, JobStatus::kSuccess,
+        JobStatus::kFailed, JobStatus::kTimeout, JobStatus::kCancelled,
+        JobStatus::kError}) {
+    if (JobStatusName(status) == name) return status;
+  }
+  return std::nullopt;
+}
+
 bool IsTerminal(JobStatus status) {
   return status != JobStatus::kQueued && status != JobStatus::kRunning;
 }

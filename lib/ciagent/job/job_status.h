@@ -5,6 +5,8 @@
 #ifndef CIAGENT_JOB_JOB_STATUS_H_
 #define CIAGENT_JOB_JOB_STATUS_H_
 
+#include <optional>
+
 #include "absl/strings/string_view.h"
 
 namespace ciagent {
@@ -19,6 +21,8 @@ enum class JobStatus {
   kError,
 };
 absl::string_view JobStatusName(JobStatus status);
+// The status a name stands for; nullopt for a name that is not one.
+std::optional<JobStatus> JobStatusFromName(absl::string_view name);
 bool IsTerminal(JobStatus status);
 
 }  // namespace ciagent

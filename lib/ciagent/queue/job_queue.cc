@@ -89,6 +89,10 @@ std::string QueueOptions::DeadLetterStream() const {
                                     : dead_letter_stream;
 }
 
+std::string QueueOptions::RecentJobsKey() const {
+  return absl::StrCat(stream, ":recent");
+}
+
 std::string QueueOptions::StatusKey(absl::string_view job_id) const {
   return absl::StrCat(key_prefix, "{", job_id, "}");
 }
@@ -116,19 +120,16 @@ absl::StatusOr<std::string> JobQueue::Enqueue(const Job& job) {
     group_ensured_ = true;
   }
   const std::string now = FormatTimestamp(clock_->Now());
-  std::vector<std::string> args = {options_.group, JobToJson(job)};
-  AppendFields(&args, {{"status", "queued"},
-                       {"job_id", job.job_id},
-                       {"repo", job.repo},
-                       {"branch", job.branch},
-                       {"commit", job.commit},
-                       {"attempt", "0"},
-                       {"enqueued_at", now},
-                       {"updated_at", now}});
+  std::vector<std::string> args = {
+      options_.group, JobToJson(job), job.job_id,
+      absl::StrCat(options_.recent_jobs_max_len)};
+  AppendFields(&args, queue_internal::QueuedStatusFields(job, now));
   CIAGENT_ASSIGN_OR_RETURN(
       RedisReply reply,
       redis_.Eval(EnqueueScript(),
-                  {options_.stream, options_.StatusKey(job.job_id)}, args));
+                  {options_.stream, options_.StatusKey(job.job_id),
+                   options_.RecentJobsKey()},
+                  args));
   if (!reply.is_array() || reply.elements.size() != 2) {
     return absl::InternalError(absl::StrCat(
         "enqueue ", job.job_id, " on stream ", options_.stream,
@@ -401,6 +402,8 @@ absl::StatusOr<std::vector<std::string>> JobQueue::FinalizeArgs(
   AppendFields(&fields, outcome.fields);
   std::vector<std::string> args = FenceArgs(options_, claim);
   args.push_back(absl::StrCat(absl::ToInt64Seconds(options_.result_ttl)));
+  args.push_back(claim.job.job_id);
+  args.push_back(absl::StrCat(options_.recent_jobs_max_len));
   args.push_back(absl::StrCat(fields.size()));
   args.insert(args.end(), fields.begin(), fields.end());
   return args;
@@ -414,7 +417,7 @@ absl::Status JobQueue::Finalize(const ClaimedJob& claim,
       RedisReply reply,
       redis_.Eval(FinalizeScript(),
                   {options_.stream, options_.StatusKey(claim.job.job_id),
-                   options_.LogKey(claim.job.job_id)},
+                   options_.LogKey(claim.job.job_id), options_.RecentJobsKey()},
                   args));
   return Fenced("finalize", reply, claim.stream_id);
 }
@@ -428,7 +431,7 @@ absl::StatusOr<std::optional<ClaimedJob>> JobQueue::FinalizeAndClaimNext(
       RedisReply reply,
       redis_.Eval(FinalizeAndClaimScript(),
                   {options_.stream, options_.StatusKey(claim.job.job_id),
-                   options_.LogKey(claim.job.job_id),
+                   options_.LogKey(claim.job.job_id), options_.RecentJobsKey(),
                    options_.DeadLetterStream()},
                   args));
   CIAGENT_RETURN_IF_ERROR(Fenced("finalize", reply, claim.stream_id));

@@ -13,6 +13,7 @@
 //   ci-jobs               stream of jobs, one field `job` (JSON, see job.h)
 //   ci-workers            its consumer group
 //   ci-jobs:dead          dead-letter stream
+//   ci-jobs:recent        the newest jobs (sorted set, capped)
 //   ci:job:{<job_id>}     status hash of a job
 //   ci:job:{<job_id>}:log log stream of a job (see job_log.h)
 //
@@ -103,6 +104,9 @@ struct QueueOptions {
   // job's log stream.
   int64_t dead_letter_max_len = 100000;
   int64_t log_max_len = 100000;
+  // The recent-jobs index (RecentJobsKey()) keeps this many jobs, the newest
+  // by entry id; Enqueue and Finalize write it. 0 writes none.
+  int64_t recent_jobs_max_len = 10000;
   // Create the group (and stream) when missing instead of failing.
   bool create_group = false;
   // A finished job's status hash and log stream expire this long after
@@ -112,6 +116,10 @@ struct QueueOptions {
   JobParseOptions parse;
 
   std::string DeadLetterStream() const;
+  // `<stream>:recent`: a sorted set of job ids scored by their entry id
+  // (docs/redis-schema.md). Derived from the stream so that it shares the
+  // stream's hash tag on Redis Cluster.
+  std::string RecentJobsKey() const;
   std::string StatusKey(absl::string_view job_id) const;
   std::string LogKey(absl::string_view job_id) const;
 };
@@ -151,9 +159,9 @@ class JobQueue {
   // are not skipped. Idempotent.
   absl::Status EnsureGroup();
 
-  // Adds `job` to the stream and marks it queued, in one script (one round
-  // trip). Returns the entry id. For producers and tests; the first call
-  // also ensures the group exists.
+  // Adds `job` to the stream, marks it queued and puts it in the recent-jobs
+  // index, in one script (one round trip). Returns the entry id. For
+  // producers and tests; the first call also ensures the group exists.
   //
   // It also keeps the group's lag readable, which KEDA's lag trigger needs to
   // start an agent when none runs: when XINFO GROUPS reports no lag (nil
@@ -174,8 +182,9 @@ class JobQueue {
   // finalized): stop working on it and write nothing.
   absl::StatusOr<RenewResult> Renew(const ClaimedJob& claim);
 
-  // Writes the terminal status and acks the entry in one atomic step, if
-  // this delivery still owns it. kAborted otherwise, with nothing written.
+  // Writes the terminal status, acks the entry and indexes the job in one
+  // atomic step, if this delivery still owns it. kAborted otherwise, with
+  // nothing written.
   absl::Status Finalize(const ClaimedJob& claim, const JobOutcome& outcome);
 
   // Finalize, then claim the next job without waiting, in one atomic step

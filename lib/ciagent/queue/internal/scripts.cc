@@ -196,20 +196,89 @@ local function claim_next(stream, group, consumer, lease_ms, max_deliveries,
 end
 )lua";
 
-// Writes a terminal status from ARGV[first..first+count-1], acks, expires.
-constexpr char kFinalize[] = R"lua(
-local function finalize(first, count, ttl)
-  redis.call('HSET', KEYS[2], unpack(ARGV, first, first + count - 1))
-  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-  ttl = tonumber(ttl)
-  if ttl > 0 then
-    redis.call('EXPIRE', KEYS[2], ttl)
-    redis.call('EXPIRE', KEYS[3], ttl)
+// index_job(index, max_len, stream_id, job_id): puts the job in the
+// recent-jobs index, a sorted set scored by its entry id, and keeps the
+// max_len newest. The score is milliseconds × 1000 + sequence (capped at
+// 999), so jobs added in one millisecond keep the stream's order; it is
+// written as digits (exact below 2^53), never as a Lua float. It comes from
+// the entry, so enqueue and finalize write the same one. max_len 0 keeps no
+// index.
+constexpr char kIndexJob[] = R"lua(
+local function index_job(index, max_len, stream_id, job_id)
+  max_len = tonumber(max_len)
+  if max_len <= 0 then return end
+  local ms, seq = string.match(stream_id, '^(%d+)-(%d+)$')
+  seq = math.min(tonumber(seq), 999)
+  redis.call('ZADD', index, ms .. string.format('%03d', seq), job_id)
+  if redis.call('ZCARD', index) > max_len then
+    redis.call('ZREMRANGEBYRANK', index, 0, -max_len - 1)
   end
 end
 )lua";
 
+// Writes a terminal status from ARGV[9..8+ARGV[8]], acks, expires, and
+// indexes the job (ARGV[6] job_id, ARGV[7] index max_len) in `index`.
+constexpr char kFinalize[] = R"lua(
+local function finalize(index)
+  local count = tonumber(ARGV[8])
+  redis.call('HSET', KEYS[2], unpack(ARGV, 9, 8 + count))
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+  local ttl = tonumber(ARGV[5])
+  if ttl > 0 then
+    redis.call('EXPIRE', KEYS[2], ttl)
+    redis.call('EXPIRE', KEYS[3], ttl)
+  end
+  index_job(index, ARGV[7], ARGV[2], ARGV[6])
+  return 9 + count
+end
+)lua";
+
+// add_job(stream, group, status_key, index, index_max, job_id, doc, fields):
+// writes the status hash `fields` (first, so that no agent can start a job
+// not yet marked queued), adds the entry, indexes the job, and keeps the
+// group's lag readable. Returns the entry id and, when lag had to be
+// repaired, the undelivered count (else -1).
+//
+// Lag: when XINFO GROUPS has none for the group (nil after a deletion past
+// its last id, or after a restart from the AOF), Redis cannot tell how far
+// the group has read. Count what it has not read and state the counter so
+// that lag says exactly that.
+constexpr char kAddJob[] = R"lua(
+local function add_job(stream, group, status_key, index, index_max, job_id,
+                       doc, fields)
+  redis.call('DEL', status_key)
+  redis.call('HSET', status_key, unpack(fields))
+  local id = redis.call('XADD', stream, '*', 'job', doc)
+  index_job(index, index_max, id, job_id)
+  local g = group_info(stream, group)
+  if not g or g.lag then return id, -1 end
+  local undelivered, from = 0, '(' .. g['last-delivered-id']
+  repeat
+    local page = redis.call('XRANGE', stream, from, '+', 'COUNT', 100)
+    undelivered = undelivered + #page
+    if #page > 0 then from = '(' .. page[#page][1] end
+  until #page < 100
+  -- Forget the tombstone (a last deletion before any entry counts as none;
+  -- 0-0 would be ignored), then read entries-added as the lag from zero.
+  redis.call('XSETID', stream, id, 'MAXDELETEDID', '0-1')
+  redis.call('XGROUP', 'SETID', stream, group, g['last-delivered-id'],
+             'ENTRIESREAD', 0)
+  local added = group_info(stream, group).lag
+  redis.call('XGROUP', 'SETID', stream, group, g['last-delivered-id'],
+             'ENTRIESREAD', added - undelivered)
+  return id, undelivered
+end
+)lua";
+
 }  // namespace
+
+std::vector<std::pair<std::string, std::string>> QueuedStatusFields(
+    const Job& job, absl::string_view now) {
+  return {{"status", "queued"},          {"job_id", job.job_id},
+          {"repo", job.repo},            {"branch", job.branch},
+          {"commit", job.commit},        {"attempt", "0"},
+          {"enqueued_at", std::string(now)}, {"updated_at", std::string(now)}};
+}
 
 const RedisScript& ClaimScript() {
   static const RedisScript& script = *new RedisScript(absl::StrCat(kGroupInfo, kClaimNext, R"lua(
@@ -220,41 +289,19 @@ return claim_next(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6],
 }
 
 const RedisScript& FinalizeAndClaimScript() {
-  static const RedisScript& script = Fenced(absl::StrCat(kFinalize, kGroupInfo, kClaimNext, R"lua(
-local n = tonumber(ARGV[6])
-finalize(7, n, ARGV[5])
-local c = 7 + n
+  static const RedisScript& script = Fenced(absl::StrCat(kIndexJob, kFinalize, kGroupInfo, kClaimNext, R"lua(
+local c = finalize(KEYS[4])
 return {'ok', claim_next(KEYS[1], ARGV[1], ARGV[3], ARGV[c], ARGV[c + 1],
                          ARGV[c + 2], ARGV[c + 3], ARGV[c + 4], ARGV[c + 5],
-                         KEYS[4], ARGV[c + 6], ARGV[5])}
+                         KEYS[5], ARGV[c + 6], ARGV[5])}
 )lua"));
   return script;
 }
 
 const RedisScript& EnqueueScript() {
-  static const RedisScript& script = *new RedisScript(absl::StrCat(kGroupInfo, R"lua(
-redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-local id = redis.call('XADD', KEYS[1], '*', 'job', ARGV[2])
-local g = group_info(KEYS[1], ARGV[1])
-if not g or g.lag then return {id, -1} end
--- No lag: a deletion after the group's last id (a tombstone), or a restart
--- from the AOF, left Redis unable to tell how far the group has read. Count
--- what it has not read and state the counter so that lag says exactly that.
-local undelivered, from = 0, '(' .. g['last-delivered-id']
-repeat
-  local page = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', 100)
-  undelivered = undelivered + #page
-  if #page > 0 then from = '(' .. page[#page][1] end
-until #page < 100
--- Forget the tombstone (a last deletion before any entry counts as none;
--- 0-0 would be ignored), then read entries-added as the lag from zero.
-redis.call('XSETID', KEYS[1], id, 'MAXDELETEDID', '0-1')
-redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], g['last-delivered-id'],
-           'ENTRIESREAD', 0)
-local added = group_info(KEYS[1], ARGV[1]).lag
-redis.call('XGROUP', 'SETID', KEYS[1], ARGV[1], g['last-delivered-id'],
-           'ENTRIESREAD', added - undelivered)
+  static const RedisScript& script = *new RedisScript(absl::StrCat(kGroupInfo, kIndexJob, kAddJob, R"lua(
+local id, undelivered = add_job(KEYS[1], ARGV[1], KEYS[2], KEYS[3], ARGV[4],
+                                ARGV[3], ARGV[2], {unpack(ARGV, 5)})
 return {id, undelivered}
 )lua"));
   return script;
@@ -281,8 +328,8 @@ return {'ok', cancel[1] or '', cancel[2] or ''}
 }
 
 const RedisScript& FinalizeScript() {
-  static const RedisScript& script = Fenced(absl::StrCat(kFinalize, R"lua(
-finalize(7, tonumber(ARGV[6]), ARGV[5])
+  static const RedisScript& script = Fenced(absl::StrCat(kIndexJob, kFinalize, R"lua(
+finalize(KEYS[4])
 return {'ok'}
 )lua"));
   return script;
@@ -337,6 +384,37 @@ redis.call('HSET', KEYS[1], 'cancel_requested', ARGV[1],
            'cancel_reason', ARGV[2])
 return 'ok'
 )lua");
+  return script;
+}
+
+const RedisScript& RedriveScript() {
+  static const RedisScript& script = *new RedisScript(absl::StrCat(kGroupInfo, kIndexJob, kAddJob, R"lua(
+local dead = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #dead == 0 then return {'missing'} end
+-- The job may be back already (enqueued again, or a dead letter of the same
+-- job redriven before): a second copy would run it twice.
+local status = redis.call('HGET', KEYS[3], 'status')
+if status == 'queued' or status == 'running' then return {'busy', status} end
+local letter = {}
+local fields = dead[1][2]
+for i = 1, #fields, 2 do letter[fields[i]] = fields[i + 1] end
+local earlier = {}
+local kept = redis.call('HGET', KEYS[3], 'earlier_reasons')
+if kept then
+  local ok, list = pcall(cjson.decode, kept)
+  if ok and type(list) == 'table' then earlier = list end
+end
+earlier[#earlier + 1] = {reason = letter.dead_reason or '',
+                         at = letter.dead_at or '', dead_letter_id = ARGV[1]}
+while #earlier > tonumber(ARGV[6]) do table.remove(earlier, 1) end
+local id = add_job(KEYS[2], ARGV[2], KEYS[3], KEYS[5], ARGV[5], ARGV[4],
+                   ARGV[3], {unpack(ARGV, 7)})
+redis.call('HSET', KEYS[3], 'earlier_reasons', cjson.encode(earlier))
+-- Dead-lettering set the log to expire; the job is alive again.
+redis.call('PERSIST', KEYS[4])
+redis.call('XDEL', KEYS[1], ARGV[1])
+return {'ok', id}
+)lua"));
   return script;
 }
 

@@ -8,9 +8,21 @@
 #ifndef CIAGENT_QUEUE_INTERNAL_SCRIPTS_H_
 #define CIAGENT_QUEUE_INTERNAL_SCRIPTS_H_
 
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "ciagent/job/job.h"
 #include "ciagent/queue/redis_client.h"
 
 namespace ciagent::queue_internal {
+
+// The status hash of a job just (re-)enqueued, as EnqueueScript and
+// RedriveScript write it: status queued, attempt 0, the job's identity and
+// `now` as enqueued_at and updated_at.
+std::vector<std::pair<std::string, std::string>> QueuedStatusFields(
+    const Job& job, absl::string_view now);
 
 // KEYS: stream, dead-letter stream. ARGV: group, consumer, lease_ms,
 // max_deliveries, status key prefix, now, max_entry_bytes, max_json_bytes,
@@ -26,18 +38,20 @@ namespace ciagent::queue_internal {
 // Cluster it must share the stream's hash tag.
 const RedisScript& ClaimScript();
 
-// KEYS: stream, status, log, dead-letter stream. ARGV: fence, ttl_seconds,
-// n, n field/value strings, then lease_ms, max_deliveries, status key
-// prefix, now, max_entry_bytes, max_json_bytes, dead-letter maxlen.
+// KEYS: stream, status, log, recent-jobs index, dead-letter stream. ARGV:
+// fence, ttl_seconds, job_id, index max_len, n, n field/value strings, then
+// lease_ms, max_deliveries, status key prefix, now, max_entry_bytes,
+// max_json_bytes, dead-letter maxlen.
 // Finalize, then the claim above, atomically: {"ok", <claim reply>}.
 const RedisScript& FinalizeAndClaimScript();
 
-// KEYS: stream, status. ARGV: group, job document, then the status hash's
-// field/value pairs.
+// KEYS: stream, status, recent-jobs index. ARGV: group, job document,
+// job_id, index max_len, then the status hash's field/value pairs.
 // Writes the status, then adds the entry (so no agent can start a job not
-// yet marked queued). When XINFO GROUPS has no lag for the group (nil after
-// a deletion past its last id, or after a restart from the AOF) it states
-// the group's read counter so that lag counts the undelivered entries again.
+// yet marked queued) and indexes the job. When XINFO GROUPS has no lag for
+// the group (nil after a deletion past its last id, or after a restart from
+// the AOF) it states the group's read counter so that lag counts the
+// undelivered entries again.
 // Returns {id, undelivered entries when repaired, else -1}.
 const RedisScript& EnqueueScript();
 
@@ -50,9 +64,10 @@ const RedisScript& BeginScript();
 // Resets the entry's idle time; returns {"ok", cancel_requested, cancel_reason}.
 const RedisScript& RenewScript();
 
-// KEYS: stream, status, log. ARGV: fence, ttl_seconds, n, then n
-// field/value strings.
-// Writes the terminal status, acks, and sets the keys' expiry.
+// KEYS: stream, status, log, recent-jobs index. ARGV: fence, ttl_seconds,
+// job_id, index max_len, n, then n field/value strings.
+// Writes the terminal status, acks, sets the keys' expiry and indexes the
+// job.
 const RedisScript& FinalizeScript();
 
 // KEYS: stream, status. ARGV: fence, idle_ms, then field/value pairs.
@@ -67,6 +82,17 @@ const RedisScript& DeadLetterScript();
 
 // KEYS: status. ARGV: now, reason. Returns "ok" or the terminal status.
 const RedisScript& CancelScript();
+
+// KEYS: dead-letter stream, stream, status, log, recent-jobs index. ARGV:
+// dead-letter id, group, job document, job_id, index max_len, how many
+// earlier reasons to keep, then the status hash's field/value pairs.
+// Moves a dead letter back onto the stream as a new entry (deliveries count
+// from 1 again), all or nothing: the status written as by Enqueue plus
+// `earlier_reasons` (the dead letter's reason appended to those kept), the
+// log's expiry removed, the dead letter deleted. Returns {"ok", entry id},
+// {"missing"} when the dead letter is gone (redriven or purged before), or
+// {"busy", status} when the job is queued or running again.
+const RedisScript& RedriveScript();
 
 }  // namespace ciagent::queue_internal
 
