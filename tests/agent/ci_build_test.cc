@@ -6,12 +6,14 @@
 #include <simdjson.h>
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -21,9 +23,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/cargo_fixture.h"
+#include "testing/cargo_registry_server.h"
+#include "testing/git_server.h"
 #include "testing/redis_server.h"
 #include "testing/status_matchers.h"
 #include "testing/subprocess.h"
+#include "testing/vendored_crate.h"
 
 namespace ciagent {
 namespace {
@@ -49,6 +54,9 @@ constexpr int kCancelled = 130;
 constexpr int kTerminated = 143;
 
 constexpr char kSecret[] = "tok-9f8e7d6c5b4a";
+// Tokens of private dependencies (the registry's as Gitea wants it).
+constexpr char kGitDependencyToken[] = "gdep-8a7b6c5d4e3f";
+constexpr char kRegistryToken[] = "rdep-1b2c3d4e5f6a";
 
 class CiBuildTest : public ::testing::Test {
  protected:
@@ -424,6 +432,118 @@ TEST_F(CiBuildTest, LocalModeBuildsACheckoutAndPrintsASummary) {
   EXPECT_EQ(int64_t(result["tests"]["failed"]), 1);
   EXPECT_EQ(std::string_view(result["failed_tests"].at(0)),
             std::string_view(kFailingName));
+}
+
+// A checkout depending on a crate on a token-protected git server and on
+// another from a token-protected registry builds and tests with the agent's
+// credentials, given as operators give them (files, variables); no token
+// reaches the log stream, the status hash, ci-build's output, the work dir,
+// the cache or any process's argv or environment.
+TEST_F(CiBuildTest, PrivateGitAndRegistryDependenciesBuildAndNoTokenLeaks) {
+  CIAGENT_REQUIRE_CARGO(path);
+  CIAGENT_REQUIRE_VENDORED_CRATE(itoa, "itoa");
+  CIAGENT_START_REDIS(redis);
+  CIAGENT_START_GIT_SERVER(git, {.username = "ci",
+                                 .password = kGitDependencyToken});
+  ASSERT_OK_AND_ASSIGN(std::string repo, git->CreateBareRepo("itoa"));
+  ASSERT_OK(testing::CommitTree(repo, "main", itoa, "itoa"));
+  const std::string crates = dir_ + "/crates";
+  std::filesystem::create_directories(crates);
+  std::filesystem::copy(itoa, dir_ + "/itoa", std::filesystem::copy_options::recursive);
+  ASSERT_OK(testing::PackageCrate(dir_ + "/itoa", path, crates).status());
+  CIAGENT_START_CARGO_REGISTRY(
+      registry, {.crates_dir = crates,
+                 .token = absl::StrCat("Bearer ", kRegistryToken)});
+  ClaimJob(*redis, "passing", Job{.steps = {"check", "test"}});
+  // The checkout becomes a crate using both: itoa from git, renamed, and
+  // itoa from the registry.
+  testing::RemoveTree(workdir_ + "/src");
+  std::filesystem::create_directories(workdir_ + "/src/src");
+  std::ofstream(workdir_ + "/src/Cargo.toml")
+      << "[package]\nname = \"app\"\nversion = \"0.1.0\"\n"
+         "edition = \"2021\"\n\n[dependencies]\n"
+         "itoa_git = { package = \"itoa\", git = \"" << git->RepoUrl("itoa")
+      << "\", branch = \"main\" }\n"
+         "itoa = { version = \"1\", registry = \"gitea\" }\n";
+  std::ofstream(workdir_ + "/src/src/lib.rs")
+      << "#[test]\nfn both_private_crates_format_alike() {\n"
+         "    assert_eq!(itoa::Buffer::new().format(7u8),\n"
+         "               itoa_git::Buffer::new().format(7u8));\n}\n";
+  ASSERT_OK(testing::WriteText(dir_ + "/git-token", kGitDependencyToken, 0600));
+  ASSERT_OK(testing::WriteText(dir_ + "/registry-token",
+                               absl::StrCat("Bearer ", kRegistryToken), 0600));
+
+  std::unique_ptr<Subprocess> build = Start(
+      {"--job", workdir_ + "/job.json"},
+      {{"PATH", path},
+       {"GIT_USERNAME", "ci"},
+       {"GIT_TOKEN_FILE", dir_ + "/git-token"},
+       {"CI_GIT_CREDENTIAL_HOSTS", absl::StrCat("http://127.0.0.1:", git->port())},
+       {"CI_CARGO_REGISTRIES", absl::StrCat("gitea=", registry->index_url())},
+       {"CI_CARGO_REGISTRY_GITEA_TOKEN_FILE", dir_ + "/registry-token"}});
+  ASSERT_NE(build, nullptr);
+  int processes_with_token = 0;
+  while (build->running()) {
+    processes_with_token += testing::ProcessesWithMarker(kGitDependencyToken) +
+                            testing::ProcessesWithMarker(kRegistryToken);
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_OK_AND_ASSIGN(int code, build->Wait(absl::Seconds(10)));
+
+  EXPECT_EQ(code, kSuccess) << ReadFileOrEmpty(dir_ + "/stderr");
+  EXPECT_EQ(StatusField("status"), "success") << StatusField("reason");
+  EXPECT_EQ(StatusField("tests_passed"), "1");
+  EXPECT_EQ(processes_with_token, 0);
+  RedisClient client(redis_options_);
+  ASSERT_OK_AND_ASSIGN(
+      RedisReply status,
+      client.Command({"HGETALL", queue_options_.StatusKey(claim_.job.job_id)}));
+  for (const char* token : {kGitDependencyToken, kRegistryToken}) {
+    for (const RedisReply& field : status.elements) {
+      EXPECT_THAT(field.str, Not(HasSubstr(token)));
+    }
+    EXPECT_FALSE(LogContains(token));
+    EXPECT_THAT(ReadFileOrEmpty(dir_ + "/stdout"), Not(HasSubstr(token)));
+    EXPECT_THAT(ReadFileOrEmpty(dir_ + "/stderr"), Not(HasSubstr(token)));
+    for (const std::string& tree : {workdir_, dir_ + "/cargo-home"}) {
+      for (const auto& entry :
+           std::filesystem::recursive_directory_iterator(tree)) {
+        if (entry.is_regular_file()) {
+          EXPECT_THAT(ReadFileOrEmpty(entry.path().string()),
+                      Not(HasSubstr(token)))
+              << entry.path();
+        }
+      }
+    }
+  }
+}
+
+// Build scripts run as the agent's user and can read what cargo reads; a
+// build that prints the private dependencies' tokens gets them masked.
+TEST_F(CiBuildTest, PrivateDependencyTokensABuildPrintsAreMasked) {
+  CIAGENT_START_REDIS(redis);
+  ClaimJob(*redis, "passing", Job{.steps = {"check"}});
+  const std::string path = StandInCargo(
+      "cat \"$XDG_CONFIG_HOME/git-token\"; echo\n"
+      "for f in \"$XDG_CONFIG_HOME\"/registry-*.token; do cat \"$f\"; echo; "
+      "done");
+  ASSERT_OK(testing::WriteText(dir_ + "/git-token", kGitDependencyToken, 0600));
+
+  // The job's repository (git.example.com) is the default allowed origin.
+  int code = Run({"--job", workdir_ + "/job.json"},
+                 {{"PATH", path},
+                  {"GIT_TOKEN_FILE", dir_ + "/git-token"},
+                  {"CI_CARGO_REGISTRIES",
+                   "gitea=sparse+https://registry.example/index/"},
+                  {"CI_CARGO_REGISTRY_GITEA_TOKEN", kRegistryToken}});
+
+  EXPECT_EQ(code, kSuccess) << ReadFileOrEmpty(dir_ + "/stderr");
+  EXPECT_TRUE(LogContains(
+      "config|agent|private dependencies: git credentials for "
+      "https://git.example.com; registries: gitea"));
+  EXPECT_EQ(absl::c_count(LogLines(), "check|stdout|[MASKED]"), 2);
+  EXPECT_FALSE(LogContains(kGitDependencyToken));
+  EXPECT_FALSE(LogContains(kRegistryToken));
 }
 
 TEST_F(CiBuildTest, UsageErrorsExitTwo) {

@@ -8,12 +8,9 @@
 //
 // The private crate is itoa, as Debian vendors it (librust-itoa-dev): a real
 // crate with its own layout, not one shaped by these tests.
-#include <glob.h>
-
 #include <atomic>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -31,6 +28,7 @@
 #include "testing/git_server.h"
 #include "testing/redis_server.h"
 #include "testing/status_matchers.h"
+#include "testing/vendored_crate.h"
 
 namespace ciagent {
 namespace {
@@ -109,15 +107,8 @@ class PrivateDependenciesTest : public ::testing::Test {
   void SetUp() override {
     CIAGENT_REQUIRE_CARGO(path);
     path_ = path;
-    glob_t matches;
-    if (glob("/usr/share/cargo/registry/itoa-1.*", 0, nullptr, &matches) == 0) {
-      itoa_dir_ = matches.gl_pathv[0];
-    }
-    globfree(&matches);
-    if (itoa_dir_.empty()) {
-      if (testing::RunningUnderCi()) FAIL() << "librust-itoa-dev is required";
-      GTEST_SKIP() << "librust-itoa-dev not installed";
-    }
+    CIAGENT_REQUIRE_VENDORED_CRATE(itoa, "itoa");
+    itoa_dir_ = itoa;
     ASSERT_OK_AND_ASSIGN(dir_, testing::MakeTempDir("private-deps"));
   }
   void TearDown() override { testing::RemoveTree(dir_); }
@@ -135,13 +126,7 @@ class PrivateDependenciesTest : public ::testing::Test {
         std::string extra_commit,
         testing::CommitFiles(extra, "main", {{"NOTICE", "private\n"}}, "one"));
     ASSERT_OK_AND_ASSIGN(std::string itoa, git_->CreateBareRepo("itoa"));
-    std::map<std::string, std::string> files;
-    for (const auto& entry : fs::recursive_directory_iterator(itoa_dir_)) {
-      if (!entry.is_regular_file()) continue;
-      files[fs::relative(entry.path(), itoa_dir_).string()] =
-          testing::ReadFileOrEmpty(entry.path().string());
-    }
-    ASSERT_OK(testing::CommitFiles(itoa, "main", files, "itoa").status());
+    ASSERT_OK(testing::CommitTree(itoa, "main", itoa_dir_, "itoa"));
     ASSERT_OK(testing::CommitSubmodule(itoa, "main", "extra",
                                        UrlAt(host, "extra"), extra_commit,
                                        "extra as a submodule")

@@ -1,11 +1,9 @@
 #include "testing/cargo_registry_server.h"
 
-#include <filesystem>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "ciagent/base/process_runner.h"
 #include "testing/redis_server.h"
 
 namespace ciagent::testing {
@@ -67,41 +65,6 @@ absl::Status CargoRegistryServer::Launch() {
   process_ = *std::move(process);
   return AwaitReadyLine(process_, out, err, "cargo registry", port_,
                         absl::Seconds(10));
-}
-
-absl::StatusOr<std::string> PackageCrate(const std::string& crate_dir,
-                                         const std::string& path,
-                                         const std::string& out_dir) {
-  ProcessOptions process;
-  process.argv = {"cargo", "package", "--offline", "--no-verify",
-                  "--allow-dirty", "--target-dir", out_dir + "/target"};
-  process.working_dir = crate_dir;
-  process.env = {{"PATH", path},
-                 {"HOME", getenv("HOME") != nullptr ? getenv("HOME") : "/"},
-                 {"CARGO_HOME", out_dir + "/cargo-home"}};
-  if (const char* rustup = getenv("RUSTUP_HOME"); rustup != nullptr) {
-    process.env.emplace_back("RUSTUP_HOME", rustup);
-  }
-  std::string output;
-  absl::StatusOr<ProcessResult> run =
-      RunProcess(process, [&](StreamKind, absl::string_view line) {
-        absl::StrAppend(&output, line, "\n");
-      });
-  if (!run.ok()) return run.status();
-  if (run->exit_code != 0) {
-    return absl::InternalError(
-        absl::StrCat("cargo package in ", crate_dir, ": ", output));
-  }
-  for (const auto& entry :
-       std::filesystem::directory_iterator(out_dir + "/target/package")) {
-    if (entry.path().extension() == ".crate") {
-      const std::string dest = out_dir + "/" + entry.path().filename().string();
-      std::filesystem::rename(entry.path(), dest);
-      return dest;
-    }
-  }
-  return absl::InternalError(
-      absl::StrCat("cargo package in ", crate_dir, " wrote no .crate"));
 }
 
 }  // namespace ciagent::testing

@@ -6,7 +6,7 @@
 // serves the .crate files of a directory (as `cargo package` writes them;
 // crates without dependencies), writing their index entries itself.
 //
-//   ASSERT_OK_AND_ASSIGN(std::string crate, PackageCrate(src, path, tmp));
+//   // <tmp>/<name>-<version>.crate from PackageCrate (vendored_crate.h)
 //   CIAGENT_START_CARGO_REGISTRY(registry, {.crates_dir = tmp,
 //                                           .token = "Bearer s3cret"});
 //   // [registries.gitea] index = registry->index_url()
@@ -60,12 +60,6 @@ class CargoRegistryServer {
   int port_ = 0;
   std::unique_ptr<Subprocess> process_;
 };
-
-// Packs the crate at `crate_dir` with `cargo package` (PATH `path`, no
-// network) into `out_dir`; returns the .crate file's path.
-absl::StatusOr<std::string> PackageCrate(const std::string& crate_dir,
-                                         const std::string& path,
-                                         const std::string& out_dir);
 
 }  // namespace ciagent::testing
 
