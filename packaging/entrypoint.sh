@@ -21,9 +21,12 @@
 #                        CI_METRICS_PUSHGATEWAY (grouped by POD_NAME);
 #                        for the image push REGISTRY_URL (else GITEA_URL's
 #                        host), REGISTRY_USERNAME, REGISTRY_TOKEN[_FILE],
-#                        CI_CA_FILE; GIT_TOKEN, GITEA_TOKEN and
-#                        REGISTRY_PASSWORD (each also _FILE) only to mask
-#                        them in the job log
+#                        CI_CA_FILE; for private dependencies
+#                        GIT_USERNAME, GIT_TOKEN[_FILE] (else GITEA_TOKEN),
+#                        CI_GIT_CREDENTIAL_HOSTS, CI_CARGO_REGISTRIES and
+#                        CI_CARGO_REGISTRY_<NAME>_TOKEN[_FILE];
+#                        REGISTRY_PASSWORD (also _FILE) only to mask it in
+#                        the job log
 #   read by both         CIAGENT_LOG_LEVEL=debug|info|warning|error
 #   flags of ci-consume  CI_STREAM (--stream), CI_GROUP (--group),
 #                        CI_WAIT (--wait, seconds), CI_LEASE (--lease),

@@ -44,7 +44,9 @@ installed), clippy, audit/deny when installed, image.
 Steps run with a controlled environment (PATH, HOME, CARGO_HOME,
 CARGO_TARGET_DIR, the job's env and --secret-env). Secrets come from the
 environment only (REDIS_PASSWORD[_FILE], GIT_TOKEN[_FILE], ...); their values
-are masked in the job log.
+are masked in the job log. cargo reaches private git dependencies and sparse
+registries with GIT_TOKEN[_FILE] for CI_GIT_CREDENTIAL_HOSTS (default: the
+job repository's host) and CI_CARGO_REGISTRIES (docs/private-dependencies.md).
 --cache-dir (CI_CACHE_DIR): a shared CARGO_HOME and a locked target dir per
 cache key (docs/caching.md); without it builds run uncached.
 
