@@ -11,7 +11,6 @@
 #include <fstream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -48,26 +47,6 @@ using ::testing::HasSubstr;
 constexpr char kGitToken[] = "git-token-e2e-5f4e3d";
 constexpr char kRegistryToken[] = "registry-token-e2e-9a8b7c";
 
-// Every file of a fixture crate (hidden ones too), relative path => bytes.
-std::map<std::string, std::string> FixtureFiles(const std::string& name) {
-  namespace fs = std::filesystem;
-  std::map<std::string, std::string> files;
-  const absl::StatusOr<std::string> root = testing::FixturesDir();
-  EXPECT_OK(root.status());
-  const fs::path dir = fs::path(root.value_or("")) / name;
-  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
-    const std::string relative = fs::relative(entry.path(), dir).string();
-    if (!entry.is_regular_file() || absl::StartsWith(relative, "target")) {
-      continue;
-    }
-    std::ifstream in(entry.path(), std::ios::binary);
-    std::ostringstream bytes;
-    bytes << in.rdbuf();
-    files[relative] = bytes.str();
-  }
-  return files;
-}
-
 class AgentChainTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -83,8 +62,12 @@ class AgentChainTest : public ::testing::Test {
   Job Publish(testing::GitServer& git, const std::string& name) {
     absl::StatusOr<std::string> bare = git.CreateBareRepo("acme/" + name);
     EXPECT_OK(bare.status());
+    absl::StatusOr<std::map<std::string, std::string>> files =
+        testing::FixtureFiles(name);
+    EXPECT_OK(files.status());
     absl::StatusOr<std::string> commit = testing::CommitFiles(
-        bare.value_or(""), "main", FixtureFiles(name), "import " + name);
+        bare.value_or(""), "main", files.value_or(std::map<std::string, std::string>{}),
+        "import " + name);
     EXPECT_OK(commit.status());
     std::string repo_name = name;
     std::replace(repo_name.begin(), repo_name.end(), '_', '-');

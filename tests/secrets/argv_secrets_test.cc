@@ -21,7 +21,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -187,23 +186,6 @@ class ArgvSampler {
   std::thread thread_;
 };
 
-// Every file of a fixture crate (hidden ones too), relative path => bytes.
-std::map<std::string, std::string> FixtureFiles(const std::string& name) {
-  namespace fs = std::filesystem;
-  std::map<std::string, std::string> files;
-  const absl::StatusOr<std::string> root = testing::FixturesDir();
-  EXPECT_OK(root.status());
-  const fs::path dir = fs::path(root.value_or("")) / name;
-  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
-    const std::string relative = fs::relative(entry.path(), dir).string();
-    if (!entry.is_regular_file() || absl::StartsWith(relative, "target")) {
-      continue;
-    }
-    files[relative] = ReadProcFile(entry.path().string());
-  }
-  return files;
-}
-
 class ArgvSecretsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -284,10 +266,9 @@ TEST_F(ArgvSecretsTest, QueueChainKeepsSecretsOutOfArgvLogsAndStatus) {
 
   // The producer: the job, on a stream behind the password.
   ASSERT_OK_AND_ASSIGN(std::string bare, git->CreateBareRepo("acme/app"));
-  ASSERT_OK_AND_ASSIGN(
-      std::string commit,
-      testing::CommitFiles(bare, "main", FixtureFiles("with_dockerfile"),
-                           "import"));
+  ASSERT_OK_AND_ASSIGN(auto files, testing::FixtureFiles("with_dockerfile"));
+  ASSERT_OK_AND_ASSIGN(std::string commit,
+                       testing::CommitFiles(bare, "main", files, "import"));
   const Job job{.job_id = "argv-secrets",
                 .repo = git->RepoUrl("acme/app"),
                 .branch = "main",

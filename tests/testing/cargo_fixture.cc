@@ -8,6 +8,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "ciagent/base/process_runner.h"
@@ -31,6 +32,31 @@ absl::StatusOr<std::string> PathWithCargo() {
 
 absl::StatusOr<std::string> FixturesDir() {
   return PathFromEnv("CIAGENT_FIXTURES");
+}
+
+absl::StatusOr<std::map<std::string, std::string>> FixtureFiles(
+    const std::string& name) {
+  absl::StatusOr<std::string> root = FixturesDir();
+  if (!root.ok()) return root.status();
+  const fs::path dir = fs::path(*root) / name;
+  std::map<std::string, std::string> files;
+  std::error_code error;
+  for (fs::recursive_directory_iterator it(dir, error), end;
+       !error && it != end; it.increment(error)) {
+    const std::string relative = fs::relative(it->path(), dir).string();
+    if (!it->is_regular_file() || absl::StartsWith(relative, "target")) {
+      continue;
+    }
+    std::ifstream in(it->path(), std::ios::binary);
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    files[relative] = bytes.str();
+  }
+  if (error) {
+    return absl::InternalError(absl::StrCat("read fixture ", dir.string(),
+                                            ": ", error.message()));
+  }
+  return files;
 }
 
 absl::StatusOr<std::string> CopyFixture(const std::string& name,

@@ -8,6 +8,7 @@
 #define CIAGENT_TESTS_TESTING_CARGO_FIXTURE_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -34,6 +35,12 @@ absl::StatusOr<std::string> CopyFixture(const std::string& name,
 
 // Directory of the fixtures (CIAGENT_FIXTURES).
 absl::StatusOr<std::string> FixturesDir();
+
+// Every file of fixture `name` (hidden ones too, but nothing under a
+// `target` directory), relative path => bytes: what CommitFiles
+// (git_repo.h) puts in a repository for a job to fetch.
+absl::StatusOr<std::map<std::string, std::string>> FixtureFiles(
+    const std::string& name);
 
 // Number of live processes whose command line or environment contains
 // `marker`.
