@@ -48,7 +48,8 @@ void PrintHelp(absl::string_view usage) {
 }  // namespace
 
 absl::StatusOr<ToolStart> StartTool(int argc, char** argv,
-                                    absl::string_view usage) {
+                                    absl::string_view usage,
+                                    ToolSyntax syntax) {
   // First: a SIGTERM that arrives while flags are parsed must be seen as a
   // stop request (a claimed job is then requeued), not kill the tool.
   CIAGENT_RETURN_IF_ERROR(InstallStopHandlers());
@@ -61,11 +62,21 @@ absl::StatusOr<ToolStart> StartTool(int argc, char** argv,
     SetMinLogLevel(level);
   }
   ToolStart start;
+  bool flags_ended = false;
   for (int i = 1; i < argc; ++i) {
     absl::string_view arg = argv[i];
-    if (!absl::StartsWith(arg, "-") || arg == "-" || arg == "--") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unexpected argument \"", arg, "\" (see --help)"));
+    if (syntax.positional_args && arg == "--" && !flags_ended) {
+      flags_ended = true;
+      continue;
+    }
+    if (flags_ended || !absl::StartsWith(arg, "-") || arg == "-" ||
+        arg == "--") {
+      if (!syntax.positional_args) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("unexpected argument \"", arg, "\" (see --help)"));
+      }
+      start.args.emplace_back(arg);
+      continue;
     }
     arg.remove_prefix(absl::StartsWith(arg, "--") ? 2 : 1);
     if (arg == "help" || arg == "h") {
@@ -110,6 +121,7 @@ absl::StatusOr<ToolStart> StartTool(int argc, char** argv,
       return absl::InvalidArgumentError(
           absl::StrCat("flag --", arg.substr(0, eq), ": ", error));
     }
+    start.flags_given.emplace_back(flag->Name());
   }
   return start;
 }
