@@ -69,6 +69,9 @@ class QueueAdminTest : public ::testing::Test {
     JobQueue queue = Queue();
     ASSERT_OK(queue.Enqueue(MakeJob(job_id)).status());
     ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::ZeroDuration()));
+    RedisClient writer(redis_);
+    ASSERT_OK(JobLog(&writer, Options(), claim)
+                  .Append({{"fetch", "agent", "fetching"}}));
     ASSERT_OK(queue.Requeue(claim, "agent shutting down"));
     EXPECT_THAT(queue.Claim(absl::ZeroDuration()),
                 StatusIs(absl::StatusCode::kDeadlineExceeded));
@@ -244,6 +247,8 @@ TEST_F(QueueAdminTest, RedriveRequeuesADeadLetterWithAFreshDeliveryCount) {
   DeadLetterAfterRequeue("redriven");
   const std::string dead_id = OnlyDeadLetterId();
   QueueAdmin admin = Admin();
+  ASSERT_GT(Command({"TTL", "ci:job:{redriven}:log"}).integer, 0)
+      << "dead-lettering set the log to expire";
 
   ASSERT_OK_AND_ASSIGN(RedriveResult result, admin.Redrive(dead_id, false));
   EXPECT_EQ(result.outcome, RedriveOutcome::kRedriven);
@@ -255,6 +260,8 @@ TEST_F(QueueAdminTest, RedriveRequeuesADeadLetterWithAFreshDeliveryCount) {
               HasSubstr("delivered 2 times, more than max_deliveries=1"));
   EXPECT_EQ(job.Get("reason"), "");
   EXPECT_EQ(Command({"XLEN", "ci-jobs:dead"}).integer, 0);
+  EXPECT_EQ(Command({"TTL", "ci:job:{redriven}:log"}).integer, -1)
+      << "the job is alive again: its log keeps until it ends";
 
   JobQueue queue = Queue("agent-b");
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::ZeroDuration()));
