@@ -5,17 +5,18 @@
 #                                    that is already configured is reused)
 #
 # 1. Installs the build dependencies (scripts/bootstrap.sh) and builds
-#    ci-consume and ci-build with meson.
+#    ci-consume, ci-build and ci-queue with meson.
 # 2. Starts, on free 127.0.0.1 ports, a redis-server, a git server over
 #    HTTP with Basic auth (tests/testing/git_http_server.py) that serves the
 #    bundled crate examples/hello-ci, committed into a fresh repository,
 #    and a container registry (CNCF distribution, Basic auth) for its image.
-# 3. Enqueues a job for that commit with redis-cli, exactly as a producer
-#    would (the commands are printed), then runs the agent's container
+# 3. Enqueues a job for that commit with `ci-queue enqueue`, as a producer
+#    would (the command is printed), then runs the agent's container
 #    entrypoint, packaging/entrypoint.sh, against these services.
-# 4. Prints the job's status hash, the first and last lines of its log
-#    stream, the pushed image's digest (and what the registry says the tag
-#    points at, asked with skopeo) and a verdict.
+# 4. Prints the job as `ci-queue show` reads its status hash, the first and
+#    last lines of `ci-queue logs`, the queue's `ci-queue stats`, the pushed
+#    image's digest (and what the registry says the tag points at, asked
+#    with skopeo) and a verdict.
 #
 # Exit status: 0 only when the job ended `success`; 130 when interrupted
 # (Ctrl-C: the agent requeues the job, then everything is stopped).
@@ -120,12 +121,13 @@ echo "    $(cargo --version)$clippy_note"
 scripts/bootstrap.sh
 phase_done
 
-say "build ci-consume and ci-build ($build_dir)"
+say "build ci-consume, ci-build and ci-queue ($build_dir)"
 if [[ ! -f $build_dir/build.ninja ]]; then
   meson setup "$build_dir" -Dtests=disabled -Dintegration_tests=disabled \
     -Dbenchmarks=disabled -Dfuzzers=disabled
 fi
-ninja -C "$build_dir" tools/ci-consume/ci-consume tools/ci-build/ci-build
+ninja -C "$build_dir" tools/ci-consume/ci-consume tools/ci-build/ci-build \
+  tools/ci-queue/ci-queue
 phase_done
 
 # --- 2. services --------------------------------------------------------------
@@ -221,37 +223,19 @@ phase_done
 
 # --- 3. enqueue, as a producer ------------------------------------------------
 
-# Prints the command as one would type it, then runs it.
-producer() {
-  local arg line="    redis-cli -p $redis_port"
-  for arg in "$@"; do
-    if [[ $arg =~ ^[A-Za-z0-9_.:/@=+-]+$ ]]; then
-      line+=" $arg"
-    else
-      line+=" '${arg//\'/\'\\\'\'}'"
-    fi
-  done
-  echo "$line"
-  local reply
-  reply=$(redis-cli -p "$redis_port" "$@")
-  if [[ $reply == ERR* || $reply == *BUSYGROUP* ]]; then
-    echo "demo: redis answered: $reply" >&2
-    exit 1
-  fi
+# ci-queue, as an operator or a producer's script runs it (the command is
+# printed first). NO_COLOR: the demo's output is a log, not a terminal UI.
+export NO_COLOR=1
+ci_queue() {
+  "$build_path/tools/ci-queue/ci-queue" --redis "redis://127.0.0.1:$redis_port" "$@"
 }
-
 job_id=hello-ci-$(date -u +%Y%m%d-%H%M%S)
-status_key="ci:job:{$job_id}"
-log_key="ci:job:{$job_id}:log"
-now=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
-job_json="{\"job_id\":\"$job_id\",\"repo\":\"$repo_url\",\"branch\":\"main\",\"commit\":\"$commit\",\"timeout_s\":600,\"steps\":[$steps]}"
 
-say "enqueue job $job_id (what a producer writes: group, status hash, entry)"
-producer XGROUP CREATE ci-jobs ci-workers 0 MKSTREAM
-producer DEL "$status_key"
-producer HSET "$status_key" status queued job_id "$job_id" repo "$repo_url" \
-  branch main commit "$commit" attempt 0 enqueued_at "$now" updated_at "$now"
-producer XADD ci-jobs '*' job "$job_json"
+say "enqueue job $job_id (status hash queued, then the stream entry)"
+echo "    ci-queue enqueue --repo $repo_url --branch main --commit ${commit:0:12}… \\"
+echo "      --steps ${steps//\"/} --timeout 600 --job-id $job_id"
+ci_queue enqueue --repo "$repo_url" --branch main --commit "$commit" \
+  --steps "${steps//\"/}" --timeout 600 --job-id "$job_id" >/dev/null
 phase_done
 
 # --- 4. the agent -------------------------------------------------------------
@@ -352,57 +336,38 @@ phase_done
 
 # --- 5. what the job left in Redis --------------------------------------------
 
-log_len=$(redis-cli -p "$redis_port" XLEN "$log_key")
-tail_count=$((log_len > 10 ? 5 : (log_len > 5 ? log_len - 5 : 0)))
-say "status hash, then log stream ($log_len lines: first and last 5)"
-python3 - "$status_key" "$log_key" \
-  "$(redis-cli -p "$redis_port" --json HGETALL "$status_key")" \
-  "$(redis-cli -p "$redis_port" --json XRANGE "$log_key" - + COUNT 5)" \
-  "$(redis-cli -p "$redis_port" --json XREVRANGE "$log_key" + - COUNT "$tail_count")" \
-  "$log_len" <<'PY'
-import json, sys
-
-status_key, log_key, status, first, last, total = sys.argv[1:7]
-# The fields a reader looks for first, then the rest as Redis keeps them.
-order = ["status", "reason", "job_id", "repo", "branch", "commit", "attempt",
-         "consumer", "stream_id", "enqueued_at", "started_at", "finished_at",
-         "duration_ms", "tests_passed", "tests_failed", "tests_ignored",
-         "failed_tests", "clippy_warnings", "image", "image_digest",
-         "artifacts", "steps"]
-fields = json.loads(status) or {}
-print("    HGETALL '%s'" % status_key)
-for key in [k for k in order if k in fields] + [k for k in fields if k not in order]:
-    print("      %-21s %s" % (key, fields[key]))
-
-def show(entries):
-    for _, values in entries:
-        if isinstance(values, list):
-            values = dict(zip(values[::2], values[1::2]))
-        print("      %4s  %-6s %-6s %s" % (values.get("seq", ""), values.get("step", ""),
-                                        values.get("stream", ""), values.get("line", "")))
-
-print("    XRANGE '%s' - + COUNT 5" % log_key)
-show(json.loads(first) or [])
-if int(total) > 10:
-    print("      ...")
-later = json.loads(last) or []
-if later:
-    print("    XREVRANGE '%s' + - COUNT %d (in order)" % (log_key, len(later)))
-    show(list(reversed(later)))
-PY
+say "ci-queue show $job_id"
+ci_queue show "$job_id" | sed 's/^/    /'
+ci_queue logs "$job_id" >"$tmp/job.log"
+log_len=$(wc -l <"$tmp/job.log")
+say "ci-queue logs $job_id ($log_len lines: first and last 5)"
+if ((log_len > 10)); then
+  head -n 5 "$tmp/job.log" | sed 's/^/    /'
+  echo "    ..."
+  tail -n 5 "$tmp/job.log" | sed 's/^/    /'
+else
+  sed 's/^/    /' "$tmp/job.log"
+fi
+say "ci-queue stats"
+ci_queue stats | sed 's/^/    /'
 
 # --- verdict ------------------------------------------------------------------
 
-status=$(redis-cli -p "$redis_port" HGET "$status_key" status)
-reason=$(redis-cli -p "$redis_port" HGET "$status_key" reason)
+# One field of the job's status hash, from `ci-queue show --json`.
+job_field() {
+  ci_queue show "$job_id" --json |
+    python3 -c 'import json, sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1"
+}
+status=$(job_field status)
+reason=$(job_field reason)
 total=$(since "$started")
 echo
 if ((interrupted)); then
   echo "VERDICT: interrupted: job $job_id is '$status' (the agent requeued it); ${total} s"
   exit 130
 fi
-image=$(redis-cli -p "$redis_port" HGET "$status_key" image)
-image_digest=$(redis-cli -p "$redis_port" HGET "$status_key" image_digest)
+image=$(job_field image)
+image_digest=$(job_field image_digest)
 registry_digest=""
 if [[ -n $image ]]; then
   # An independent client asks the registry what the tag points at.
@@ -419,7 +384,7 @@ if [[ -n $image ]]; then
   echo "      the registry (skopeo)       $registry_digest"
 fi
 if [[ $status == success && -n $image && $registry_digest == "$image_digest" ]]; then
-  passed=$(redis-cli -p "$redis_port" HGET "$status_key" tests_passed)
+  passed=$(job_field tests_passed)
   echo "VERDICT: success: job $job_id (commit ${commit:0:12}) passed steps ${steps//\"/} with ${passed:-?} tests passed and pushed $image@$image_digest; entrypoint exit $agent_rc; ${total} s in all"
   exit 0
 fi
