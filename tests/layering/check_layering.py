@@ -3,8 +3,8 @@
 
 The layers, bottom up (docs/architecture.md, "Layers"):
 
-    base <- {job, net} <- {queue, git, oci, cache, metrics} <- pipeline
-         <- image <- agent <- tools
+    base <- {job, net} <- {queue, git, oci, cache, metrics}
+         <- {pipeline, webhook} <- image <- agent <- tools
 
 A module may include its own headers and those of any lower layer; modules
 of one layer are siblings and never include each other. No other module and
@@ -26,7 +26,7 @@ LAYERS = [
     ["base"],
     ["job", "net"],
     ["queue", "git", "oci", "cache", "metrics"],
-    ["pipeline"],
+    ["pipeline", "webhook"],
     ["image"],
     ["agent"],
 ]
