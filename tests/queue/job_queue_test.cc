@@ -153,6 +153,33 @@ TEST_F(JobQueueTest, ClaimsEnqueuedJobAndMarksItRunning) {
   EXPECT_EQ(PendingCount(), 1);
 }
 
+TEST_F(JobQueueTest, EnqueueIfNewAddsAJobOnceHoweverOftenItIsDelivered) {
+  JobQueue producer = Queue("producer");
+  ASSERT_OK_AND_ASSIGN(std::optional<std::string> first,
+                       producer.EnqueueIfNew(MakeJob("push-1")));
+  ASSERT_TRUE(first.has_value());
+  // Redelivered while queued, while running, and after it finished.
+  ASSERT_OK_AND_ASSIGN(std::optional<std::string> again,
+                       producer.EnqueueIfNew(MakeJob("push-1")));
+  EXPECT_FALSE(again.has_value());
+  JobQueue agent = Queue("agent-a");
+  ASSERT_OK_AND_ASSIGN(ClaimedJob claim, agent.Claim(absl::Seconds(1)));
+  ASSERT_OK_AND_ASSIGN(again, producer.EnqueueIfNew(MakeJob("push-1")));
+  EXPECT_FALSE(again.has_value());
+  EXPECT_EQ(Status("push-1")["status"], "running");
+  ASSERT_OK(agent.Finalize(claim, {JobStatus::kSuccess}));
+  ASSERT_OK_AND_ASSIGN(again, producer.EnqueueIfNew(MakeJob("push-1")));
+  EXPECT_FALSE(again.has_value());
+  EXPECT_EQ(Status("push-1")["status"], "success");
+  RedisClient client(redis_);
+  ASSERT_OK_AND_ASSIGN(RedisReply length, client.Command({"XLEN", "ci-jobs"}));
+  EXPECT_EQ(length.integer, 1);
+  // Another job is enqueued as usual.
+  ASSERT_OK_AND_ASSIGN(std::optional<std::string> other,
+                       producer.EnqueueIfNew(MakeJob("push-2")));
+  EXPECT_TRUE(other.has_value());
+}
+
 TEST_F(JobQueueTest, EmptyStreamHonoursWait) {
   JobQueue queue = Queue("agent-a");
   ASSERT_OK(queue.EnsureGroup());

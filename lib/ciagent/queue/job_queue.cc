@@ -115,6 +115,18 @@ absl::Status JobQueue::EnsureGroup() {
 }
 
 absl::StatusOr<std::string> JobQueue::Enqueue(const Job& job) {
+  CIAGENT_ASSIGN_OR_RETURN(std::optional<std::string> id,
+                           AddJob(EnqueueScript(), job));
+  return *std::move(id);
+}
+
+absl::StatusOr<std::optional<std::string>> JobQueue::EnqueueIfNew(
+    const Job& job) {
+  return AddJob(queue_internal::EnqueueNewScript(), job);
+}
+
+absl::StatusOr<std::optional<std::string>> JobQueue::AddJob(
+    const RedisScript& script, const Job& job) {
   if (!group_ensured_) {
     CIAGENT_RETURN_IF_ERROR(EnsureGroup());
     group_ensured_ = true;
@@ -126,7 +138,7 @@ absl::StatusOr<std::string> JobQueue::Enqueue(const Job& job) {
   AppendFields(&args, queue_internal::QueuedStatusFields(job, now));
   CIAGENT_ASSIGN_OR_RETURN(
       RedisReply reply,
-      redis_.Eval(EnqueueScript(),
+      redis_.Eval(script,
                   {options_.stream, options_.StatusKey(job.job_id),
                    options_.RecentJobsKey()},
                   args));
@@ -141,6 +153,7 @@ absl::StatusOr<std::string> JobQueue::Enqueue(const Job& job) {
              {"group", options_.group},
              {"undelivered", reply.elements[1].integer}});
   }
+  if (reply.elements[0].str.empty()) return std::nullopt;  // known already
   return reply.elements[0].str;
 }
 

@@ -171,6 +171,12 @@ class JobQueue {
   // that count again (docs/redis-schema.md, "Consumer-group lag").
   absl::StatusOr<std::string> Enqueue(const Job& job);
 
+  // Enqueue, unless a job with this id is known (its status hash exists,
+  // queued, running or finished within result_ttl): then nothing changes
+  // and the result is nullopt. Atomic, so concurrent deliveries of the same
+  // job (a producer's retries) enqueue it once.
+  absl::StatusOr<std::optional<std::string>> EnqueueIfNew(const Job& job);
+
   // Claims one job, waiting up to `wait` (see the header comment).
   //   kDeadlineExceeded  no job within `wait`.
   //   kCancelled         a stop was requested (SIGTERM) while waiting.
@@ -210,6 +216,10 @@ class JobQueue {
 
  private:
   struct Entry;
+  // Runs an enqueue script (EnqueueScript or EnqueueNewScript) for `job`;
+  // nullopt when the script added nothing.
+  absl::StatusOr<std::optional<std::string>> AddJob(const RedisScript& script,
+                                                    const Job& job);
   // Runs the claim script once. An entry it dead-lettered comes back with
   // `dead_reason` set.
   absl::StatusOr<std::optional<Entry>> ClaimEntry();

@@ -307,6 +307,16 @@ return {id, undelivered}
   return script;
 }
 
+const RedisScript& EnqueueNewScript() {
+  static const RedisScript& script = *new RedisScript(absl::StrCat(kGroupInfo, kIndexJob, kAddJob, R"lua(
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'', -1} end
+local id, undelivered = add_job(KEYS[1], ARGV[1], KEYS[2], KEYS[3], ARGV[4],
+                                ARGV[3], ARGV[2], {unpack(ARGV, 5)})
+return {id, undelivered}
+)lua"));
+  return script;
+}
+
 const RedisScript& BeginScript() {
   static const RedisScript& script = Fenced(R"lua(
 local cancel = redis.call('HMGET', KEYS[2], 'cancel_requested', 'cancel_reason')

@@ -55,6 +55,11 @@ const RedisScript& FinalizeAndClaimScript();
 // Returns {id, undelivered entries when repaired, else -1}.
 const RedisScript& EnqueueScript();
 
+// EnqueueScript when the job's status hash does not exist yet; else changes
+// nothing and returns {"", -1}: a producer that may deliver the same job
+// twice (webhook redeliveries) enqueues it once.
+const RedisScript& EnqueueNewScript();
+
 // KEYS: stream, status. ARGV: fence, now, then field/value pairs.
 // Marks the job running (when the claim script did not); returns {"ok",
 // cancel_requested, cancel_reason}.
