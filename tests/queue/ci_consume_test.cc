@@ -20,6 +20,7 @@
 #include "ciagent/queue/redis_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/queue_fixtures.h"
 #include "testing/redis_server.h"
 #include "testing/status_matchers.h"
 #include "testing/subprocess.h"
@@ -56,13 +57,6 @@ constexpr int kUsageError = 2;
 constexpr int kNothingToDo = 3;
 
 constexpr char kPassword[] = "s3cret-pa55word";
-
-Job TestJob(const std::string& job_id) {
-  return Job{.job_id = job_id,
-             .repo = "https://git.example.com/acme/app.git",
-             .branch = "main",
-             .commit = std::string(40, 'a')};
-}
 
 // What one finished run of the tool left behind.
 struct ToolRun {
@@ -204,7 +198,7 @@ TEST_F(CiConsumeTest, ExitsNothingToDoAfterWaitWhenNoJob) {
 TEST_F(CiConsumeTest, ClaimsJobWritesJobFileAndMarksItRunning) {
   CIAGENT_START_REDIS(server);
   JobQueue queue(OptionsFor(*server), ProducerOptions());
-  ASSERT_OK_AND_ASSIGN(const std::string stream_id, queue.Enqueue(TestJob("j1")));
+  ASSERT_OK_AND_ASSIGN(const std::string stream_id, queue.Enqueue(testing::ExampleJob("j1")));
 
   const ToolRun run = Run(server->url(), {"--wait=5"});
 
@@ -269,7 +263,7 @@ TEST_F(CiConsumeTest, RejectsUnknownFlagAsUsageError) {
 TEST_F(CiConsumeTest, UnreadableCaFileIsUsageErrorAndLeavesTheJobQueued) {
   CIAGENT_START_REDIS(server);
   JobQueue queue(OptionsFor(*server), ProducerOptions());
-  ASSERT_OK(queue.Enqueue(TestJob("j-ca")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j-ca")).status());
 
   const ToolRun run = Run(server->url(), {"--wait=1"},
                           {{"CI_CA_FILE", dir_ + "/no-such-ca.pem"}});
@@ -340,7 +334,7 @@ TEST_F(CiConsumeTest, SigtermWhileWaitingExitsPromptlyWithoutClaiming) {
   EXPECT_EQ(ReadFileOrEmpty(dir_ + "/stdout"), "");
 
   // A job enqueued after the tool left is not delivered to it.
-  ASSERT_OK(queue.Enqueue(TestJob("j-after-stop")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j-after-stop")).status());
   EXPECT_EQ(PendingCount(queue.redis()), 0);
   EXPECT_EQ(HashField(queue.redis(), "ci:job:{j-after-stop}", "status"),
             "queued");
@@ -363,7 +357,7 @@ TEST_F(CiConsumeTest, ReadsPasswordFromFileAndNeverPrintsIt) {
   CIAGENT_START_REDIS_WITH(server,
                            testing::RedisServerOptions{.password = kPassword});
   JobQueue queue(OptionsFor(*server, kPassword), ProducerOptions());
-  ASSERT_OK(queue.Enqueue(TestJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
   const std::string password_file = dir_ + "/redis-password";
   {
     std::ofstream out(password_file);
@@ -420,7 +414,7 @@ TEST_F(CiConsumeTest, DeadLettersMalformedJobAndFindsNothingToDo) {
 TEST_F(CiConsumeTest, CiBuildConfigurationErrorRequeuesTheJobItWasGiven) {
   CIAGENT_START_REDIS(server);
   JobQueue queue(OptionsFor(*server), ProducerOptions());
-  ASSERT_OK(queue.Enqueue(TestJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_EQ(Run(server->url(), {"--wait=5"}).exit_code, kJobReady);
   ASSERT_OK_AND_ASSIGN(const std::string ci_build, PathFromEnv("CIAGENT_CI_BUILD"));
 
@@ -466,7 +460,7 @@ return redis.call('XADD', KEYS[1], '*', 'job',
   ASSERT_OK_AND_ASSIGN(
       RedisReply poison_id,
       queue.redis().Eval(add_poison, {"ci-jobs"}, {absl::StrCat(kPoisonBytes)}));
-  ASSERT_OK(queue.Enqueue(TestJob("good")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("good")).status());
 
   // AddressSanitizer reserves terabytes of address space: no limit there.
   if (!kAddressSanitizer) address_space_kib_ = 1536 * 1024;

@@ -21,6 +21,7 @@
 #include "ciagent/queue/lease_renewer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/queue_fixtures.h"
 #include "testing/redis_server.h"
 #include "testing/status_matchers.h"
 
@@ -31,13 +32,6 @@ using ::ciagent::testing::StatusIs;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-Job MakeJob(absl::string_view id) {
-  return Job{.job_id = std::string(id),
-             .repo = "https://git.example.com/acme/app.git",
-             .branch = "main",
-             .commit = std::string(40, 'a')};
-}
 
 class JobQueueTest : public ::testing::Test {
  protected:
@@ -81,20 +75,9 @@ class JobQueueTest : public ::testing::Test {
 
   // Entries of the dead-letter stream, each as a field map.
   std::vector<std::map<std::string, std::string>> DeadLetters() {
-    RedisClient client(redis_);
-    std::vector<std::map<std::string, std::string>> out;
-    auto reply = client.Command({"XRANGE", "ci-jobs:dead", "-", "+"});
-    if (!reply.ok()) return out;
-    for (const RedisReply& entry : reply->elements) {
-      std::map<std::string, std::string> fields;
-      const auto& kv = entry.elements[1].elements;
-      for (size_t i = 0; i + 1 < kv.size(); i += 2) {
-        fields[kv[i].str] = kv[i + 1].str;
-      }
-      out.push_back(std::move(fields));
-    }
-    return out;
+    return testing::StreamEntries(redis_, "ci-jobs:dead");
   }
+
 
   // Bytes Redis has sent to all its clients so far.
   int64_t NetOutputBytes() {
@@ -115,7 +98,7 @@ class JobQueueTest : public ::testing::Test {
   // the good job while Redis sends the agent less than 64 KiB in all.
   void ExpectClaimPassesUnsent(std::vector<std::string> fields) {
     AddRawEntry(std::move(fields));
-    ASSERT_OK(Queue("producer").Enqueue(MakeJob("good")).status());
+    ASSERT_OK(Queue("producer").Enqueue(testing::ExampleJob("good")).status());
     JobQueue queue = Queue("agent-a");
     const int64_t sent_before = NetOutputBytes();
     ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::ZeroDuration()));
@@ -137,11 +120,11 @@ class JobQueueTest : public ::testing::Test {
 
 TEST_F(JobQueueTest, ClaimsEnqueuedJobAndMarksItRunning) {
   JobQueue queue = Queue("agent-a");
-  ASSERT_OK_AND_ASSIGN(std::string id, queue.Enqueue(MakeJob("j1")));
+  ASSERT_OK_AND_ASSIGN(std::string id, queue.Enqueue(testing::ExampleJob("j1")));
   EXPECT_EQ(Status("j1")["status"], "queued");
 
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
-  EXPECT_EQ(claim.job, MakeJob("j1"));
+  EXPECT_EQ(claim.job, testing::ExampleJob("j1"));
   EXPECT_EQ(claim.stream_id, id);
   EXPECT_EQ(claim.attempt, 1);
   auto status = Status("j1");
@@ -156,19 +139,19 @@ TEST_F(JobQueueTest, ClaimsEnqueuedJobAndMarksItRunning) {
 TEST_F(JobQueueTest, EnqueueIfNewAddsAJobOnceHoweverOftenItIsDelivered) {
   JobQueue producer = Queue("producer");
   ASSERT_OK_AND_ASSIGN(std::optional<std::string> first,
-                       producer.EnqueueIfNew(MakeJob("push-1")));
+                       producer.EnqueueIfNew(testing::ExampleJob("push-1")));
   ASSERT_TRUE(first.has_value());
   // Redelivered while queued, while running, and after it finished.
   ASSERT_OK_AND_ASSIGN(std::optional<std::string> again,
-                       producer.EnqueueIfNew(MakeJob("push-1")));
+                       producer.EnqueueIfNew(testing::ExampleJob("push-1")));
   EXPECT_FALSE(again.has_value());
   JobQueue agent = Queue("agent-a");
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, agent.Claim(absl::Seconds(1)));
-  ASSERT_OK_AND_ASSIGN(again, producer.EnqueueIfNew(MakeJob("push-1")));
+  ASSERT_OK_AND_ASSIGN(again, producer.EnqueueIfNew(testing::ExampleJob("push-1")));
   EXPECT_FALSE(again.has_value());
   EXPECT_EQ(Status("push-1")["status"], "running");
   ASSERT_OK(agent.Finalize(claim, {JobStatus::kSuccess}));
-  ASSERT_OK_AND_ASSIGN(again, producer.EnqueueIfNew(MakeJob("push-1")));
+  ASSERT_OK_AND_ASSIGN(again, producer.EnqueueIfNew(testing::ExampleJob("push-1")));
   EXPECT_FALSE(again.has_value());
   EXPECT_EQ(Status("push-1")["status"], "success");
   RedisClient client(redis_);
@@ -176,7 +159,7 @@ TEST_F(JobQueueTest, EnqueueIfNewAddsAJobOnceHoweverOftenItIsDelivered) {
   EXPECT_EQ(length.integer, 1);
   // Another job is enqueued as usual.
   ASSERT_OK_AND_ASSIGN(std::optional<std::string> other,
-                       producer.EnqueueIfNew(MakeJob("push-2")));
+                       producer.EnqueueIfNew(testing::ExampleJob("push-2")));
   EXPECT_TRUE(other.has_value());
 }
 
@@ -196,7 +179,7 @@ TEST_F(JobQueueTest, WaitingClaimTakesJobEnqueuedMeanwhile) {
   ASSERT_OK(queue.EnsureGroup());
   std::thread producer([&] {
     absl::SleepFor(absl::Milliseconds(300));
-    ASSERT_OK(Queue("producer").Enqueue(MakeJob("late")).status());
+    ASSERT_OK(Queue("producer").Enqueue(testing::ExampleJob("late")).status());
   });
   absl::StatusOr<ClaimedJob> claim = queue.Claim(absl::Seconds(10));
   producer.join();
@@ -220,7 +203,7 @@ TEST_F(JobQueueTest, JobsEnqueuedBeforeTheGroupExistsAreNotSkipped) {
   RedisClient client(redis_);
   ASSERT_OK(client
                 .Command({"XADD", "ci-jobs", "*", "job",
-                          JobToJson(MakeJob("early"))})
+                          JobToJson(testing::ExampleJob("early"))})
                 .status());
   QueueOptions options = Options("agent-a");
   options.create_group = true;
@@ -233,7 +216,7 @@ TEST_F(JobQueueTest, TwoConsumersNeverShareAnEntry) {
   constexpr int kJobs = 40;
   JobQueue producer = Queue("producer");
   for (int i = 0; i < kJobs; ++i) {
-    ASSERT_OK(producer.Enqueue(MakeJob(absl::StrCat("job-", i))).status());
+    ASSERT_OK(producer.Enqueue(testing::ExampleJob(absl::StrCat("job-", i))).status());
   }
   std::vector<std::string> taken[2];
   auto work = [&](int index) {
@@ -257,7 +240,7 @@ TEST_F(JobQueueTest, TwoConsumersNeverShareAnEntry) {
 }
 
 TEST_F(JobQueueTest, ReclaimsJobOfKilledConsumerAfterLeaseExpires) {
-  ASSERT_OK(Queue("producer").Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(Queue("producer").Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK_AND_ASSIGN(std::string hold_job,
                        ::ciagent::testing::PathFromEnv("CIAGENT_HOLD_JOB"));
   ASSERT_OK_AND_ASSIGN(std::string dir,
@@ -296,7 +279,7 @@ TEST_F(JobQueueTest, LeaseRenewalKeepsLongJobFromBeingReclaimed) {
   options.lease = absl::Seconds(1);
   options.renew_interval = absl::Milliseconds(300);
   JobQueue owner(redis_, options);
-  ASSERT_OK(owner.Enqueue(MakeJob("long")).status());
+  ASSERT_OK(owner.Enqueue(testing::ExampleJob("long")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, owner.Claim(absl::Seconds(1)));
   {
     LeaseRenewer renewer(redis_, options, claim);
@@ -318,7 +301,7 @@ TEST_F(JobQueueTest, DeadLettersJobDeliveredMoreThanMaxDeliveries) {
   options.max_deliveries = 2;
   options.lease = absl::Milliseconds(100);
   JobQueue queue(redis_, options);
-  ASSERT_OK(queue.Enqueue(MakeJob("crashy")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("crashy")).status());
   RedisClient client(redis_);
   for (int attempt = 1; attempt <= 2; ++attempt) {
     ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(2)));
@@ -333,7 +316,7 @@ TEST_F(JobQueueTest, DeadLettersJobDeliveredMoreThanMaxDeliveries) {
 
   auto dead = DeadLetters();
   ASSERT_EQ(dead.size(), 1u);
-  EXPECT_EQ(dead[0]["job"], JobToJson(MakeJob("crashy")));
+  EXPECT_EQ(dead[0]["job"], JobToJson(testing::ExampleJob("crashy")));
   EXPECT_THAT(dead[0]["dead_reason"], HasSubstr("max_deliveries=2"));
   EXPECT_EQ(dead[0]["dead_deliveries"], "3");
   auto status = Status("crashy");
@@ -350,7 +333,7 @@ TEST_F(JobQueueTest, DeadLettersMalformedJobAtOnceAndGoesOn) {
   AddRawEntry({"job", R"({"job_id":"bad-1","repo":"ftp://x","branch":"main",)"
                       R"("commit":")" + std::string(40, 'b') + "\"}"});
   AddRawEntry({"payload", "no job field"});
-  ASSERT_OK(Queue("producer").Enqueue(MakeJob("good")).status());
+  ASSERT_OK(Queue("producer").Enqueue(testing::ExampleJob("good")).status());
 
   JobQueue queue = Queue("agent-a");
   // Even without waiting, the malformed entries ahead do not hide the job.
@@ -369,7 +352,7 @@ TEST_F(JobQueueTest, DeadLettersMalformedJobAtOnceAndGoesOn) {
 
 // A job document padded to `bytes`, with job_id as its first key.
 std::string PaddedJobJson(absl::string_view id, size_t bytes) {
-  std::string doc = JobToJson(MakeJob(id));
+  std::string doc = JobToJson(testing::ExampleJob(id));
   doc.pop_back();  // the closing brace
   absl::StrAppend(&doc, R"(,"pad":")");
   doc.append(bytes > doc.size() + 2 ? bytes - doc.size() - 2 : 0, 'x');
@@ -382,7 +365,7 @@ TEST_F(JobQueueTest, DeadLettersOversizedEntryInsideRedisWithoutSendingIt) {
   options.max_entry_bytes = 64 * 1024;
   const std::string huge = PaddedJobJson("huge", 2 * 1024 * 1024);
   AddRawEntry({"job", huge});
-  ASSERT_OK(Queue("producer").Enqueue(MakeJob("good")).status());
+  ASSERT_OK(Queue("producer").Enqueue(testing::ExampleJob("good")).status());
 
   JobQueue queue(redis_, options);
   const int64_t sent_before = NetOutputBytes();
@@ -444,14 +427,14 @@ TEST_F(JobQueueTest, DeadLettersEntryWithoutJobInsideRedisWithoutSendingIt) {
 
 TEST_F(JobQueueTest, FinalizeAndClaimNextDeadLettersEntriesWithoutOrOverLimitJob) {
   JobQueue queue = Queue("agent-a");
-  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob first, queue.Claim(absl::Seconds(1)));
   AddRawEntry({"payload", "x"});
   ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> next,
                        queue.FinalizeAndClaimNext(first, {JobStatus::kSuccess}));
   EXPECT_FALSE(next.has_value());
   AddRawEntry({"job", PaddedJobJson("big", 100 * 1024)});
-  ASSERT_OK(queue.Enqueue(MakeJob("j2")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j2")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob second, queue.Claim(absl::ZeroDuration()));
   EXPECT_EQ(second.job.job_id, "j2");
   auto dead = DeadLetters();
@@ -469,7 +452,7 @@ TEST_F(JobQueueTest, WaitingClaimDeadLettersOversizedEntryEnqueuedMeanwhile) {
   std::thread producer([&] {
     absl::SleepFor(absl::Milliseconds(300));
     AddRawEntry({"job", PaddedJobJson("huge", 2 * 1024 * 1024)});
-    ASSERT_OK(Queue("producer").Enqueue(MakeJob("late")).status());
+    ASSERT_OK(Queue("producer").Enqueue(testing::ExampleJob("late")).status());
   });
   const int64_t sent_before = NetOutputBytes();
   absl::StatusOr<ClaimedJob> claim = queue.Claim(absl::Seconds(10));
@@ -499,7 +482,7 @@ TEST_F(JobQueueTest, FinalizeAndClaimNextDeadLettersAnOversizedNextEntry) {
   QueueOptions options = Options("agent-a");
   options.max_entry_bytes = 64 * 1024;
   JobQueue queue(redis_, options);
-  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob first, queue.Claim(absl::Seconds(1)));
   AddRawEntry({"job", PaddedJobJson("huge", 128 * 1024)});
   ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> next,
@@ -515,7 +498,7 @@ TEST_F(JobQueueTest, ZombieFinalizeIsRefusedAndWritesNothing) {
   QueueOptions options = Options("zombie");
   options.lease = absl::Milliseconds(100);
   JobQueue zombie(redis_, options);
-  ASSERT_OK(zombie.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(zombie.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob old_claim, zombie.Claim(absl::Seconds(1)));
   absl::SleepFor(absl::Milliseconds(150));
   options.consumer = "agent-b";
@@ -545,7 +528,7 @@ TEST_F(JobQueueTest, ZombieOfSameConsumerNameIsFencedByAttempt) {
   QueueOptions options = Options("agent-a");
   options.lease = absl::Milliseconds(100);
   JobQueue queue(redis_, options);
-  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob first, queue.Claim(absl::Seconds(1)));
   absl::SleepFor(absl::Milliseconds(150));
   ASSERT_OK_AND_ASSIGN(ClaimedJob second, queue.Claim(absl::Seconds(1)));
@@ -556,7 +539,7 @@ TEST_F(JobQueueTest, ZombieOfSameConsumerNameIsFencedByAttempt) {
 
 TEST_F(JobQueueTest, FinalizeWritesResultAcksAndExpiresKeys) {
   JobQueue queue = Queue("agent-a");
-  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
   JobOutcome outcome{JobStatus::kFailed, "cargo test failed",
                      {{"tests_failed", "2"}}};
@@ -576,8 +559,8 @@ TEST_F(JobQueueTest, FinalizeWritesResultAcksAndExpiresKeys) {
 
 TEST_F(JobQueueTest, FinalizeAndClaimNextStartsTheNextJobInOneStep) {
   JobQueue queue = Queue("agent-a");
-  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
-  ASSERT_OK(queue.Enqueue(MakeJob("j2")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j2")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob first, queue.Claim(absl::Seconds(1)));
   ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> next,
                        queue.FinalizeAndClaimNext(first, {JobStatus::kSuccess}));
@@ -596,11 +579,11 @@ TEST_F(JobQueueTest, FinalizeAndClaimNextByAZombieWritesAndClaimsNothing) {
   QueueOptions options = Options("zombie");
   options.lease = absl::Milliseconds(100);
   JobQueue zombie(redis_, options);
-  ASSERT_OK(zombie.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(zombie.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob stale, zombie.Claim(absl::Seconds(1)));
   absl::SleepFor(absl::Milliseconds(150));
   ASSERT_OK(Queue("agent-b").Claim(absl::Seconds(1)).status());
-  ASSERT_OK(zombie.Enqueue(MakeJob("j2")).status());
+  ASSERT_OK(zombie.Enqueue(testing::ExampleJob("j2")).status());
   EXPECT_THAT(zombie.FinalizeAndClaimNext(stale, {JobStatus::kSuccess}),
               StatusIs(absl::StatusCode::kAborted));
   EXPECT_EQ(Status("j1")["status"], "running");
@@ -609,7 +592,7 @@ TEST_F(JobQueueTest, FinalizeAndClaimNextByAZombieWritesAndClaimsNothing) {
 
 TEST_F(JobQueueTest, FinalizeAndClaimNextDisposesOfAMalformedNextEntry) {
   JobQueue queue = Queue("agent-a");
-  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob first, queue.Claim(absl::Seconds(1)));
   AddRawEntry({"job", R"({"job_id":"bad","repo":"x","branch":"main","commit":"y"})"});
   ASSERT_OK_AND_ASSIGN(std::optional<ClaimedJob> next,
@@ -622,7 +605,7 @@ TEST_F(JobQueueTest, FinalizeAndClaimNextDisposesOfAMalformedNextEntry) {
 
 TEST_F(JobQueueTest, FinalizeRejectsNonTerminalStatus) {
   JobQueue queue = Queue("agent-a");
-  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
   EXPECT_THAT(queue.Finalize(claim, {JobStatus::kRunning}),
               StatusIs(absl::StatusCode::kInvalidArgument));
@@ -630,7 +613,7 @@ TEST_F(JobQueueTest, FinalizeRejectsNonTerminalStatus) {
 
 TEST_F(JobQueueTest, RequeueMakesJobClaimableAtOnceKeepingAttemptCount) {
   JobQueue first = Queue("agent-a");  // lease 400 ms
-  ASSERT_OK(first.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(first.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, first.Claim(absl::Seconds(1)));
   ASSERT_OK(first.Requeue(claim, "SIGTERM"));
   auto status = Status("j1");
@@ -647,7 +630,7 @@ TEST_F(JobQueueTest, RequeueMakesJobClaimableAtOnceKeepingAttemptCount) {
 
 TEST_F(JobQueueTest, CancelBeforeStartFinalizesAsCancelled) {
   JobQueue queue = Queue("agent-a");
-  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK(queue.RequestCancel("j1", "superseded by a newer push"));
   EXPECT_THAT(queue.Claim(absl::ZeroDuration()),
               StatusIs(absl::StatusCode::kDeadlineExceeded));
@@ -660,7 +643,7 @@ TEST_F(JobQueueTest, CancelBeforeStartFinalizesAsCancelled) {
 TEST_F(JobQueueTest, RunningAgentSeesCancelThroughItsLeaseRenewer) {
   QueueOptions options = Options("agent-a");
   JobQueue queue(redis_, options);
-  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
   LeaseRenewer renewer(redis_, options, claim);
   ASSERT_OK(Queue("api").RequestCancel("j1", "user pressed cancel"));
@@ -678,7 +661,7 @@ TEST_F(JobQueueTest, RunningAgentSeesCancelThroughItsLeaseRenewer) {
 TEST_F(JobQueueTest, LeaseRenewerReportsLossWhenJobIsTakenOver) {
   QueueOptions options = Options("agent-a");
   JobQueue queue(redis_, options);
-  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
   LeaseRenewer renewer(redis_, options, claim);
   // Another party takes the entry by force (as XAUTOCLAIM would after a
@@ -700,7 +683,7 @@ TEST_F(JobQueueTest, ReconnectsAndClaimsAfterRedisRestartWhileWaiting) {
   std::thread chaos([&] {
     absl::SleepFor(absl::Milliseconds(400));
     ASSERT_OK(server_->Restart());
-    ASSERT_OK(Queue("producer").Enqueue(MakeJob("after-restart")).status());
+    ASSERT_OK(Queue("producer").Enqueue(testing::ExampleJob("after-restart")).status());
   });
   absl::StatusOr<ClaimedJob> claim = queue.Claim(absl::Seconds(20));
   chaos.join();
@@ -717,7 +700,7 @@ TEST_F(JobQueueTest, EnqueueRepairsGroupLagAfterDeletionsAndAofRestart) {
   std::vector<std::string> ids;
   for (int i = 0; i < 6; ++i) {
     ASSERT_OK_AND_ASSIGN(std::string id,
-                         producer.Enqueue(MakeJob(absl::StrCat("j", i))));
+                         producer.Enqueue(testing::ExampleJob(absl::StrCat("j", i))));
     ids.push_back(id);
   }
   JobQueue agent = Queue("agent-a");
@@ -742,7 +725,7 @@ TEST_F(JobQueueTest, EnqueueRepairsGroupLagAfterDeletionsAndAofRestart) {
   EXPECT_EQ(lag(), std::nullopt);
 
   JobQueue producer2 = Queue("producer");
-  ASSERT_OK(producer2.Enqueue(MakeJob("after")).status());
+  ASSERT_OK(producer2.Enqueue(testing::ExampleJob("after")).status());
   EXPECT_EQ(lag(), 3);  // j2, j4 and "after"
 
   // The counter survives reads and another restart: the claim script
@@ -753,7 +736,7 @@ TEST_F(JobQueueTest, EnqueueRepairsGroupLagAfterDeletionsAndAofRestart) {
   EXPECT_EQ(lag(), 2);
   ASSERT_OK(server_->Restart());
   EXPECT_EQ(lag(), 2);
-  ASSERT_OK(Queue("producer").Enqueue(MakeJob("last")).status());
+  ASSERT_OK(Queue("producer").Enqueue(testing::ExampleJob("last")).status());
   EXPECT_EQ(lag(), 3);
 }
 
@@ -777,7 +760,7 @@ TEST_F(JobQueueTest, PasswordAuthWorksAndThePasswordIsNeverLogged) {
       RedisOptionsFromUrl(absl::StrCat("redis://:", password, "@127.0.0.1:",
                                        server_->port())));
   JobQueue queue(with_url_password, Options("agent-a"));
-  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK(queue.Claim(absl::Seconds(1)).status());
 
   RedisOptions wrong = redis_;
@@ -797,7 +780,7 @@ TEST_F(JobQueueTest, PasswordAuthWorksAndThePasswordIsNeverLogged) {
 
 TEST_F(JobQueueTest, JobLogAppendsNumberedLinesWithAttempt) {
   JobQueue queue = Queue("agent-a");
-  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
   JobLog log(&queue.redis(), queue.options(), claim);
   ASSERT_OK(log.Append({{"check", "stderr", "   Compiling app v0.1.0"},
@@ -821,7 +804,7 @@ TEST_F(JobQueueTest, JobLogAppendsNumberedLinesWithAttempt) {
 // starts again at 1.
 TEST_F(JobQueueTest, JobLogWritersOfOneAttemptShareItsSequence) {
   JobQueue queue = Queue("agent-a");
-  ASSERT_OK(queue.Enqueue(MakeJob("j1")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("j1")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::Seconds(1)));
   {
     JobLog intake(&queue.redis(), queue.options(), claim);

@@ -11,6 +11,7 @@
 #include "ciagent/queue/job_log.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/queue_fixtures.h"
 #include "testing/redis_server.h"
 #include "testing/status_matchers.h"
 
@@ -21,13 +22,6 @@ using ::ciagent::testing::StatusIs;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-Job MakeJob(absl::string_view id) {
-  return Job{.job_id = std::string(id),
-             .repo = "https://git.example.com/acme/app.git",
-             .branch = "main",
-             .commit = std::string(40, 'a')};
-}
 
 std::vector<std::string> JobIds(const std::vector<JobRecord>& jobs) {
   std::vector<std::string> ids;
@@ -67,7 +61,7 @@ class QueueAdminTest : public ::testing::Test {
   // max_deliveries=1 (its first agent requeued it).
   void DeadLetterAfterRequeue(absl::string_view job_id) {
     JobQueue queue = Queue();
-    ASSERT_OK(queue.Enqueue(MakeJob(job_id)).status());
+    ASSERT_OK(queue.Enqueue(testing::ExampleJob(job_id)).status());
     ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::ZeroDuration()));
     RedisClient writer(redis_);
     ASSERT_OK(JobLog(&writer, Options(), claim)
@@ -91,7 +85,7 @@ class QueueAdminTest : public ::testing::Test {
 TEST_F(QueueAdminTest, ListsRecentJobsNewestFirstInEveryState) {
   JobQueue queue = Queue();
   for (const char* id : {"passed", "failed", "running", "queued"}) {
-    ASSERT_OK(queue.Enqueue(MakeJob(id)).status());
+    ASSERT_OK(queue.Enqueue(testing::ExampleJob(id)).status());
   }
   ASSERT_OK_AND_ASSIGN(ClaimedJob passed, queue.Claim(absl::ZeroDuration()));
   ASSERT_OK(queue.Finalize(passed, {JobStatus::kSuccess}));
@@ -119,7 +113,7 @@ TEST_F(QueueAdminTest, RecentJobsIndexKeepsOnlyTheNewestJobs) {
   options.recent_jobs_max_len = 3;
   JobQueue queue(redis_, options);
   for (int i = 1; i <= 5; ++i) {
-    ASSERT_OK(queue.Enqueue(MakeJob(absl::StrCat("job-", i))).status());
+    ASSERT_OK(queue.Enqueue(testing::ExampleJob(absl::StrCat("job-", i))).status());
   }
   EXPECT_EQ(Command({"ZCARD", "ci-jobs:recent"}).integer, 3);
   ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> jobs, Admin().ListJobs({}));
@@ -128,7 +122,7 @@ TEST_F(QueueAdminTest, RecentJobsIndexKeepsOnlyTheNewestJobs) {
 
 TEST_F(QueueAdminTest, FinalizeIndexesAJobItsProducerAddedByHand) {
   ASSERT_OK(Queue().EnsureGroup());
-  Command({"XADD", "ci-jobs", "*", "job", JobToJson(MakeJob("by-hand"))});
+  Command({"XADD", "ci-jobs", "*", "job", JobToJson(testing::ExampleJob("by-hand"))});
   JobQueue queue = Queue();
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::ZeroDuration()));
   ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> jobs, Admin().ListJobs({}));
@@ -141,8 +135,8 @@ TEST_F(QueueAdminTest, FinalizeIndexesAJobItsProducerAddedByHand) {
 
 TEST_F(QueueAdminTest, ListLeavesOutJobsWhoseStatusHashExpired) {
   JobQueue queue = Queue();
-  ASSERT_OK(queue.Enqueue(MakeJob("kept")).status());
-  ASSERT_OK(queue.Enqueue(MakeJob("expired")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("kept")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("expired")).status());
   Command({"DEL", "ci:job:{expired}"});
   ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> jobs, Admin().ListJobs({}));
   EXPECT_THAT(JobIds(jobs), ElementsAre("kept"));
@@ -151,7 +145,7 @@ TEST_F(QueueAdminTest, ListLeavesOutJobsWhoseStatusHashExpired) {
 TEST_F(QueueAdminTest, StatsCountWaitingRunningConsumersAndDeadLetters) {
   JobQueue queue = Queue();
   for (const char* id : {"first", "second", "third"}) {
-    ASSERT_OK(queue.Enqueue(MakeJob(id)).status());
+    ASSERT_OK(queue.Enqueue(testing::ExampleJob(id)).status());
   }
   ASSERT_OK(queue.Claim(absl::ZeroDuration()).status());
   Command({"XADD", "ci-jobs:dead", "*", "dead_reason", "malformed"});
@@ -179,7 +173,7 @@ TEST_F(QueueAdminTest, StatsOfAQueueNotYetCreatedAreZero) {
 }
 
 TEST_F(QueueAdminTest, GetJobReturnsTheStatusHashOrNotFound) {
-  ASSERT_OK(Queue().Enqueue(MakeJob("shown")).status());
+  ASSERT_OK(Queue().Enqueue(testing::ExampleJob("shown")).status());
   ASSERT_OK_AND_ASSIGN(JobRecord job, Admin().GetJob("shown"));
   EXPECT_EQ(job.status(), JobStatus::kQueued);
   EXPECT_EQ(job.Get("repo"), "https://git.example.com/acme/app.git");
@@ -189,7 +183,7 @@ TEST_F(QueueAdminTest, GetJobReturnsTheStatusHashOrNotFound) {
 
 TEST_F(QueueAdminTest, ReadLogPassesEachLineOnceInOrderAndFiltersByStep) {
   JobQueue queue = Queue();
-  ASSERT_OK(queue.Enqueue(MakeJob("logged")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("logged")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::ZeroDuration()));
   RedisClient writer(redis_);
   JobLog log(&writer, Options(), claim);
@@ -217,7 +211,7 @@ TEST_F(QueueAdminTest, ReadLogPassesEachLineOnceInOrderAndFiltersByStep) {
 
 TEST_F(QueueAdminTest, FollowingALogEndsWithTheJobAndMissesNoLine) {
   JobQueue queue = Queue();
-  ASSERT_OK(queue.Enqueue(MakeJob("followed")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("followed")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::ZeroDuration()));
   // The agent: 300 lines in batches, then the final status.
   std::thread agent([&] {
@@ -303,7 +297,7 @@ TEST_F(QueueAdminTest, KeepsEveryEarlierReasonAcrossTwoRedrives) {
 
 TEST_F(QueueAdminTest, RedriveRefusesAStillMalformedJobWithItsReason) {
   ASSERT_OK(Queue().EnsureGroup());
-  Job bad = MakeJob("bad-commit");
+  Job bad = testing::ExampleJob("bad-commit");
   bad.commit = "not-hex";
   Command({"XADD", "ci-jobs", "*", "job", JobToJson(bad)});
   EXPECT_THAT(Queue().Claim(absl::ZeroDuration()),
@@ -317,7 +311,7 @@ TEST_F(QueueAdminTest, RedriveRefusesAStillMalformedJobWithItsReason) {
 }
 
 TEST_F(QueueAdminTest, RedriveRefusesATruncatedDeadLetter) {
-  Command({"XADD", "ci-jobs:dead", "*", "job", JobToJson(MakeJob("cut")),
+  Command({"XADD", "ci-jobs:dead", "*", "job", JobToJson(testing::ExampleJob("cut")),
            "dead_reason", "oversized entry", "dead_truncated", "1"});
   ASSERT_OK_AND_ASSIGN(RedriveResult result,
                        Admin().Redrive(OnlyDeadLetterId(), false));
@@ -327,7 +321,7 @@ TEST_F(QueueAdminTest, RedriveRefusesATruncatedDeadLetter) {
 
 TEST_F(QueueAdminTest, RedriveRefusesAJobThatIsQueuedAgain) {
   DeadLetterAfterRequeue("back");
-  ASSERT_OK(Queue().Enqueue(MakeJob("back")).status());
+  ASSERT_OK(Queue().Enqueue(testing::ExampleJob("back")).status());
   const int64_t length = Command({"XLEN", "ci-jobs"}).integer;
   ASSERT_OK_AND_ASSIGN(RedriveResult result,
                        Admin().Redrive(OnlyDeadLetterId(), false));

@@ -28,6 +28,7 @@
 #include "testing/cargo_fixture.h"
 #include "testing/git_repo.h"
 #include "testing/git_server.h"
+#include "testing/queue_fixtures.h"
 #include "testing/redis_server.h"
 #include "testing/status_matchers.h"
 #include "testing/subprocess.h"
@@ -48,13 +49,6 @@ constexpr int kFailure = 1;
 constexpr int kUsageError = 2;
 
 constexpr char kPassword[] = "queue-pa55word-3e1f";
-
-Job TestJob(const std::string& job_id) {
-  return Job{.job_id = job_id,
-             .repo = "https://git.example.com/acme/app.git",
-             .branch = "main",
-             .commit = std::string(40, 'a')};
-}
 
 struct ToolRun {
   int exit_code = -1;
@@ -162,17 +156,9 @@ class CiQueueTest : public ::testing::Test {
 
   // The job's log stream as "<attempt>/<seq> <line>", in stream order.
   std::vector<std::string> LogStream(const std::string& job_id) {
-    RedisClient client(redis_options_);
-    absl::StatusOr<RedisReply> reply =
-        client.Command({"XRANGE", QueueOptions().LogKey(job_id), "-", "+"});
     std::vector<std::string> lines;
-    if (!reply.ok()) return lines;
-    for (const RedisReply& entry : reply->elements) {
-      std::map<std::string, std::string> fields;
-      const auto& kv = entry.elements[1].elements;
-      for (size_t i = 0; i + 1 < kv.size(); i += 2) {
-        fields[kv[i].str] = kv[i + 1].str;
-      }
+    for (auto& fields :
+         testing::StreamEntries(redis_options_, QueueOptions().LogKey(job_id))) {
       lines.push_back(absl::StrCat(fields["attempt"], "/", fields["seq"], " ",
                                    fields["line"]));
     }
@@ -180,6 +166,17 @@ class CiQueueTest : public ::testing::Test {
   }
 
   // --- real agents ---------------------------------------------------------
+
+  // Fixture `name` committed to a repository on `git`, enqueued with
+  // ci-queue as job `job_id` running `steps`.
+  void EnqueueFixture(testing::GitServer& git, const std::string& name,
+                      const std::string& job_id, const std::string& steps) {
+    std::vector<std::string> enqueue = {"enqueue", "--steps=" + steps,
+                                        "--job-id=" + job_id};
+    for (std::string& flag : Publish(git, name)) enqueue.push_back(flag);
+    ToolRun run = Run(enqueue);
+    ASSERT_EQ(run.exit_code, kOk) << run.err;
+  }
 
   // Fixture `name` committed to a repository on `git`; returns the
   // `enqueue` flags for it.
@@ -247,7 +244,7 @@ TEST_F(CiQueueTest, ReadCommandsDescribeJobsInEveryStateAsJson) {
   StartRedis();
   JobQueue queue = Queue();
   for (const char* id : {"passed", "failed", "dead", "running", "queued"}) {
-    ASSERT_OK(queue.Enqueue(TestJob(id)).status());
+    ASSERT_OK(queue.Enqueue(testing::ExampleJob(id)).status());
   }
   ASSERT_OK_AND_ASSIGN(ClaimedJob passed, queue.Claim(absl::ZeroDuration()));
   ASSERT_OK(queue.Finalize(passed, {JobStatus::kSuccess, "", {{"tests_passed", "6"}}}));
@@ -300,7 +297,7 @@ TEST_F(CiQueueTest, ReadCommandsDescribeJobsInEveryStateAsJson) {
 TEST_F(CiQueueTest, LogsPrintsEachLineOnceAndOnlyTheStepAsked) {
   StartRedis();
   JobQueue queue = Queue();
-  ASSERT_OK(queue.Enqueue(TestJob("logged")).status());
+  ASSERT_OK(queue.Enqueue(testing::ExampleJob("logged")).status());
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, queue.Claim(absl::ZeroDuration()));
   RedisClient writer(redis_options_);
   JobLog log(&writer, QueueOptions(), claim);
@@ -378,7 +375,7 @@ TEST_F(CiQueueTest, ShowOfAnUnknownJobExitsTwo) {
 
 TEST_F(CiQueueTest, ReadsThePasswordFromAFileAndNeverPrintsIt) {
   StartRedis({.password = kPassword});
-  ASSERT_OK(Queue().Enqueue(TestJob("secret")).status());
+  ASSERT_OK(Queue().Enqueue(testing::ExampleJob("secret")).status());
   ASSERT_OK(testing::WriteText(dir_ + "/password", std::string(kPassword) + "\n",
                                0600));
   ToolRun run = Run({"list"}, {{"REDIS_PASSWORD_FILE", dir_ + "/password"}});
@@ -417,7 +414,7 @@ TEST_F(CiQueueTest, RedriveRefusesAStillMalformedDeadLetterAndPurgeRemovesOld) {
                                              10 * 24 * 3600 * 1000LL, "-0"),
                             "dead_reason", "old"})
                 .status());
-  Job bad = TestJob("bad-branch");
+  Job bad = testing::ExampleJob("bad-branch");
   bad.branch = "no..dots";
   ASSERT_OK(client.Command({"XADD", "ci-jobs", "*", "job", JobToJson(bad)}).status());
   EXPECT_FALSE(Queue().Claim(absl::ZeroDuration()).ok());
@@ -448,12 +445,8 @@ TEST_F(CiQueueTest, FollowedLogShowsEveryLineOnceInOrderAndExitsWithTheOutcome) 
   for (const auto& [fixture, outcome] :
        std::vector<std::pair<std::string, int>>{{"passing", kOk},
                                                 {"failing_test", kFailure}}) {
-    std::vector<std::string> enqueue = {"enqueue", "--steps=check,test",
-                                        "--job-id=follow-" + fixture};
-    for (std::string& flag : Publish(*git, fixture)) enqueue.push_back(flag);
-    ToolRun enqueued = Run(enqueue);
-    ASSERT_EQ(enqueued.exit_code, kOk) << enqueued.err;
     const std::string job_id = "follow-" + fixture;
+    EnqueueFixture(*git, fixture, job_id, "check,test");
 
     // Attached before the job starts, as someone watching a push.
     std::unique_ptr<Subprocess> follow =
@@ -487,10 +480,7 @@ TEST_F(CiQueueTest, CancelReachesARunningJob) {
   CIAGENT_REQUIRE_CARGO(path);
   StartRedis();
   CIAGENT_START_GIT_SERVER(git, {});
-  std::vector<std::string> enqueue = {"enqueue", "--steps=test",
-                                      "--job-id=hangs"};
-  for (std::string& flag : Publish(*git, "hanging_test")) enqueue.push_back(flag);
-  ASSERT_EQ(Run(enqueue).exit_code, kOk);
+  EnqueueFixture(*git, "hanging_test", "hangs", "test");
   std::unique_ptr<Subprocess> follow =
       Start({"logs", "hangs", "--follow"}, "follow-hangs");
   std::unique_ptr<Subprocess> agent = StartAgent("agent-hangs", path);
@@ -523,10 +513,7 @@ TEST_F(CiQueueTest, RedrivenDeadLetterRunsAgainAndSucceeds) {
   CIAGENT_REQUIRE_CARGO(path);
   StartRedis();
   CIAGENT_START_GIT_SERVER(git, {});
-  std::vector<std::string> enqueue = {"enqueue", "--steps=check",
-                                      "--job-id=second-chance"};
-  for (std::string& flag : Publish(*git, "passing")) enqueue.push_back(flag);
-  ASSERT_EQ(Run(enqueue).exit_code, kOk);
+  EnqueueFixture(*git, "passing", "second-chance", "check");
   // Its agents gave it back, more often than max_deliveries=1 allows.
   JobQueue strict = Queue("agent-gone", 1);
   ASSERT_OK_AND_ASSIGN(ClaimedJob claim, strict.Claim(absl::ZeroDuration()));

@@ -58,21 +58,15 @@ absl::StatusOr<int> RunList(QueueAdmin& admin, const CommandLine& line) {
     }
   }
   CIAGENT_ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, admin.ListJobs(list));
-  if (line.json) {
-    PrintJson(JobListJson(jobs));
-  } else {
-    Print(JobListText(jobs, absl::Now(), line.style));
-  }
+  Print(line.json ? JobListJson(jobs) + "\n"
+                  : JobListText(jobs, absl::Now(), line.style));
   return kExitOk;
 }
 
 absl::StatusOr<int> RunShow(QueueAdmin& admin, const CommandLine& line) {
   CIAGENT_ASSIGN_OR_RETURN(JobRecord job, admin.GetJob(line.operands[0]));
-  if (line.json) {
-    PrintJson(JobJson(job));
-  } else {
-    Print(JobText(job, absl::Now(), line.style));
-  }
+  Print(line.json ? JobJson(job) + "\n"
+                  : JobText(job, absl::Now(), line.style));
   return kExitOk;
 }
 
@@ -129,11 +123,8 @@ absl::StatusOr<int> RunEnqueue(QueueAdmin& admin, const CommandLine& line) {
 absl::StatusOr<int> RunDeadList(QueueAdmin& admin, const CommandLine& line) {
   CIAGENT_ASSIGN_OR_RETURN(std::vector<DeadLetter> letters,
                            admin.ListDeadLetters(line.limit));
-  if (line.json) {
-    PrintJson(DeadLettersJson(letters));
-  } else {
-    Print(DeadLettersText(letters, absl::Now(), line.style));
-  }
+  Print(line.json ? DeadLettersJson(letters) + "\n"
+                  : DeadLettersText(letters, absl::Now(), line.style));
   return kExitOk;
 }
 
@@ -151,11 +142,8 @@ absl::StatusOr<int> RunDeadRedrive(QueueAdmin& admin, const CommandLine& line) {
                              admin.Redrive(id, line.dry_run));
     results.push_back(std::move(result));
   }
-  if (line.json) {
-    PrintJson(RedriveJson(results));
-  } else {
-    Print(RedriveText(results, line.style));
-  }
+  Print(line.json ? RedriveJson(results) + "\n"
+                  : RedriveText(results, line.style));
   for (const RedriveResult& result : results) {
     if (result.outcome == RedriveOutcome::kRefused ||
         result.outcome == RedriveOutcome::kMissing) {
