@@ -17,6 +17,7 @@ packages=(
   libabsl-dev libhiredis-dev libsimdjson-dev libssl-dev
   libcurl4-openssl-dev libgit2-dev zlib1g-dev
   libtomlplusplus-dev  # Cargo.toml: pipeline configuration and cache key
+  libmicrohttpd-dev  # ci-queue webhook's HTTP server
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   redis-server redis-tools

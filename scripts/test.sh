@@ -48,7 +48,7 @@ fi
 
 if [[ ! -f $build_dir/build.ninja ]]; then
   meson setup "$build_dir" -Dwerror=true -Dtests=enabled \
-    -Dintegration_tests=enabled -Dbenchmarks=enabled
+    -Dintegration_tests=enabled -Dbenchmarks=enabled -Dwebhook=enabled
 fi
 ninja -C "$build_dir"
 log=$(mktemp)

@@ -24,6 +24,7 @@
 #include "ciagent/queue/redis_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/agent_pod.h"
 #include "testing/buildah.h"
 #include "testing/cargo_fixture.h"
 #include "testing/git_repo.h"
@@ -78,46 +79,32 @@ class AgentChainTest : public ::testing::Test {
                .timeout = absl::Minutes(5)};
   }
 
-  // One agent pod's settings: its own work dir, the shared cache.
-  testing::SubprocessOptions AgentOptions(const std::string& name,
-                                          const std::string& redis_url,
-                                          const std::string& path) {
-    testing::SubprocessOptions options;
-    options.env = {
-        {"PATH", path},
-        {"REDIS_URL", redis_url},
-        {"POD_NAME", name},
-        {"CI_WORKDIR", dir_ + "/" + name},
-        {"CI_CACHE_DIR", dir_ + "/cache"},
-        {"CI_WAIT", "20"},
-        {"CI_EXIT_CODE", "agent"},
-        {"CI_CONSUME_BIN",
-         testing::PathFromEnv("CIAGENT_CI_CONSUME").value_or("")},
-        {"CI_BUILD_BIN", testing::PathFromEnv("CIAGENT_CI_BUILD").value_or("")},
-        {"GIT_USERNAME", "ci"},
-        {"GIT_TOKEN", kGitToken},
-    };
-    options.unset_env = {"REDIS_PASSWORD", "CI_SECRET_ENV",
-                         "CI_TARGET_DIR",  "CI_CARGO_HOME",
-                         "GITEA_URL",      "CIAGENT_LOG_LEVEL"};
-    options.stdout_path = dir_ + "/" + name + ".out";
-    options.stderr_path = dir_ + "/" + name + ".log";
-    return options;
-  }
-
   // One agent pod that builds images and pushes them to `registry`.
   std::unique_ptr<Subprocess> StartAgent(
       const std::string& name, const std::string& redis_url,
       const testing::RegistryServer& registry, const std::string& path) {
-    testing::SubprocessOptions options = AgentOptions(name, redis_url, path);
-    options.env.insert({{"CI_IMAGE_BUILDER", "buildah"},
-                        {"REGISTRY_URL", registry.url()},
-                        {"REGISTRY_USERNAME", "ci"},
-                        {"REGISTRY_TOKEN", kRegistryToken}});
     absl::StatusOr<std::unique_ptr<Subprocess>> agent =
-        Subprocess::Start({entrypoint_}, options);
+        testing::StartAgentPod(Pod(name, redis_url, path,
+                                   {{"CI_IMAGE_BUILDER", "buildah"},
+                                    {"REGISTRY_URL", registry.url()},
+                                    {"REGISTRY_USERNAME", "ci"},
+                                    {"REGISTRY_TOKEN", kRegistryToken}}));
     EXPECT_OK(agent.status());
     return agent.ok() ? *std::move(agent) : nullptr;
+  }
+
+  // One agent pod's settings: its own work dir, the shared cache, the git
+  // token, and `env`.
+  testing::AgentPodOptions Pod(const std::string& name,
+                               const std::string& redis_url,
+                               const std::string& path,
+                               std::map<std::string, std::string> env = {}) {
+    env.insert({{"GIT_USERNAME", "ci"}, {"GIT_TOKEN", kGitToken}});
+    return {.name = name,
+            .dir = dir_,
+            .redis_url = redis_url,
+            .path = path,
+            .env = std::move(env)};
   }
 
   std::string dir_;
@@ -264,13 +251,13 @@ TEST_F(AgentChainTest, AgentsUnderAMemoryLimitGetPastPoisonPillsToTheGoodJobs) {
   const absl::Time start = absl::Now();
   for (int i = 1; i <= 3; ++i) {
     const std::string name = absl::StrCat("agent-", i);
-    testing::SubprocessOptions options =
-        AgentOptions(name, redis->url(), path);
-    options.env["CI_CONSUME_BIN"] = consume;
-    options.env["CI_LEASE"] = "2";
-    options.env["CI_MAX_DELIVERIES"] = "3";
-    options.env["CI_WAIT"] = "5";
-    options.env["CI_IMAGE_BUILDER"] = "none";
+    const testing::SubprocessOptions options =
+        testing::AgentPodProcessOptions(Pod(name, redis->url(), path,
+                                            {{"CI_CONSUME_BIN", consume},
+                                             {"CI_LEASE", "2"},
+                                             {"CI_MAX_DELIVERIES", "3"},
+                                             {"CI_WAIT", "5"},
+                                             {"CI_IMAGE_BUILDER", "none"}}));
     absl::StatusOr<std::unique_ptr<Subprocess>> agent = Subprocess::Start(
         {"/bin/sh", "-c", "ulimit -v 1572864 && exec \"$0\"", entrypoint_},
         options);

@@ -195,6 +195,12 @@ const std::vector<Command>& Commands() {
       {"dead list", 0, 0, {"json", "limit"}, RunDeadList},
       {"dead redrive", 0, kMany, {"json", "all", "dry_run"}, RunDeadRedrive},
       {"dead purge", 0, 0, {"json", "older_than", "dry_run"}, RunDeadPurge},
+#ifdef CIAGENT_WITH_WEBHOOK
+      {"webhook", 0, 0,
+       {"listen", "path", "allowed_hosts", "branches", "steps", "timeout",
+        "max_body_bytes"},
+       RunWebhook},
+#endif
   };
   return *commands;
 }

@@ -32,6 +32,8 @@ struct CommandLine {
   bool all = false;
   bool dry_run = false;
   std::string older_than;
+  // The connection the command talks through (webhook: its own queue).
+  RedisOptions redis;
 };
 
 using CommandFunction = absl::StatusOr<int> (*)(QueueAdmin& admin,
@@ -45,6 +47,10 @@ using CommandFunction = absl::StatusOr<int> (*)(QueueAdmin& admin,
 // What the commands return: the exit code of a command that ran (logs
 // --follow: 0 success, 1 any other outcome; dead redrive: 1 when a dead
 // letter was refused or missing), kInvalidArgument for a bad flag value.
+// `ci-queue webhook` (webhook_command.cc): serves push deliveries until a
+// stop signal; exit 0 then.
+absl::StatusOr<int> RunWebhook(QueueAdmin& admin, const CommandLine& line);
+
 absl::StatusOr<CommandFunction> ChooseCommand(
     const std::vector<std::string>& args,
     const std::vector<std::string>& flags_given,

@@ -31,8 +31,10 @@ ABSL_FLAG(std::string, branch, "", "enqueue: branch");
 ABSL_FLAG(std::string, commit, "", "enqueue: full commit id");
 ABSL_FLAG(std::string, job_id, "", "enqueue: the job id; default: "
           "<repository name>-<UTC time>-<4 hex digits>");
-ABSL_FLAG(std::string, steps, "", "enqueue: steps, comma-separated; default: all");
-ABSL_FLAG(int, timeout, 0, "enqueue: job timeout in s; 0: the agent's default");
+ABSL_FLAG(std::string, steps, "",
+          "enqueue, webhook: steps, comma-separated; default: all");
+ABSL_FLAG(int, timeout, 0,
+          "enqueue, webhook: job timeout in s; 0: the agent's default");
 ABSL_FLAG(bool, all, false, "dead redrive: every dead letter");
 ABSL_FLAG(bool, dry_run, false, "dead redrive, dead purge: change nothing");
 ABSL_FLAG(std::string, older_than, "", "dead purge: age, e.g. 7d, 36h, 1d12h");
@@ -54,6 +56,11 @@ constexpr char kUsage[] =
                    back on the stream with a fresh delivery count; a dead letter
                    that would be dead-lettered again is refused with its reason
   ci-queue dead purge --older-than AGE [--dry-run] [--json]
+  ci-queue webhook --allowed-hosts H[,H] [--listen ADDR:PORT] [--path P]
+                   [--branches main,release/*] [--steps a,b] [--timeout S]
+                   serves Gitea push webhooks (X-Gitea-Signature, or GitHub's
+                   X-Hub-Signature-256; secret from CI_WEBHOOK_SECRET_FILE) and
+                   enqueues each push once; GET /healthz, GET /metrics
 
 Every command takes --redis, --stream and --group. The Redis password comes
 from the environment only: REDIS_PASSWORD or REDIS_PASSWORD_FILE. Colour only
@@ -118,6 +125,7 @@ int main(int argc, char** argv) {
                      .group = absl::GetFlag(FLAGS_group)};
 
   FillFromFlags(&line);
+  line.redis = *redis;
   if (line.limit <= 0) {
     return fail(kExitUsage, absl::InvalidArgumentError("--limit must be positive"));
   }
