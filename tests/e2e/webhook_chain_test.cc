@@ -5,8 +5,6 @@
 // signature) to the receiver; the job enqueued once even when the delivery
 // comes again; the container entrypoint claiming it, building and testing
 // the crate and pushing its image to a real registry.
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <signal.h>
 #include <simdjson.h>
 #include <sys/stat.h>
@@ -19,7 +17,6 @@
 #include <vector>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -55,13 +52,7 @@ constexpr char kGitToken[] = "git-token-hook-4a3b2c";
 constexpr char kRegistryToken[] = "registry-token-hook-1f2e";
 
 std::string Sign(const std::string& body) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  HMAC(EVP_sha256(), kSecret, sizeof(kSecret) - 1,
-       reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest,
-       &length);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), length));
+  return PushSignature(kSecret, body);
 }
 
 // A post-receive hook that delivers each pushed ref as Gitea does (its

@@ -9,16 +9,12 @@
 //     repository, branch and commit;
 //   - the same body with one flipped signature digit is a 401 without a job.
 // Any violation calls abort() so the fuzzer records the input.
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/string_view.h"
 #include "ciagent/job/job.h"
 #include "ciagent/webhook/push_event.h"
@@ -34,23 +30,13 @@ void Check(bool condition, const char* what) {
   }
 }
 
-std::string Sign(absl::string_view body) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  HMAC(EVP_sha256(), kSecret, sizeof(kSecret) - 1,
-       reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest,
-       &length);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), length));
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ciagent::WebhookDelivery delivery;
   delivery.event = "push";
   delivery.body.assign(reinterpret_cast<const char*>(data), size);
-  delivery.gitea_signature = Sign(delivery.body);
+  delivery.gitea_signature = ciagent::PushSignature(kSecret, delivery.body);
   ciagent::PushEventOptions options;
   options.allowed_hosts = {"gitea.example.com", "127.0.0.1:3000"};
   options.branches = {"main", "release/*"};

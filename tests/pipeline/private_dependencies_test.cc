@@ -164,6 +164,29 @@ class PrivateDependenciesTest : public ::testing::Test {
     return options;
   }
 
+  // The crate "app" (under <dir_>/<name>) depending on itoa from the git
+  // server as `host` names it, with the agent's git credentials (`token`)
+  // for `origin` (default: that host's).
+  PipelineOptions AppUsingGitItoa(const std::string& host,
+                                  const std::string& token = kGitToken,
+                                  std::string origin = "",
+                                  const std::string& name = "app") {
+    PipelineOptions options = Options(WriteApp(
+        name, absl::StrCat("{ git = \"", UrlAt(host, "itoa"),
+                           "\", branch = \"main\" }")));
+    if (origin.empty()) {
+      origin = absl::StrCat("http://", host, ":", git_->port());
+    }
+    options.private_dependencies = GitAccess(origin, token);
+    return options;
+  }
+
+  // The crate "app" depending on itoa from the registry "gitea".
+  PipelineOptions AppUsingRegistryItoa() {
+    return Options(
+        WriteApp("app", "{ version = \"1\", registry = \"gitea\" }"));
+  }
+
   PrivateDependencies GitAccess(const std::string& origin,
                                 const std::string& token = kGitToken) {
     PrivateDependencies dependencies;
@@ -226,14 +249,8 @@ class PrivateDependenciesTest : public ::testing::Test {
 TEST_F(PrivateDependenciesTest, GitDependencyByAddressBuildsAndTestsOverTheGitCli) {
   StartGitServer("127.0.0.1");
   if (HasFatalFailure() || IsSkipped()) return;
-  const std::string app = WriteApp(
-      "app", absl::StrCat("{ git = \"", git_->RepoUrl("itoa"),
-                          "\", branch = \"main\" }"));
-  PipelineOptions options = Options(app);
-  options.private_dependencies =
-      GitAccess(absl::StrCat("http://127.0.0.1:", git_->port()));
   ASSERT_OK_AND_ASSIGN(PipelineResult result,
-                       RunWatched(options, kGitToken));
+                       RunWatched(AppUsingGitItoa("127.0.0.1"), kGitToken));
   EXPECT_EQ(result.status, JobStatus::kSuccess) << result.reason;
   EXPECT_EQ(result.tests.passed, 1);
   // The submodule of the dependency came from the private server too.
@@ -247,14 +264,8 @@ TEST_F(PrivateDependenciesTest, GitDependencyByAddressBuildsAndTestsOverTheGitCl
 TEST_F(PrivateDependenciesTest, GitDependencyByNameBuildsOverCargosOwnGit) {
   StartGitServer("localhost");
   if (HasFatalFailure() || IsSkipped()) return;
-  const std::string app = WriteApp(
-      "app", absl::StrCat("{ git = \"", UrlAt("localhost", "itoa"),
-                          "\", branch = \"main\" }"));
-  PipelineOptions options = Options(app);
-  options.private_dependencies =
-      GitAccess(absl::StrCat("http://localhost:", git_->port()));
   ASSERT_OK_AND_ASSIGN(PipelineResult result,
-                       RunWatched(options, kGitToken));
+                       RunWatched(AppUsingGitItoa("localhost"), kGitToken));
   EXPECT_EQ(result.status, JobStatus::kSuccess) << result.reason;
   EXPECT_EQ(result.tests.passed, 1);
   EXPECT_THAT(git_->RequestLog(), HasSubstr("GET /extra.git/info/refs 200"));
@@ -263,26 +274,20 @@ TEST_F(PrivateDependenciesTest, GitDependencyByNameBuildsOverCargosOwnGit) {
 TEST_F(PrivateDependenciesTest, ANextJobFindsTheGitDependencyInTheCache) {
   StartGitServer("127.0.0.1");
   if (HasFatalFailure() || IsSkipped()) return;
-  const std::string dependency = absl::StrCat(
-      "{ git = \"", git_->RepoUrl("itoa"), "\", branch = \"main\" }");
-  const std::string first = WriteApp("first", dependency);
-  PipelineOptions options = Options(first);
-  options.steps = {"check"};
-  options.private_dependencies =
-      GitAccess(absl::StrCat("http://127.0.0.1:", git_->port()));
-  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, nullptr));
+  PipelineOptions first = AppUsingGitItoa("127.0.0.1", kGitToken, "", "first");
+  first.steps = {"check"};
+  ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(first, nullptr));
   ASSERT_EQ(result.status, JobStatus::kSuccess) << result.reason;
   const std::string requests = git_->RequestLog();
   ASSERT_THAT(requests, HasSubstr("/itoa.git/"));
 
   // A new checkout of the same commit: Cargo.lock pins the dependency.
-  const std::string second = WriteApp("second", dependency);
-  fs::copy_file(first + "/Cargo.lock", second + "/Cargo.lock");
-  options = Options(second);
-  options.steps = {"check"};
-  options.private_dependencies =
-      GitAccess(absl::StrCat("http://127.0.0.1:", git_->port()));
-  ASSERT_OK_AND_ASSIGN(result, RunPipeline(options, nullptr));
+  PipelineOptions second =
+      AppUsingGitItoa("127.0.0.1", kGitToken, "", "second");
+  second.steps = {"check"};
+  fs::copy_file(first.source_dir + "/Cargo.lock",
+                second.source_dir + "/Cargo.lock");
+  ASSERT_OK_AND_ASSIGN(result, RunPipeline(second, nullptr));
   EXPECT_EQ(result.status, JobStatus::kSuccess) << result.reason;
   EXPECT_EQ(git_->RequestLog(), requests) << "the second job fetched again";
 }
@@ -290,13 +295,8 @@ TEST_F(PrivateDependenciesTest, ANextJobFindsTheGitDependencyInTheCache) {
 TEST_F(PrivateDependenciesTest, WithoutATokenTheStepSaysNoneIsConfigured) {
   StartGitServer("127.0.0.1");
   if (HasFatalFailure() || IsSkipped()) return;
-  const std::string app = WriteApp(
-      "app", absl::StrCat("{ git = \"", git_->RepoUrl("itoa"),
-                          "\", branch = \"main\" }"));
-  PipelineOptions options = Options(app);
+  PipelineOptions options = AppUsingGitItoa("127.0.0.1", /*token=*/"");
   options.steps = {"check"};
-  options.private_dependencies =
-      GitAccess(absl::StrCat("http://127.0.0.1:", git_->port()), "");
   ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, nullptr));
   EXPECT_EQ(result.status, JobStatus::kFailed);
   EXPECT_EQ(Step(result, "check").reason,
@@ -308,13 +308,8 @@ TEST_F(PrivateDependenciesTest, WithoutATokenTheStepSaysNoneIsConfigured) {
 TEST_F(PrivateDependenciesTest, AWrongTokenIsReportedAsRejected) {
   StartGitServer("localhost");
   if (HasFatalFailure() || IsSkipped()) return;
-  const std::string app = WriteApp(
-      "app", absl::StrCat("{ git = \"", UrlAt("localhost", "itoa"),
-                          "\", branch = \"main\" }"));
-  PipelineOptions options = Options(app);
+  PipelineOptions options = AppUsingGitItoa("localhost", "not-the-token");
   options.steps = {"check"};
-  options.private_dependencies = GitAccess(
-      absl::StrCat("http://localhost:", git_->port()), "not-the-token");
   ASSERT_OK_AND_ASSIGN(PipelineResult result,
                        RunWatched(options, "not-the-token"));
   EXPECT_EQ(result.status, JobStatus::kFailed);
@@ -327,12 +322,9 @@ TEST_F(PrivateDependenciesTest, AWrongTokenIsReportedAsRejected) {
 TEST_F(PrivateDependenciesTest, AHostNotAllowedGetsNoCredentials) {
   StartGitServer("127.0.0.1");
   if (HasFatalFailure() || IsSkipped()) return;
-  const std::string app = WriteApp(
-      "app", absl::StrCat("{ git = \"", git_->RepoUrl("itoa"),
-                          "\", branch = \"main\" }"));
-  PipelineOptions options = Options(app);
+  PipelineOptions options =
+      AppUsingGitItoa("127.0.0.1", kGitToken, "https://gitea.example");
   options.steps = {"check"};
-  options.private_dependencies = GitAccess("https://gitea.example");
   ASSERT_OK_AND_ASSIGN(PipelineResult result,
                        RunWatched(options, kGitToken));
   EXPECT_EQ(result.status, JobStatus::kFailed);
@@ -347,14 +339,9 @@ TEST_F(PrivateDependenciesTest, AHostNotAllowedGetsNoCredentials) {
 TEST_F(PrivateDependenciesTest, AGitServerThatIsDownRequeuesTheJob) {
   StartGitServer("127.0.0.1", /*fail_first=*/1000);
   if (HasFatalFailure() || IsSkipped()) return;
-  const std::string app = WriteApp(
-      "app", absl::StrCat("{ git = \"", git_->RepoUrl("itoa"),
-                          "\", branch = \"main\" }"));
-  PipelineOptions options = Options(app);
+  PipelineOptions options = AppUsingGitItoa("127.0.0.1");
   options.steps = {"check"};
   options.env = {{"CARGO_NET_RETRY", "0"}};
-  options.private_dependencies =
-      GitAccess(absl::StrCat("http://127.0.0.1:", git_->port()));
   EXPECT_THAT(RunPipeline(options, nullptr),
               StatusIs(absl::StatusCode::kUnavailable,
                        HasSubstr(absl::StrCat("git dependency ",
@@ -366,9 +353,7 @@ TEST_F(PrivateDependenciesTest, RegistryDependencyBuildsAndTestsWithTheToken) {
   const std::string crates = PackItoa();
   CIAGENT_START_CARGO_REGISTRY(
       registry, {.crates_dir = crates, .token = kRegistryToken});
-  const std::string app =
-      WriteApp("app", "{ version = \"1\", registry = \"gitea\" }");
-  PipelineOptions options = Options(app);
+  PipelineOptions options = AppUsingRegistryItoa();
   options.private_dependencies.registries = {
       {.name = "gitea", .index = registry->index_url(), .token = kRegistryToken}};
   ASSERT_OK_AND_ASSIGN(PipelineResult result,
@@ -383,9 +368,7 @@ TEST_F(PrivateDependenciesTest, RegistryTheOperatorConfiguredButNoTokenFailsClea
   const std::string crates = PackItoa();
   CIAGENT_START_CARGO_REGISTRY(
       registry, {.crates_dir = crates, .token = kRegistryToken});
-  const std::string app =
-      WriteApp("app", "{ version = \"1\", registry = \"gitea\" }");
-  PipelineOptions options = Options(app);
+  PipelineOptions options = AppUsingRegistryItoa();
   options.steps = {"check"};
   // The operator's cargo config names the registry; nobody gave a token.
   options.cargo_config = dir_ + "/operator-config.toml";
@@ -410,9 +393,7 @@ TEST_F(PrivateDependenciesTest, ARegistryThatIsDownRequeuesTheJob) {
   CIAGENT_START_CARGO_REGISTRY(registry, {.crates_dir = crates,
                                           .token = kRegistryToken,
                                           .fail_first_requests = 1000});
-  const std::string app =
-      WriteApp("app", "{ version = \"1\", registry = \"gitea\" }");
-  PipelineOptions options = Options(app);
+  PipelineOptions options = AppUsingRegistryItoa();
   options.steps = {"check"};
   options.env = {{"CARGO_NET_RETRY", "0"}};
   options.private_dependencies.registries = {

@@ -4,14 +4,10 @@
 // harmless, what is ignored and what is refused.
 #include "ciagent/webhook/push_event.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <cstdlib>
 #include <string>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
@@ -25,16 +21,6 @@ using ::testing::HasSubstr;
 
 constexpr char kSecret[] = "webhook-s3cret-5c2a";
 constexpr char kCommit[] = "bffeb74224043ba2feb48d137756c8a9331c449a";
-
-std::string Hmac(const std::string& secret, const std::string& body) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(body.data()), body.size(), digest,
-       &length);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), length));
-}
 
 class PushEventTest : public ::testing::Test {
  protected:
@@ -51,8 +37,8 @@ class PushEventTest : public ::testing::Test {
     WebhookDelivery delivery;
     delivery.event = std::move(event);
     delivery.delivery_id = "f6266f16-1bf3-46a5-9ea4-602e06ead473";
-    delivery.gitea_signature = Hmac(kSecret, body);
-    delivery.hub_signature_256 = "sha256=" + Hmac(kSecret, body);
+    delivery.gitea_signature = PushSignature(kSecret, body);
+    delivery.hub_signature_256 = "sha256=" + PushSignature(kSecret, body);
     delivery.body = std::move(body);
     return delivery;
   }
@@ -81,6 +67,15 @@ TEST_F(PushEventTest, APushBecomesAJobForItsBranchAndCommit) {
                       kCommit));
   // The job is one the queue accepts as it is.
   EXPECT_TRUE(ParseJob(JobToJson(*decision.job)).ok());
+}
+
+TEST(PushSignatureTest, IsHmacSha256AsRfc4231ComputesIt) {
+  // RFC 4231, test case 2.
+  EXPECT_EQ(PushSignature("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_TRUE(SignatureMatches(
+      "Jefe", "what do ya want for nothing?",
+      "5BDCC146BF60754E6A042426089575C75A003F089D2739839DEC58B964EC3843"));
 }
 
 TEST_F(PushEventTest, TheSamePushAlwaysNamesTheSameJob) {

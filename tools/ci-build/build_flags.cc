@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "ciagent/base/comma_list.h"
 #include "ciagent/base/secret.h"
 #include "ciagent/image/image_step.h"
 #include "ciagent/oci/reference.h"
@@ -44,6 +45,10 @@ ABSL_FLAG(int, max_timeout, 0,
 ABSL_FLAG(int, grace, 10, "seconds between SIGTERM and SIGKILL of a step");
 ABSL_FLAG(bool, clippy_warnings_fail, false,
           "fail the clippy step when it reports warnings");
+ABSL_FLAG(int, test_retries, -1,
+          "reruns of each failed test (0..10) when neither the job nor the "
+          "repository's test.retries says; default: env CI_TEST_RETRIES, "
+          "else 0");
 ABSL_FLAG(std::string, secret_env, "",
           "comma-separated names of agent variables passed to builds as "
           "secrets (masked in logs); default: env CI_SECRET_ENV");
@@ -71,19 +76,10 @@ constexpr const char* kAgentSecrets[] = {"GIT_TOKEN", "GITEA_TOKEN",
                                          "REGISTRY_TOKEN",
                                          "REGISTRY_PASSWORD"};
 
-std::vector<std::string> SplitList(absl::string_view list) {
-  std::vector<std::string> items;
-  for (absl::string_view item : absl::StrSplit(list, ',')) {
-    item = absl::StripAsciiWhitespace(item);
-    if (!item.empty()) items.emplace_back(item);
-  }
-  return items;
-}
-
 }  // namespace
 
 std::vector<std::string> SplitSteps(absl::string_view steps) {
-  return SplitList(steps);
+  return SplitCommaList(steps);
 }
 
 absl::StatusOr<PipelineOptions> PipelineOptionsFromFlags() {
@@ -123,7 +119,20 @@ absl::StatusOr<PipelineOptions> PipelineOptionsFromFlags() {
   if (step_timeout > 0) o.step_timeout = absl::Seconds(step_timeout);
   o.grace = absl::Seconds(grace);
   o.clippy_warnings_fail = absl::GetFlag(FLAGS_clippy_warnings_fail);
-  for (const std::string& name : SplitList(
+  o.test_retries = absl::GetFlag(FLAGS_test_retries);
+  if (const std::string env = EnvOr("CI_TEST_RETRIES", "");
+      o.test_retries == -1 && !env.empty() &&
+      !absl::SimpleAtoi(env, &o.test_retries)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CI_TEST_RETRIES: expected a number of retries, got \"", env, "\""));
+  }
+  if (o.test_retries == -1) o.test_retries = 0;
+  if (o.test_retries < 0 || o.test_retries > kMaxTestRetries) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--test-retries / CI_TEST_RETRIES must be in 0..", kMaxTestRetries,
+        " (got ", o.test_retries, ")"));
+  }
+  for (const std::string& name : SplitCommaList(
            FlagOrEnv(absl::GetFlag(FLAGS_secret_env), "CI_SECRET_ENV", ""))) {
     CIAGENT_ASSIGN_OR_RETURN(std::optional<std::string> value,
                              ReadSecretFromEnv(name));

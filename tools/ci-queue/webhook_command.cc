@@ -5,8 +5,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
+#include "ciagent/base/comma_list.h"
 #include "ciagent/base/exit_code.h"
 #include "ciagent/base/log.h"
 #include "ciagent/base/secret.h"
@@ -27,18 +26,6 @@ ABSL_FLAG(int64_t, max_body_bytes, int64_t{4} << 20,
           "webhook: larger deliveries are refused (413)");
 
 namespace ciagent {
-namespace {
-
-std::vector<std::string> List(absl::string_view text) {
-  std::vector<std::string> items;
-  for (absl::string_view item : absl::StrSplit(text, ',')) {
-    item = absl::StripAsciiWhitespace(item);
-    if (!item.empty()) items.emplace_back(item);
-  }
-  return items;
-}
-
-}  // namespace
 
 absl::StatusOr<int> RunWebhook(QueueAdmin& admin, const CommandLine& line) {
   PushReceiverOptions receiver_options;
@@ -52,13 +39,13 @@ absl::StatusOr<int> RunWebhook(QueueAdmin& admin, const CommandLine& line) {
   }
   receiver_options.secret = **std::move(secret);
   PushEventOptions& events = receiver_options.events;
-  events.allowed_hosts = List(absl::GetFlag(FLAGS_allowed_hosts));
+  events.allowed_hosts = SplitCommaList(absl::GetFlag(FLAGS_allowed_hosts));
   if (events.allowed_hosts.empty()) {
     return absl::InvalidArgumentError(
         "webhook: --allowed-hosts is required (the forge's host)");
   }
-  events.branches = List(absl::GetFlag(FLAGS_branches));
-  events.steps = List(line.steps);
+  events.branches = SplitCommaList(absl::GetFlag(FLAGS_branches));
+  events.steps = SplitCommaList(line.steps);
   if (line.timeout_s < 0) {
     return absl::InvalidArgumentError("--timeout must be >= 0");
   }

@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "ciagent/base/atomic_file.h"
+#include "ciagent/base/comma_list.h"
 #include "ciagent/base/log.h"
 #include "ciagent/base/secret.h"
 #include "ciagent/base/status_macros.h"
@@ -100,15 +101,6 @@ bool IsPlainPath(absl::string_view path) {
   });
 }
 
-std::vector<absl::string_view> SplitList(absl::string_view list) {
-  std::vector<absl::string_view> items;
-  for (absl::string_view item : absl::StrSplit(list, ',')) {
-    item = absl::StripAsciiWhitespace(item);
-    if (!item.empty()) items.push_back(item);
-  }
-  return items;
-}
-
 absl::StatusOr<std::vector<std::string>> GitOriginsFromEnv(
     absl::string_view job_repo) {
   const char* env = std::getenv("CI_GIT_CREDENTIAL_HOSTS");
@@ -122,7 +114,7 @@ absl::StatusOr<std::vector<std::string>> GitOriginsFromEnv(
     return origins;
   }
   if (absl::StripAsciiWhitespace(env) == "none") return origins;
-  for (absl::string_view item : SplitList(env)) {
+  for (absl::string_view item : SplitCommaList(env)) {
     absl::StatusOr<std::string> origin = OriginOf(item);
     if (!origin.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -139,7 +131,7 @@ absl::StatusOr<std::vector<PrivateRegistry>> RegistriesFromEnv() {
   std::vector<PrivateRegistry> registries;
   const char* env = std::getenv("CI_CARGO_REGISTRIES");
   if (env == nullptr) return registries;
-  for (absl::string_view item : SplitList(env)) {
+  for (absl::string_view item : SplitCommaList(env)) {
     std::pair<absl::string_view, absl::string_view> parts =
         absl::StrSplit(item, absl::MaxSplits('=', 1));
     PrivateRegistry registry;

@@ -5,6 +5,7 @@
 #include <openssl/hmac.h>
 #include <simdjson.h>
 
+#include <algorithm>
 #include <array>
 
 #include "absl/algorithm/container.h"
@@ -68,22 +69,40 @@ bool Matches(absl::string_view pattern, absl::string_view text) {
          Matches(pattern.substr(1), text.substr(1));
 }
 
+// HMAC-SHA256 of `body` under `secret`; nullopt only if OpenSSL fails.
+std::optional<std::array<unsigned char, kDigestBytes>> Hmac(
+    absl::string_view secret, absl::string_view body) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest;
+  unsigned int length = 0;
+  if (HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+           reinterpret_cast<const unsigned char*>(body.data()), body.size(),
+           digest.data(), &length) == nullptr ||
+      length != kDigestBytes) {
+    return std::nullopt;
+  }
+  std::array<unsigned char, kDigestBytes> result;
+  std::copy_n(digest.begin(), kDigestBytes, result.begin());
+  return result;
+}
+
 }  // namespace
+
+std::string PushSignature(absl::string_view secret, absl::string_view body) {
+  std::optional<std::array<unsigned char, kDigestBytes>> digest =
+      Hmac(secret, body);
+  if (!digest.has_value()) return "";
+  return absl::BytesToHexString(absl::string_view(
+      reinterpret_cast<const char*>(digest->data()), digest->size()));
+}
 
 bool SignatureMatches(absl::string_view secret, absl::string_view body,
                       absl::string_view signature_hex) {
   std::optional<std::array<unsigned char, kDigestBytes>> given =
       DecodeDigest(signature_hex);
-  if (!given.has_value()) return false;
-  unsigned char expected[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  if (HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-           reinterpret_cast<const unsigned char*>(body.data()), body.size(),
-           expected, &length) == nullptr ||
-      length != kDigestBytes) {
-    return false;
-  }
-  return CRYPTO_memcmp(expected, given->data(), kDigestBytes) == 0;
+  std::optional<std::array<unsigned char, kDigestBytes>> expected =
+      Hmac(secret, body);
+  return given.has_value() && expected.has_value() &&
+         CRYPTO_memcmp(expected->data(), given->data(), kDigestBytes) == 0;
 }
 
 std::string PushJobId(absl::string_view repo, absl::string_view branch,

@@ -75,6 +75,11 @@ struct PushDecision {
   std::optional<Job> job;
 };
 
+// The lower-case hex HMAC-SHA256 of `body` under `secret`: what a forge
+// sends as X-Gitea-Signature (and after "sha256=" in X-Hub-Signature-256).
+// For producers and tests that sign deliveries.
+std::string PushSignature(absl::string_view secret, absl::string_view body);
+
 // True when `signature_hex` (either case) is the HMAC-SHA256 of `body`
 // under `secret`; compared in constant time.
 bool SignatureMatches(absl::string_view secret, absl::string_view body,
