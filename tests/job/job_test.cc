@@ -611,6 +611,15 @@ std::vector<Rejected> RejectedCases() {
       {"TimeoutAsString", "timeout_s", R"("60")",
        "timeout_s: must be an integer in 1..86400 (got string)"},
       {"NullTimeout", "timeout_s", "null", kTimeoutRule},
+      // test_retries
+      {"NegativeTestRetries", "test_retries", "-1",
+       "test_retries: must be an integer in 0..10 (got -1)"},
+      {"TooManyTestRetries", "test_retries", "11",
+       "test_retries: must be an integer in 0..10 (got 11)"},
+      {"TestRetriesAsString", "test_retries", R"("2")",
+       "test_retries: must be an integer in 0..10 (got string)"},
+      {"FractionalTestRetries", "test_retries", "1.5",
+       "test_retries: must be an integer in 0..10"},
       // steps
       {"StepsAsString", "steps", R"("test")",
        "steps: must be an array of strings (got string)"},
@@ -889,6 +898,7 @@ std::vector<RoundTrip> RoundTripCases() {
   sha256.commit = kSha256;
   sha256.image = ImageSpec{"registry/acme/app", ""};
   sha256.timeout = absl::Seconds(kMaxJobTimeoutSeconds);
+  sha256.test_retries = kMaxTestRetries;
 
   Job tricky_env = MinimalJob();
   tricky_env.env = {{"QUOTES", "say \"hi\" \\ bye"},
@@ -902,6 +912,7 @@ std::vector<RoundTrip> RoundTripCases() {
   tricky_branch.job_id = std::string(128, '-');
   tricky_branch.steps = {"image", "audit", "clippy", "test", "build", "check"};
   tricky_branch.timeout = absl::Seconds(1);
+  tricky_branch.test_retries = 0;
 
   return {{"Minimal", MinimalJob()},
           {"Full", FullJob()},

@@ -174,6 +174,20 @@ TEST_P(RefusalTest, EndsTheJobWithTheKeysPathAndTheRule) {
 constexpr char kP[] = "workspace.metadata.ciagent";
 
 const Refusal kRefusals[] = {
+    {"TooManyRetries", "test.retries = 11",
+     "workspace.metadata.ciagent.test.retries: must be in 0..10 (got 11)"},
+    {"NegativeRetries", "test.retries = -1",
+     "workspace.metadata.ciagent.test.retries: must be in 0..10 (got -1)"},
+    {"RetriesNotInteger", "test.retries = \"2\"",
+     "workspace.metadata.ciagent.test.retries: expected an integer, got \"2\""},
+    {"UnknownFlakyPolicy", "test.flaky = \"retry\"",
+     "workspace.metadata.ciagent.test.flaky: expected pass or fail, got "
+     "\"retry\""},
+    {"QuarantineEmptyName", "test.quarantine = [\"\"]",
+     "workspace.metadata.ciagent.test.quarantine[0]: \"\" is empty"},
+    {"QuarantineNotArray", "test.quarantine = \"a\"",
+     "workspace.metadata.ciagent.test.quarantine: expected an array of "
+     "strings"},
     {"AllowFailureNotBoolean", "clippy.allow-failure = \"yes\"",
      "workspace.metadata.ciagent.clippy.allow-failure: expected a boolean, "
      "got \"yes\""},
@@ -353,6 +367,32 @@ image.name = "team/app"
   EXPECT_EQ(EffectiveConfig(repository, Job{}), repository);
 }
 
+TEST(PipelineConfigTest, ReadsTheTestPolicyAndTheJobOverridesItsRetries) {
+  ASSERT_OK_AND_ASSIGN(PipelineConfig config, ParsePipelineConfig(Workspace(R"(
+[workspace.metadata.ciagent.test]
+retries = 3
+flaky = "fail"
+quarantine = ["net::tests::live", "api::slow"]
+)")));
+  EXPECT_EQ(config.test_retries, 3);
+  EXPECT_EQ(config.flaky, FlakyPolicy::kFail);
+  EXPECT_THAT(config.quarantine, ElementsAre("net::tests::live", "api::slow"));
+  EXPECT_THAT(config.warnings, IsEmpty());
+  EXPECT_THAT(PipelineConfigJson(config),
+              HasSubstr(R"("test_retries":3,"test_flaky":"fail",)"
+                        R"("test_quarantine":["net::tests::live","api::slow"])"));
+
+  Job job;
+  EXPECT_EQ(EffectiveConfig(config, job).test_retries, 3);
+  job.test_retries = 0;
+  EXPECT_EQ(EffectiveConfig(config, job).test_retries, 0);
+
+  ASSERT_OK_AND_ASSIGN(PipelineConfig defaults,
+                       ParsePipelineConfig(Workspace("")));
+  EXPECT_EQ(defaults.test_retries, std::nullopt);
+  EXPECT_EQ(defaults.flaky, FlakyPolicy::kPass);
+}
+
 TEST(PipelineConfigTest, JsonHoldsEveryKeyAndNoWarnings) {
   ASSERT_OK_AND_ASSIGN(PipelineConfig config,
                        ParsePipelineConfig(Workspace(
@@ -367,7 +407,8 @@ TEST(PipelineConfigTest, JsonHoldsEveryKeyAndNoWarnings) {
       R"("test":{"args":[],"allow_failure":false,"timeout_s":null},)"
       R"("clippy":{"args":[],"allow_failure":true,"timeout_s":null},)"
       R"("audit":{"args":[],"allow_failure":false,"timeout_s":null},)"
-      R"("test_runner":"auto","image":{"dockerfile":"Dockerfile",)"
+      R"("test_runner":"auto","test_retries":null,"test_flaky":"pass",)"
+      R"("test_quarantine":[],"image":{"dockerfile":"Dockerfile",)"
       R"("context":".","name":"","build_args":{}}})");
   EXPECT_THAT(PipelineConfigLine(config),
               HasSubstr("config (from workspace.metadata.ciagent): {"));

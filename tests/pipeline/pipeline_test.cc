@@ -344,8 +344,8 @@ TEST_F(PipelineTest, NextestWhenInstalledAndItsJunitGivesTheResults) {
   ASSERT_OK_AND_ASSIGN(PipelineResult result, RunPipeline(options, &observer));
 
   EXPECT_TRUE(observer.Saw(
-      "test|stdout|args: nextest run --workspace --no-fail-fast --profile "
-      "ciagent --tool-config-file ciagent:"));
+      "test|stdout|args: nextest run --workspace --no-fail-fast --retries 0 "
+      "--profile ciagent --tool-config-file ciagent:"));
   EXPECT_EQ(result.status, JobStatus::kFailed);
   EXPECT_EQ(result.reason, "test failed: 1 test failed");
   EXPECT_EQ(result.tests.passed, 1);

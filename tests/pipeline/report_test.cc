@@ -151,6 +151,7 @@ TEST(ResultJsonTest, HoldsEveryPartOfTheResult) {
   EXPECT_THAT(
       Keys(root),
       ElementsAre("status", "reason", "steps", "tests", "failed_tests",
+                  "flaky_tests", "quarantined_tests", "test_attempts",
                   "artifacts", "clippy_warnings", "cache", "image",
                   "config", "duration_ms"));
   EXPECT_EQ(String(root["status"]), "failed");
@@ -235,7 +236,9 @@ TEST(ResultJsonTest, DescribesAnEmptyRun) {
   const std::string json = ResultJson(PipelineResult());
   EXPECT_EQ(json,
             R"({"status":"success","reason":"","steps":[],)"
-            R"("tests":{"passed":0,"failed":0,"ignored":0},"failed_tests":[],)"
+            R"("tests":{"passed":0,"failed":0,"ignored":0,"flaky":0,)"
+            R"("reruns":0},"failed_tests":[],"flaky_tests":[],)"
+            R"("quarantined_tests":[],"test_attempts":[],)"
             R"("artifacts":[],"clippy_warnings":0,)"
             R"("cache":{"key":"","match":"none","uncached_reason":"",)"
             R"("units":0,"fresh_units":0,"dependency_units":0,)"
@@ -267,7 +270,10 @@ TEST(StatusFieldsTest, NamesEveryPipelineFieldInOrder) {
   EXPECT_THAT(
       StatusFields(FailedTestsRun()),
       ElementsAre(Key("tests_passed"), Key("tests_failed"),
-                  Key("tests_ignored"), Key("failed_tests"), Key("artifacts"),
+                  Key("tests_ignored"), Key("failed_tests"),
+                  Key("tests_flaky"), Key("flaky_tests"),
+                  Key("quarantined_tests"), Key("test_attempts"),
+                  Key("artifacts"),
                   Key("steps"), Key("clippy_warnings"),
                   Key("pipeline_duration_ms"), Key("cache"), Key("image"),
                   Key("image_digest"), Key("config")));
@@ -516,6 +522,14 @@ TEST(PrometheusTextTest, WritesEveryFamilyWithHelpAndType) {
       "ciagent_tests{job_id=\"push-1234\",outcome=\"passed\"} 10\n"
       "ciagent_tests{job_id=\"push-1234\",outcome=\"failed\"} 2\n"
       "ciagent_tests{job_id=\"push-1234\",outcome=\"ignored\"} 1\n"
+      "ciagent_tests{job_id=\"push-1234\",outcome=\"flaky\"} 0\n"
+      "# HELP ciagent_tests_quarantined Failed or flaky tests of the job "
+      "that were quarantined.\n"
+      "# TYPE ciagent_tests_quarantined gauge\n"
+      "ciagent_tests_quarantined{job_id=\"push-1234\"} 0\n"
+      "# HELP ciagent_test_reruns Reruns of failed tests (retries).\n"
+      "# TYPE ciagent_test_reruns gauge\n"
+      "ciagent_test_reruns{job_id=\"push-1234\"} 0\n"
       "# HELP ciagent_clippy_warnings Warnings reported by cargo clippy.\n"
       "# TYPE ciagent_clippy_warnings gauge\n"
       "ciagent_clippy_warnings{job_id=\"push-1234\"} 3\n"
@@ -533,7 +547,7 @@ TEST(PrometheusTextTest, WritesEveryFamilyWithHelpAndType) {
       "# TYPE ciagent_artifact_size_bytes gauge\n"
       "ciagent_artifact_size_bytes{job_id=\"push-1234\",artifact=\"app\"} "
       "4096\n");
-  EXPECT_EQ(ParseExposition(text).size(), 21u);
+  EXPECT_EQ(ParseExposition(text).size(), 24u);
 }
 
 TEST(PrometheusTextTest, NamesWhatEndedAnUnsuccessfulJob) {
@@ -583,7 +597,7 @@ TEST(PrometheusTextTest, EscapesLabelValues) {
 TEST(PrometheusTextTest, WritesNoArtifactFamilyWithoutArtifacts) {
   const std::string text = PrometheusText(PipelineResult(), "j-1");
   EXPECT_THAT(text, Not(HasSubstr("ciagent_artifact_size_bytes")));
-  EXPECT_EQ(ParseExposition(text).size(), 1u + 5u + 3u + 1u + 1u + 3u);
+  EXPECT_EQ(ParseExposition(text).size(), 1u + 5u + 4u + 1u + 1u + 1u + 1u + 3u);
 }
 
 // ---------------------------------------------------------------------------

@@ -332,6 +332,32 @@ TEST(LibtestParserTest, AttachesMessageOfBlockStillOpenAtFinish) {
   EXPECT_FALSE(results.complete);
 }
 
+TEST(LibtestParserTest, RunningLineReadAfterItsBinaryStartedStillNamesIt) {
+  const TestResults results = ParseLibtest(
+      "running 1 test\n"
+      "     Running unittests src/lib.rs (target/debug/deps/app-0123456789abcdef)\n"
+      "test a ... FAILED\n"
+      "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured\n");
+  EXPECT_EQ(results.unfinished_binaries, 0);
+  ASSERT_THAT(results.cases, SizeIs(1));
+  EXPECT_EQ(results.cases[0].suite, "unittests src/lib.rs (app)");
+  EXPECT_EQ(results.cases[0].binary, "app-0123456789abcdef");
+}
+
+TEST(LibtestParserTest, CountsABinaryThatDiedBeforeItsFirstTestAsUnfinished) {
+  const TestResults results = ParseLibtest(
+      "     Running unittests src/lib.rs (target/debug/deps/app-0123456789abcdef)\n"
+      "running 3 tests\n"
+      "     Running tests/api.rs (target/debug/deps/api-0123456789abcdef)\n"
+      "running 1 test\n"
+      "test b ... ok\n"
+      "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured\n");
+  EXPECT_EQ(results.unfinished_binaries, 1);
+  EXPECT_EQ(results.passed, 1);
+  ASSERT_THAT(results.cases, SizeIs(1));
+  EXPECT_EQ(results.cases[0].binary, "api-0123456789abcdef");
+}
+
 TEST(LibtestParserTest, IgnoresMalformedResultLines) {
   const TestResults results = ParseLibtest(
       "test result: ok. many passed; 0 failed\n"
@@ -700,6 +726,110 @@ second &lt;line&gt; &amp; more</failure>
   </testsuite>
 </testsuites>
 )");
+}
+
+// nextest's JUnit with `--retries 2`, in the shape Maven Surefire defined
+// and nextest (quick-junit) writes: a flaky test passes with one
+// <flakyFailure> per failed attempt; a test that failed every attempt has
+// its <failure> and one <rerunFailure> per rerun, each with the attempt's
+// output in children. Written by hand: nextest cannot be installed here.
+constexpr char kNextestRetriesJunit[] = R"(<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="nextest-run" tests="4" failures="1" errors="0" uuid="45c50d4b-2c5c-4ec4-9b62-1c9d3d8a6a1e" timestamp="2026-12-08T01:00:00.000+00:00" time="0.120">
+    <testsuite name="flaky_tests" tests="4" disabled="0" errors="0" failures="1">
+        <testcase name="tests::passes" classname="flaky_tests" timestamp="2026-12-08T01:00:00.001+00:00" time="0.001">
+        </testcase>
+        <testcase name="tests::fails_on_first_attempt" classname="flaky_tests" timestamp="2026-12-08T01:00:00.002+00:00" time="0.002">
+            <flakyFailure timestamp="2026-12-08T01:00:00.002+00:00" time="0.001" message="thread &apos;tests::fails_on_first_attempt&apos; panicked at src/lib.rs:49:9" type="test failure">
+                <stackTrace>thread &apos;tests::fails_on_first_attempt&apos; panicked at src/lib.rs:49:9:
+fails on attempt 1</stackTrace>
+                <system-out>running 1 test
+test tests::fails_on_first_attempt ... FAILED</system-out>
+                <system-err>fails on attempt 1</system-err>
+            </flakyFailure>
+            <system-out>running 1 test
+test tests::fails_on_first_attempt ... ok</system-out>
+        </testcase>
+        <testcase name="tests::always_fails" classname="flaky_tests" timestamp="2026-12-08T01:00:00.003+00:00" time="0.003">
+            <failure message="thread &apos;tests::always_fails&apos; panicked at src/lib.rs:55:9" type="test failure">thread &apos;tests::always_fails&apos; panicked at src/lib.rs:55:9:
+always fails (attempt 1)</failure>
+            <rerunFailure timestamp="2026-12-08T01:00:00.004+00:00" time="0.001" message="attempt 2 failed" type="test failure">
+                <system-err>always fails (attempt 2)</system-err>
+            </rerunFailure>
+            <rerunFailure timestamp="2026-12-08T01:00:00.005+00:00" time="0.001" message="attempt 3 failed" type="test failure">
+                <system-err>always fails (attempt 3)</system-err>
+            </rerunFailure>
+            <system-err>always fails (attempt 1)</system-err>
+        </testcase>
+        <testcase name="tests::foo_bar" classname="flaky_tests" timestamp="2026-12-08T01:00:00.006+00:00" time="0.001">
+        </testcase>
+    </testsuite>
+</testsuites>
+)";
+
+TEST(ParseNextestJunitTest, ReadsFlakyAndRerunFailuresOfRetries) {
+  ASSERT_OK_AND_ASSIGN(TestResults results,
+                       ParseNextestJunit(kNextestRetriesJunit));
+  EXPECT_EQ(results.passed, 2);
+  EXPECT_EQ(results.flaky, 1);
+  EXPECT_EQ(results.failed, 1);
+  EXPECT_EQ(results.reruns, 3);
+  EXPECT_THAT(results.failing_names, ElementsAre("tests::always_fails"));
+  EXPECT_THAT(results.flaky_names, ElementsAre("tests::fails_on_first_attempt"));
+  ASSERT_THAT(results.cases, SizeIs(4));  // one per test, not per attempt
+  const TestCase& flaky = results.cases[1];
+  EXPECT_EQ(flaky.outcome, Outcome::kFlaky);
+  EXPECT_EQ(flaky.attempts, 2);
+  EXPECT_EQ(flaky.message,
+            "thread 'tests::fails_on_first_attempt' panicked at src/lib.rs:49:9");
+  const TestCase& failed = results.cases[2];
+  EXPECT_EQ(failed.outcome, Outcome::kFailed);
+  EXPECT_EQ(failed.attempts, 3);
+  EXPECT_THAT(failed.message, HasSubstr("always fails (attempt 1)"));
+  EXPECT_THAT(failed.rerun_messages,
+              ElementsAre("attempt 2 failed", "attempt 3 failed"));
+}
+
+TEST(ToJunitXmlTest, WritesOneTestcasePerTestWithItsAttempts) {
+  TestResults results;
+  results.passed = 1;
+  results.failed = 1;
+  results.flaky = 1;
+  results.failing_names = {"b"};
+  results.flaky_names = {"c"};
+  TestCase failed{.suite = "s", .name = "b", .outcome = Outcome::kFailed,
+                  .message = "first"};
+  failed.attempts = 3;
+  failed.rerun_messages = {"second", "third"};
+  TestCase flaky{.suite = "s", .name = "c", .outcome = Outcome::kFlaky,
+                 .message = "once"};
+  flaky.attempts = 2;
+  results.cases = {{.suite = "s", .name = "a"}, failed, flaky};
+  const std::string xml = ToJunitXml(results);
+  EXPECT_EQ(xml,
+            R"(<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="cargo-test" tests="3" failures="1" errors="0" skipped="0">
+  <testsuite name="s" tests="3" failures="1" errors="0" skipped="0">
+    <testcase name="a" classname="s"/>
+    <testcase name="b" classname="s">
+      <failure message="first" type="test failure">first</failure>
+      <rerunFailure message="second" type="test failure">second</rerunFailure>
+      <rerunFailure message="third" type="test failure">third</rerunFailure>
+    </testcase>
+    <testcase name="c" classname="s">
+      <flakyFailure message="once" type="test failure">once</flakyFailure>
+    </testcase>
+  </testsuite>
+</testsuites>
+)");
+  ASSERT_OK_AND_ASSIGN(TestResults parsed, ParseNextestJunit(xml));
+  EXPECT_EQ(parsed.passed, 1);
+  EXPECT_EQ(parsed.failed, 1);
+  EXPECT_EQ(parsed.flaky, 1);
+  EXPECT_EQ(parsed.reruns, 3);
+  EXPECT_EQ(parsed.cases[1].attempts, 3);
+  EXPECT_THAT(parsed.cases[1].rerun_messages, ElementsAre("second", "third"));
+  EXPECT_EQ(parsed.cases[2].attempts, 2);
+  EXPECT_EQ(parsed.cases[2].message, "once");
 }
 
 TEST(ToJunitXmlTest, ReplacesWhatXmlCannotCarry) {

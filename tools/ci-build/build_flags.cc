@@ -45,6 +45,10 @@ ABSL_FLAG(int, max_timeout, 0,
 ABSL_FLAG(int, grace, 10, "seconds between SIGTERM and SIGKILL of a step");
 ABSL_FLAG(bool, clippy_warnings_fail, false,
           "fail the clippy step when it reports warnings");
+ABSL_FLAG(int, test_retries, -1,
+          "reruns of each failed test (0..10) when neither the job nor the "
+          "repository's test.retries says; default: env CI_TEST_RETRIES, "
+          "else 0");
 ABSL_FLAG(std::string, secret_env, "",
           "comma-separated names of agent variables passed to builds as "
           "secrets (masked in logs); default: env CI_SECRET_ENV");
@@ -115,6 +119,19 @@ absl::StatusOr<PipelineOptions> PipelineOptionsFromFlags() {
   if (step_timeout > 0) o.step_timeout = absl::Seconds(step_timeout);
   o.grace = absl::Seconds(grace);
   o.clippy_warnings_fail = absl::GetFlag(FLAGS_clippy_warnings_fail);
+  o.test_retries = absl::GetFlag(FLAGS_test_retries);
+  if (const std::string env = EnvOr("CI_TEST_RETRIES", "");
+      o.test_retries == -1 && !env.empty() &&
+      !absl::SimpleAtoi(env, &o.test_retries)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CI_TEST_RETRIES: expected a number of retries, got \"", env, "\""));
+  }
+  if (o.test_retries == -1) o.test_retries = 0;
+  if (o.test_retries < 0 || o.test_retries > kMaxTestRetries) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--test-retries / CI_TEST_RETRIES must be in 0..", kMaxTestRetries,
+        " (got ", o.test_retries, ")"));
+  }
   for (const std::string& name : SplitCommaList(
            FlagOrEnv(absl::GetFlag(FLAGS_secret_env), "CI_SECRET_ENV", ""))) {
     CIAGENT_ASSIGN_OR_RETURN(std::optional<std::string> value,

@@ -373,6 +373,22 @@ absl::Status ParseTimeoutField(dom::element value, const JobParseOptions&,
   return absl::OkStatus();
 }
 
+absl::Status ParseTestRetriesField(dom::element value, const JobParseOptions&,
+                                   Job* job) {
+  static_assert(kMaxTestRetries == 10, "update kExpected");
+  constexpr absl::string_view kExpected = "an integer in 0..10";
+  if (value.type() != dom::element_type::INT64) {
+    return WrongType("test_retries", kExpected, value);
+  }
+  const int64_t retries = value.get_int64().value_unsafe();
+  if (retries < 0 || retries > kMaxTestRetries) {
+    return Invalid("test_retries",
+                   absl::StrCat("must be ", kExpected, " (got ", retries, ")"));
+  }
+  job->test_retries = static_cast<int>(retries);
+  return absl::OkStatus();
+}
+
 absl::Status ParseStepsField(dom::element value, const JobParseOptions&,
                              Job* job) {
   dom::array steps;
@@ -475,6 +491,7 @@ constexpr MemberRule<Job> kJobRules[] = {
     {"steps", "steps", false, ParseStepsField},
     {"image", "image", false, ParseImageField},
     {"env", "env", false, ParseEnvField},
+    {"test_retries", "test_retries", false, ParseTestRetriesField},
 };
 
 // ---------------------------------------------------------------------------
@@ -538,6 +555,9 @@ std::string JobToJson(const Job& job) {
   if (!job.steps.empty()) builder.AddRaw("steps", StringArrayJson(job.steps));
   if (job.image.has_value()) builder.AddRaw("image", ImageJson(*job.image));
   if (!job.env.empty()) builder.AddRaw("env", EnvJson(job.env));
+  if (job.test_retries.has_value()) {
+    builder.Add("test_retries", int64_t{*job.test_retries});
+  }
   return std::move(builder).Build();
 }
 

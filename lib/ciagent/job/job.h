@@ -10,7 +10,7 @@
 //    "branch": "main", "commit": "<40 or 64 hex digits>",
 //    "timeout_s": 1800, "steps": ["check", "test"],
 //    "image": {"name": "acme/app", "tag": "v1"},
-//    "env": {"RUST_LOG": "debug"}}
+//    "env": {"RUST_LOG": "debug"}, "test_retries": 2}
 // The first four fields are required; the others are optional. Unknown
 // fields are ignored so producers can add fields before agents know them.
 //
@@ -66,6 +66,9 @@ struct Job {
   std::optional<ImageSpec> image;
   // Non-secret environment variables for the build, in the JSON's order.
   std::vector<std::pair<std::string, std::string>> env;
+  // How many more times each failed test is run (0..kMaxTestRetries);
+  // nullopt: the repository's `test.retries`, else the agent's default.
+  std::optional<int> test_retries;
 
   friend bool operator==(const Job&, const Job&) = default;
 };
@@ -80,6 +83,9 @@ struct JobParseOptions {
 // Pipeline step names a job may list in `steps`.
 inline constexpr absl::string_view kKnownSteps[] = {
     "check", "build", "test", "clippy", "audit", "image"};
+
+// Most retries of a failed test a job or a repository may ask for.
+inline constexpr int kMaxTestRetries = 10;
 
 // Longest `timeout_s` accepted: one day.
 inline constexpr int64_t kMaxJobTimeoutSeconds = 24 * 60 * 60;

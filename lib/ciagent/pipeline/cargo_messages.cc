@@ -89,6 +89,7 @@ struct CargoMessageParser::Json {
 struct CargoMessageParser::Message {
   std::string_view package_id;
   // compiler-artifact
+  std::string_view manifest_path;
   std::string_view target_name;
   bool bin_target = false;
   std::string_view executable;  // empty when null
@@ -142,6 +143,7 @@ bool CargoMessageParser::AddLine(absl::string_view line,
       }
     }
     message.executable = StringOr(object["executable"], "");
+    message.manifest_path = StringOr(object["manifest_path"], "");
     message.test_profile = BoolOr(object["profile"]["test"], false);
     message.fresh = BoolOr(object["fresh"], false);
     AddArtifact(message);
@@ -184,6 +186,17 @@ void CargoMessageParser::AddArtifact(const Message& message) {
     ++dependency_units_;
     if (message.fresh) ++fresh_dependency_units_;
     return;
+  }
+  if ((message.test_profile || message.bin_target) &&
+      !message.executable.empty() && !message.manifest_path.empty() &&
+      test_executables_.size() < kMaxCargoExecutables &&
+      test_executable_paths_.emplace(message.executable).second) {
+    test_executables_.push_back(CargoTestExecutable{
+        .path = std::string(message.executable),
+        .package_id = std::string(message.package_id),
+        .manifest_path = std::string(message.manifest_path),
+        .target_name = std::string(message.target_name),
+        .harness = message.test_profile});
   }
   if (!message.bin_target || message.test_profile ||
       message.executable.empty() ||

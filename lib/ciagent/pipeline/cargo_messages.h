@@ -64,6 +64,20 @@ struct CargoExecutable {
                          const CargoExecutable&) = default;
 };
 
+// An executable of a local package that `cargo test` runs (a test harness)
+// or that its tests may run (a bin target: CARGO_BIN_EXE_<name>), from
+// `cargo test --no-run --message-format=json` (test_retry.h).
+struct CargoTestExecutable {
+  std::string path;           // as cargo reports it: absolute
+  std::string package_id;     // e.g. "path+file:///src/app#0.1.0"
+  std::string manifest_path;  // the package's Cargo.toml
+  std::string target_name;    // e.g. "app", "api"
+  bool harness = false;       // a test harness (profile.test), else a bin
+
+  friend bool operator==(const CargoTestExecutable&,
+                         const CargoTestExecutable&) = default;
+};
+
 // Incremental reader of cargo's JSON messages; feed it every stdout line of
 // one or more cargo invocations (each ends with `build-finished`).
 //
@@ -73,6 +87,9 @@ struct CargoExecutable {
 //     `name version (path+file://...)`) that have an `executable`, except
 //     test harnesses (`profile.test`); deduplicated by path, in order.
 //     Examples, benches and registry or git dependencies are not counted.
+//   - test executables: test harnesses and bin targets of local packages
+//     that have an `executable`, deduplicated by path, in order, at most
+//     kMaxCargoExecutables.
 //   - warnings / errors: `compiler-message` messages of level "warning" /
 //     "error" (an internal compiler error counts as an error). Like cargo,
 //     a diagnostic whose rendered text was already seen in the same cargo
@@ -103,6 +120,9 @@ class CargoMessageParser {
   const std::vector<CargoExecutable>& executables() const {
     return executables_;
   }
+  const std::vector<CargoTestExecutable>& test_executables() const {
+    return test_executables_;
+  }
   int64_t warnings() const { return warnings_; }
   int64_t errors() const { return errors_; }
   int64_t units() const { return units_; }
@@ -124,6 +144,8 @@ class CargoMessageParser {
   std::unique_ptr<Json> json_;
   std::vector<CargoExecutable> executables_;
   std::set<std::string, std::less<>> executable_paths_;
+  std::vector<CargoTestExecutable> test_executables_;
+  std::set<std::string, std::less<>> test_executable_paths_;
   // Hashes of the diagnostics of the current invocation.
   std::unordered_set<uint64_t> seen_diagnostics_;
   int64_t warnings_ = 0;

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -43,6 +44,7 @@ class JunitBuilder : public XmlHandler {
         return absl::InvalidArgumentError("<testcase> without a name");
       }
       in_case_ = true;
+      failed_ = false;
       case_depth_ = depth;
       case_ = TestCase{};
       case_.name = std::string(CutUtf8(*case_name, kMaxTestNameBytes));
@@ -57,12 +59,17 @@ class JunitBuilder : public XmlHandler {
     if (in_case_ && depth == case_depth_ + 1) {
       const std::string* message = FindXmlAttribute(attributes, "message");
       if (name == "failure" || name == "error") {
-        if (case_.outcome != TestCase::Outcome::kFailed) {
-          case_.outcome = TestCase::Outcome::kFailed;
-          case_.message.clear();
-          attribute_message_ = message ? *message : "";
-          collecting_text_ = true;
-          text_depth_ = depth;
+        if (!failed_) {
+          failed_ = true;
+          Collect(&case_.message, message, depth);
+        }
+      } else if (name == "flakyFailure" || name == "flakyError" ||
+                 name == "rerunFailure" || name == "rerunError") {
+        ++case_.attempts;
+        if (case_.attempts == 2 && name.substr(0, 5) == "flaky") {
+          Collect(&case_.message, message, depth);  // the first attempt's
+        } else if (case_.rerun_messages.size() < kMaxRerunMessages) {
+          Collect(&case_.rerun_messages.emplace_back(), message, depth);
         }
       } else if (name == "skipped" &&
                  case_.outcome == TestCase::Outcome::kPassed) {
@@ -76,18 +83,20 @@ class JunitBuilder : public XmlHandler {
   }
 
   void Text(absl::string_view text, size_t depth) override {
-    if (collecting_text_ && depth == text_depth_ + 1) {
-      AppendCapped(text, kMaxTestMessageBytes, &case_.message);
+    if (text_target_ != nullptr && depth == text_depth_ + 1) {
+      AppendCapped(text, kMaxTestMessageBytes, text_target_);
     }
   }
 
   void End(size_t depth) override {
-    if (collecting_text_ && depth == text_depth_) {
-      collecting_text_ = false;
-      if (TrimBlankLines(case_.message).empty()) {
-        case_.message =
+    if (text_target_ != nullptr && depth == text_depth_) {
+      // Only the layout of child elements (nextest's <system-out> in a
+      // <flakyFailure>): the attribute says more.
+      if (absl::StripAsciiWhitespace(*text_target_).empty()) {
+        *text_target_ =
             std::string(CutUtf8(attribute_message_, kMaxTestMessageBytes));
       }
+      text_target_ = nullptr;
       attribute_message_.clear();
     }
     if (in_case_ && depth == case_depth_) {
@@ -99,10 +108,12 @@ class JunitBuilder : public XmlHandler {
   TestResults Results() {
     results_.complete = true;
     // Stated totals that cover the cases read win: the cases were capped.
-    if (declared_ && declared_passed_ >= results_.passed &&
+    // A flaky test is among the stated tests, neither failed nor skipped.
+    if (declared_ &&
+        declared_passed_ >= SaturatingAdd(results_.passed, results_.flaky) &&
         declared_failed_ >= results_.failed &&
         declared_ignored_ >= results_.ignored) {
-      results_.passed = declared_passed_;
+      results_.passed = declared_passed_ - results_.flaky;
       results_.failed = declared_failed_;
       results_.ignored = declared_ignored_;
     }
@@ -131,7 +142,23 @@ class JunitBuilder : public XmlHandler {
     declared_passed_ = tests - declared_failed_ - declared_ignored_;
   }
 
+  // Collects the text of the element opened at `depth` into `*target`; its
+  // `message` attribute when it has no text.
+  void Collect(std::string* target, const std::string* message, size_t depth) {
+    target->clear();
+    attribute_message_ = message ? *message : "";
+    text_target_ = target;
+    text_depth_ = depth;
+  }
+
   void FinishCase() {
+    if (failed_) {
+      case_.outcome = TestCase::Outcome::kFailed;
+    } else if (case_.attempts > 1 &&
+               case_.outcome == TestCase::Outcome::kPassed) {
+      case_.outcome = TestCase::Outcome::kFlaky;
+    }
+    results_.reruns = SaturatingAdd(results_.reruns, case_.attempts - 1);
     switch (case_.outcome) {
       case TestCase::Outcome::kPassed:
         results_.passed = SaturatingAdd(results_.passed, 1);
@@ -141,6 +168,12 @@ class JunitBuilder : public XmlHandler {
         break;
       case TestCase::Outcome::kIgnored:
         results_.ignored = SaturatingAdd(results_.ignored, 1);
+        break;
+      case TestCase::Outcome::kFlaky:
+        results_.flaky = SaturatingAdd(results_.flaky, 1);
+        if (results_.flaky_names.size() < kMaxFailingNames) {
+          results_.flaky_names.push_back(case_.name);
+        }
         break;
     }
     const bool keep_name = case_.outcome == TestCase::Outcome::kFailed &&
@@ -157,7 +190,9 @@ class JunitBuilder : public XmlHandler {
   bool in_case_ = false;
   size_t case_depth_ = 0;
   TestCase case_;
-  bool collecting_text_ = false;
+  bool failed_ = false;  // the case has a <failure> or <error>
+  // Where the text of the element being read goes; null: nowhere.
+  std::string* text_target_ = nullptr;
   size_t text_depth_ = 0;
   std::string attribute_message_;
   bool declared_ = false;
@@ -200,6 +235,16 @@ absl::string_view Headline(absl::string_view message) {
   return CutUtf8(message, kMaxFailureAttributeBytes);
 }
 
+// <failure>, <rerunFailure> or <flakyFailure>, as Surefire writes them.
+void AppendFailure(absl::string_view element, absl::string_view message,
+                   std::string* out) {
+  absl::StrAppend(out, "      <", element);
+  AppendAttribute("message", Headline(message), out);
+  out->append(" type=\"test failure\">");
+  AppendXmlEscaped(message, /*attribute=*/false, out);
+  absl::StrAppend(out, "</", element, ">\n");
+}
+
 void AppendTestsuite(const TestResults& results, size_t begin, size_t end,
                      std::string* out) {
   int64_t failures = 0, skipped = 0;
@@ -227,11 +272,20 @@ void AppendTestsuite(const TestResults& results, size_t begin, size_t end,
         out->append("/></testcase>\n");
         break;
       case TestCase::Outcome::kFailed:
-        out->append(">\n      <failure");
-        AppendAttribute("message", Headline(test.message), out);
-        out->append(" type=\"test failure\">");
-        AppendXmlEscaped(test.message, /*attribute=*/false, out);
-        out->append("</failure>\n    </testcase>\n");
+        out->append(">\n");
+        AppendFailure("failure", test.message, out);
+        for (const std::string& rerun : test.rerun_messages) {
+          AppendFailure("rerunFailure", rerun, out);
+        }
+        out->append("    </testcase>\n");
+        break;
+      case TestCase::Outcome::kFlaky:
+        out->append(">\n");
+        AppendFailure("flakyFailure", test.message, out);
+        for (const std::string& rerun : test.rerun_messages) {
+          AppendFailure("flakyFailure", rerun, out);
+        }
+        out->append("    </testcase>\n");
         break;
     }
   }
@@ -242,7 +296,9 @@ void AppendTestsuite(const TestResults& results, size_t begin, size_t end,
 
 std::string ToJunitXml(const TestResults& results) {
   const int64_t tests = SaturatingAdd(
-      SaturatingAdd(results.passed, results.failed), results.ignored);
+      SaturatingAdd(SaturatingAdd(results.passed, results.failed),
+                    results.ignored),
+      results.flaky);
   std::string out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
   absl::StrAppend(&out, "<testsuites name=\"cargo-test\" tests=\"", tests,
                   "\" failures=\"", results.failed,

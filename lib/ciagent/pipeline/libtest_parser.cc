@@ -24,21 +24,30 @@ absl::string_view StripLineEnd(absl::string_view line) {
   return line;
 }
 
+// "unittests src/lib.rs (target/debug/deps/app-1a2b3c)" -> target
+// "unittests src/lib.rs", binary "app-1a2b3c"; older cargo:
+// "target/debug/deps/app-1a2b3c" -> no target, binary "app-1a2b3c".
+void SplitRunningLine(absl::string_view rest, absl::string_view* target,
+                      absl::string_view* binary) {
+  *target = absl::string_view();
+  *binary = rest;
+  if (absl::EndsWith(rest, ")")) {
+    const size_t open = rest.rfind(" (");
+    if (open != absl::string_view::npos) {
+      *target = rest.substr(0, open);
+      *binary = rest.substr(open + 2, rest.size() - open - 3);
+    }
+  }
+  const size_t slash = binary->find_last_of("/\\");
+  if (slash != absl::string_view::npos) binary->remove_prefix(slash + 1);
+}
+
 // "Running unittests src/lib.rs (target/debug/deps/app-1a2b3c)" ->
 // "unittests src/lib.rs (app)"; older cargo: "Running target/debug/deps/
 // app-1a2b3c" -> "app".
 std::string SuiteOfRunningLine(absl::string_view rest) {
-  absl::string_view target;
-  absl::string_view binary = rest;
-  if (absl::EndsWith(rest, ")")) {
-    const size_t open = rest.rfind(" (");
-    if (open != absl::string_view::npos) {
-      target = rest.substr(0, open);
-      binary = rest.substr(open + 2, rest.size() - open - 3);
-    }
-  }
-  const size_t slash = binary.find_last_of("/\\");
-  if (slash != absl::string_view::npos) binary.remove_prefix(slash + 1);
+  absl::string_view target, binary;
+  SplitRunningLine(rest, &target, &binary);
   absl::ConsumeSuffix(&binary, ".exe");
   // cargo names test binaries <name>-<16 hex digits of metadata hash>.
   const size_t dash = binary.rfind('-');
@@ -51,6 +60,13 @@ std::string SuiteOfRunningLine(absl::string_view rest) {
   if (target.empty()) return std::string(binary);
   if (binary.empty()) return std::string(target);
   return absl::StrCat(target, " (", binary, ")");
+}
+
+// The test executable's file name, as the `Running` line gives it.
+std::string BinaryOfRunningLine(absl::string_view rest) {
+  absl::string_view target, binary;
+  SplitRunningLine(rest, &target, &binary);
+  return std::string(binary);
 }
 
 // "---- a::b stdout ----" -> "a::b".
@@ -70,6 +86,8 @@ std::optional<absl::string_view> FailureBlockName(absl::string_view line) {
 
 void LibtestParser::FoldOpenBinary() {
   if (binary_open_) {
+    results_.unfinished_binaries =
+        SaturatingAdd(results_.unfinished_binaries, 1);
     results_.passed = SaturatingAdd(results_.passed, binary_passed_);
     results_.failed = SaturatingAdd(results_.failed, binary_failed_);
     results_.ignored = SaturatingAdd(results_.ignored, binary_ignored_);
@@ -78,11 +96,12 @@ void LibtestParser::FoldOpenBinary() {
   binary_passed_ = binary_failed_ = binary_ignored_ = 0;
 }
 
-void LibtestParser::StartBinary(std::string suite) {
+void LibtestParser::StartBinary(std::string suite, std::string binary) {
   if (in_failure_block_) EndFailureBlock();
   FoldOpenBinary();
   failed_cases_.clear();
   suite_ = std::move(suite);
+  binary_ = std::move(binary);
 }
 
 void LibtestParser::EndFailureBlock() {
@@ -132,6 +151,7 @@ void LibtestParser::AddTestLine(absl::string_view name,
         .name = capped_name,
         .outcome = outcome,
         .message = std::string(CutUtf8(reason, kMaxTestNameBytes)),
+        .binary = binary_,
     });
   }
 }
@@ -214,12 +234,25 @@ void LibtestParser::AddLine(absl::string_view line) {
   const absl::string_view status = absl::StripLeadingAsciiWhitespace(line);
   if (status.size() == line.size()) return;
   absl::string_view rest = status;
+  std::string suite, binary;
   if (absl::ConsumePrefix(&rest, "Running ")) {
-    StartBinary(
-        std::string(CutUtf8(SuiteOfRunningLine(rest), kMaxTestNameBytes)));
+    suite = std::string(CutUtf8(SuiteOfRunningLine(rest), kMaxTestNameBytes));
+    binary = std::string(CutUtf8(BinaryOfRunningLine(rest), kMaxTestNameBytes));
   } else if (absl::StartsWith(status, "Doc-tests ")) {
-    StartBinary(std::string(CutUtf8(status, kMaxTestNameBytes)));
+    suite = std::string(CutUtf8(status, kMaxTestNameBytes));
+  } else {
+    return;
   }
+  // cargo's line (stderr) read after the binary's first line (stdout):
+  // it names the binary already open. Were that binary another one that
+  // died before any test line, its successor's own `running` line folds it.
+  if (binary_open_ && !in_failure_block_ &&
+      binary_passed_ + binary_failed_ + binary_ignored_ == 0) {
+    suite_ = std::move(suite);
+    binary_ = std::move(binary);
+    return;
+  }
+  StartBinary(std::move(suite), std::move(binary));
 }
 
 TestResults LibtestParser::Finish() const {
@@ -233,6 +266,8 @@ TestResults LibtestParser::Finish() const {
     }
   }
   if (binary_open_) {
+    results.unfinished_binaries =
+        SaturatingAdd(results.unfinished_binaries, 1);
     results.passed = SaturatingAdd(results.passed, binary_passed_);
     results.failed = SaturatingAdd(results.failed, binary_failed_);
     results.ignored = SaturatingAdd(results.ignored, binary_ignored_);

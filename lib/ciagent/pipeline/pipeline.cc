@@ -23,6 +23,7 @@
 #include "ciagent/base/status_macros.h"
 #include "ciagent/pipeline/cargo_messages.h"
 #include "ciagent/pipeline/dependency_failure.h"
+#include "ciagent/pipeline/test_retry.h"
 #include "ciagent/cache/build_cache.h"
 #include "ciagent/cache/prune.h"
 #include "ciagent/cache/sccache.h"
@@ -41,7 +42,30 @@ enum class StdoutKind {
 struct Command {
   std::vector<std::string> argv;
   StdoutKind stdout_kind = StdoutKind::kText;
+  // Variables set (or replaced) on top of the step's environment.
+  std::vector<std::pair<std::string, std::string>> env = {};
+  // Empty: the checkout.
+  std::string working_dir = {};
+  // Where kLibtest / kCargoJson output is parsed; null: the run's parsers.
+  LibtestParser* libtest = nullptr;
+  CargoMessageParser* cargo_messages = nullptr;
+  // Set: stdout lines are kept here instead of being shown.
+  std::vector<std::string>* capture = nullptr;
 };
+
+// The attempt variable every test run gets (test_retry.h).
+constexpr absl::string_view kTestAttemptVariable = "CI_TEST_ATTEMPT";
+
+std::string ReadSmallFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  if (in) text << in.rdbuf();
+  return text.str();
+}
+
+std::string Plural(int64_t n, absl::string_view word) {
+  return absl::StrCat(n, " ", word, n == 1 ? "" : "s");
+}
 
 struct StepDefinition {
   absl::string_view name;
@@ -125,7 +149,20 @@ class PipelineRun {
                                            const std::vector<Command>& commands);
   absl::StatusOr<ProcessResult> RunCommand(absl::string_view step,
                                            const Command& command);
+  // True when `run` was ended by a timeout, cancel or stop: `record` says
+  // which.
+  bool Terminated(const ProcessResult& run, absl::Time started,
+                  StepRecord* record);
   std::vector<Command> CommandsFor(absl::string_view step) const;
+  // The test step's status from its tests: retries, quarantine, flaky
+  // policy (test_retry.h).
+  absl::StatusOr<StepRecord> FinishTestStep(StepRecord record);
+  // Reruns each failed libtest test up to the policy's retries.
+  absl::Status RetryFailedTests(StepRecord* record);
+  // The test step's configured args: before `--` (cargo's) and after it
+  // (the test harness's).
+  std::pair<std::vector<std::string>, std::vector<std::string>> TestArgs()
+      const;
   void FinishTests();
   void CollectArtifacts();
   void Decide();
@@ -151,6 +188,10 @@ class PipelineRun {
   bool locked_ = false;
   // The test step runs cargo nextest (else cargo test).
   bool nextest_ = false;
+  // Retries, flaky policy and quarantine of the test step.
+  TestPolicy test_policy_;
+  // result_.tests holds the test results read (and retried).
+  bool tests_read_ = false;
   bool nextest_installed_ = false;
   absl::Time start_;
   absl::Time deadline_;
@@ -217,6 +258,14 @@ absl::Status PipelineRun::Prepare() {
     return absl::InvalidArgumentError("pipeline: source_dir is required");
   }
   result_.config = options_.config;
+  test_policy_.retries = std::clamp(
+      options_.config.test_retries.value_or(options_.test_retries), 0,
+      kMaxTestRetries);
+  test_policy_.flaky = options_.config.flaky;
+  test_policy_.quarantine = options_.config.quarantine;
+  absl::c_copy(options_.quarantine,
+               std::back_inserter(test_policy_.quarantine));
+  result_.config.test_retries = test_policy_.retries;
   observer_->StepOutput("config", "agent",
                         PipelineConfigLine(options_.config));
   for (const std::string& warning : options_.config.warnings) {
@@ -504,13 +553,15 @@ std::vector<Command> PipelineRun::CommandsFor(absl::string_view step) const {
     if (nextest_) {
       return {{Cargo(step, with_selection(
                                {"nextest", "run"},
-                               {"--no-fail-fast", "--profile", "ciagent",
-                                "--tool-config-file",
+                               {"--no-fail-fast", "--retries",
+                                absl::StrCat(test_policy_.retries),
+                                "--profile", "ciagent", "--tool-config-file",
                                 absl::StrCat("ciagent:", work_dir_,
                                              "/nextest.toml")}))}};
     }
     return {{Cargo(step, with_selection({"test"}, {"--no-fail-fast"})),
-             StdoutKind::kLibtest}};
+             StdoutKind::kLibtest,
+             {{std::string(kTestAttemptVariable), "1"}}}};
   }
   if (step == "clippy") {
     // Plain JSON: with json-render-diagnostics cargo sends no
@@ -544,11 +595,16 @@ absl::StatusOr<StepRecord> PipelineRun::RunStep(absl::string_view name) {
         "\"nextest\")";
     return record;
   }
-  if (name == "test" && nextest_) {
-    CIAGENT_RETURN_IF_ERROR(WriteFileAtomically(
-        work_dir_ + "/nextest.toml",
-        absl::StrCat("[profile.ciagent]\nfail-fast = false\n"
-                     "[profile.ciagent.junit]\npath = \"junit.xml\"\n")));
+  if (name == "test") {
+    if (nextest_) {
+      CIAGENT_RETURN_IF_ERROR(WriteFileAtomically(
+          work_dir_ + "/nextest.toml",
+          absl::StrCat("[profile.ciagent]\nfail-fast = false\n"
+                       "[profile.ciagent.junit]\npath = \"junit.xml\"\n")));
+    }
+    CIAGENT_ASSIGN_OR_RETURN(StepRecord record,
+                             RunCargoSteps(name, CommandsFor(name)));
+    return FinishTestStep(std::move(record));
   }
   return RunCargoSteps(name, CommandsFor(name));
 }
@@ -600,19 +656,7 @@ absl::StatusOr<StepRecord> PipelineRun::RunCargoSteps(
   for (const Command& command : commands) {
     CIAGENT_ASSIGN_OR_RETURN(ProcessResult run, RunCommand(name, command));
     record.exit_code = run.exit_code;
-    if (run.timed_out) {
-      record.status = StepStatus::kTimeout;
-      record.reason = absl::StrCat(
-          "timed out after ", FormatMillis(absl::Now() - started));
-      break;
-    }
-    if (run.stopped) {
-      record.status = StepStatus::kCancelled;
-      bool stop = options_.stop_requested && options_.stop_requested();
-      result_.interrupted = result_.interrupted || stop;
-      record.reason = stop ? "agent shutting down" : "cancel requested";
-      break;
-    }
+    if (Terminated(run, started, &record)) break;
     if (run.exit_code != 0 && disk_full_) {
       return absl::UnavailableError(absl::StrCat(
           "step ", name, ": no space left on device (",
@@ -671,15 +715,172 @@ absl::StatusOr<StepRecord> PipelineRun::RunCargoSteps(
   if (name == "build" && record.status == StepStatus::kOk) {
     CollectArtifacts();
   }
-  if (name == "test" && record.status == StepStatus::kFailed) {
-    FinishTests();
-    if (result_.tests.failed > 0) {
-      record.reason = absl::StrCat(result_.tests.failed, " test",
-                                   result_.tests.failed == 1 ? "" : "s",
-                                   " failed");
+  return record;
+}
+
+bool PipelineRun::Terminated(const ProcessResult& run, absl::Time started,
+                             StepRecord* record) {
+  if (run.timed_out) {
+    record->status = StepStatus::kTimeout;
+    record->reason =
+        absl::StrCat("timed out after ", FormatMillis(absl::Now() - started));
+    return true;
+  }
+  if (run.stopped) {
+    record->status = StepStatus::kCancelled;
+    bool stop = options_.stop_requested && options_.stop_requested();
+    result_.interrupted = result_.interrupted || stop;
+    record->reason = stop ? "agent shutting down" : "cancel requested";
+    return true;
+  }
+  return false;
+}
+
+std::pair<std::vector<std::string>, std::vector<std::string>>
+PipelineRun::TestArgs() const {
+  std::pair<std::vector<std::string>, std::vector<std::string>> args;
+  bool harness = false;
+  for (const std::string& arg : options_.config.test.args) {
+    if (arg == "--" && !harness) {
+      harness = true;
+      continue;
+    }
+    (harness ? args.second : args.first).push_back(arg);
+  }
+  return args;
+}
+
+absl::StatusOr<StepRecord> PipelineRun::FinishTestStep(StepRecord record) {
+  if (record.status == StepStatus::kFailed && !nextest_) {
+    CIAGENT_RETURN_IF_ERROR(RetryFailedTests(&record));
+  }
+  FinishTests();
+  if (record.status != StepStatus::kOk &&
+      record.status != StepStatus::kFailed) {
+    return record;
+  }
+  const TestVerdict verdict = JudgeTests(test_policy_, &result_.tests);
+  if (verdict.FailsStep()) {
+    record.status = StepStatus::kFailed;
+    record.reason = verdict.Reason();
+    return record;
+  }
+  if (record.status == StepStatus::kFailed && !verdict.failures_named) {
+    return record;  // not (only) tests: a crash, a build error
+  }
+  // Every failure was retried into a pass, quarantined, or let through.
+  record.status = StepStatus::kOk;
+  std::vector<std::string> notes;
+  if (result_.tests.flaky > 0) {
+    notes.push_back(Plural(result_.tests.flaky, "flaky test"));
+  }
+  if (verdict.quarantined > 0) {
+    notes.push_back(absl::StrCat(Plural(verdict.quarantined, "quarantined test"),
+                                 " failed or flaky"));
+  }
+  record.reason = absl::StrJoin(notes, ", ");
+  return record;
+}
+
+absl::Status PipelineRun::RetryFailedTests(StepRecord* record) {
+  result_.tests = libtest_.Finish();
+  tests_read_ = true;
+  TestResults& tests = result_.tests;
+  std::vector<size_t> failed;
+  for (size_t i = 0; i < tests.cases.size(); ++i) {
+    if (tests.cases[i].outcome == TestCase::Outcome::kFailed) {
+      failed.push_back(i);
     }
   }
-  return record;
+  if (test_policy_.retries == 0 || failed.empty()) return absl::OkStatus();
+  const absl::Time started = absl::Now();
+  auto [cargo_args, harness_args] = TestArgs();
+  std::vector<std::string> argv = {"cargo", "test", "--no-run",
+                                   "--message-format=json"};
+  absl::c_copy(Selection(/*features=*/true), std::back_inserter(argv));
+  if (locked_) argv.push_back("--locked");
+  absl::c_copy(cargo_args, std::back_inserter(argv));
+  CargoMessageParser built;
+  CIAGENT_ASSIGN_OR_RETURN(
+      ProcessResult build,
+      RunCommand("test", {.argv = argv,
+                          .stdout_kind = StdoutKind::kCargoJson,
+                          .cargo_messages = &built}));
+  if (Terminated(build, started, record)) return absl::OkStatus();
+  if (build.exit_code != 0) {
+    observer_->StepOutput(
+        "test", "agent",
+        absl::StrCat("retries: cargo test --no-run exited with code ",
+                     build.exit_code, "; failed tests are not retried"));
+    return absl::OkStatus();
+  }
+  const std::string cargo = FindExecutable("cargo", path_);
+  const std::string workspace_toml =
+      ReadSmallFile(options_.source_dir + "/Cargo.toml");
+  // Each harness's tests, from `<executable> --list --format terse`: the
+  // `Running` line may be missing or read late, so it is checked.
+  std::vector<TestListing> listings;
+  for (const CargoTestExecutable& executable : built.test_executables()) {
+    if (!executable.harness) continue;
+    std::vector<std::string> lines;
+    CIAGENT_ASSIGN_OR_RETURN(
+        ProcessResult list,
+        RunCommand("test", {.argv = {executable.path, "--list", "--format",
+                                     "terse"},
+                            .working_dir = PackageRoot(executable),
+                            .capture = &lines}));
+    if (Terminated(list, started, record)) return absl::OkStatus();
+    if (list.exit_code == 0) {
+      listings.push_back({&executable, ParseTestList(lines)});
+    }
+  }
+  for (size_t index : failed) {
+    const TestCase& test = tests.cases[index];
+    const CargoTestExecutable* executable =
+        ChooseTestExecutable(listings, test.binary, test.name);
+    if (executable == nullptr) {
+      observer_->StepOutput(
+          "test", "agent",
+          absl::StrCat("retries: ", test.name, " not retried (",
+                       test.binary.empty()
+                           ? absl::StrCat(test.suite, " has no executable")
+                           : absl::StrCat("no executable ", test.binary),
+                       ")"));
+      continue;
+    }
+    std::vector<std::pair<std::string, std::string>> env = CargoTestEnv(
+        *executable, built.test_executables(), cargo,
+        ReadSmallFile(executable->manifest_path), workspace_toml);
+    env.emplace_back(kTestAttemptVariable, "");
+    for (int attempt = 2; attempt <= test_policy_.retries + 1; ++attempt) {
+      env.back().second = absl::StrCat(attempt);
+      LibtestParser rerun;
+      CIAGENT_ASSIGN_OR_RETURN(
+          ProcessResult run,
+          RunCommand("test",
+                     {.argv = RerunArgv(*executable, harness_args, test.name),
+                      .stdout_kind = StdoutKind::kLibtest,
+                      .env = env,
+                      .working_dir = PackageRoot(*executable),
+                      .libtest = &rerun}));
+      if (Terminated(run, started, record)) return absl::OkStatus();
+      RecordRerun(rerun.Finish(), run.exit_code, index, &tests);
+      if (tests.cases[index].outcome == TestCase::Outcome::kFlaky) break;
+    }
+    const TestCase& retried = tests.cases[index];
+    const bool flaky = retried.outcome == TestCase::Outcome::kFlaky;
+    observer_->StepOutput(
+        "test", "agent",
+        absl::StrCat("retries: ", retried.name,
+                     flaky ? absl::StrCat(" passed on attempt ",
+                                          retried.attempts, " (flaky)")
+                           : absl::StrCat(" failed all ", retried.attempts,
+                                          " attempts")));
+    LogInfo("test retried", {{"test", retried.name},
+                             {"attempts", retried.attempts},
+                             {"outcome", flaky ? "flaky" : "failed"}});
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ProcessResult> PipelineRun::RunCommand(absl::string_view step,
@@ -688,8 +889,20 @@ absl::StatusOr<ProcessResult> PipelineRun::RunCommand(absl::string_view step,
                         absl::StrCat("$ ", absl::StrJoin(command.argv, " ")));
   ProcessOptions process;
   process.argv = command.argv;
-  process.working_dir = options_.source_dir;
+  process.working_dir = command.working_dir.empty() ? options_.source_dir
+                                                    : command.working_dir;
   process.env = env_;
+  for (const auto& variable : command.env) {
+    std::erase_if(process.env, [&variable](const auto& entry) {
+      return entry.first == variable.first;
+    });
+    process.env.push_back(variable);
+  }
+  LibtestParser& libtest =
+      command.libtest != nullptr ? *command.libtest : libtest_;
+  CargoMessageParser& cargo_messages = command.cargo_messages != nullptr
+                                           ? *command.cargo_messages
+                                           : cargo_messages_;
   process.grace = options_.grace;
   absl::Duration left = deadline_ - absl::Now();
   process.timeout =
@@ -705,14 +918,20 @@ absl::StatusOr<ProcessResult> PipelineRun::RunCommand(absl::string_view step,
       // phrase on stdout is not a full disk).
       if (absl::StrContains(line, "No space left on device")) disk_full_ = true;
       dependency_errors_.AddLine(line);
+      // cargo's `Running` lines, which name the test binary, come here.
+      if (command.stdout_kind == StdoutKind::kLibtest) libtest.AddLine(line);
       observer_->StepOutput(step, "stderr", line);
+      return;
+    }
+    if (command.capture != nullptr) {
+      command.capture->emplace_back(line);
       return;
     }
     switch (command.stdout_kind) {
       case StdoutKind::kCargoJson: {
         std::string rendered;
         // Not JSON (a build script's stray print, say): keep it visible.
-        if (!cargo_messages_.AddLine(line, &rendered)) {
+        if (!cargo_messages.AddLine(line, &rendered)) {
           observer_->StepOutput(step, "stdout", line);
         }
         // A diagnostic, as cargo would have printed it on stderr.
@@ -724,7 +943,7 @@ absl::StatusOr<ProcessResult> PipelineRun::RunCommand(absl::string_view step,
         return;
       }
       case StdoutKind::kLibtest:
-        libtest_.AddLine(line);
+        libtest.AddLine(line);
         break;
       case StdoutKind::kText:
         break;
@@ -734,6 +953,8 @@ absl::StatusOr<ProcessResult> PipelineRun::RunCommand(absl::string_view step,
 }
 
 void PipelineRun::FinishTests() {
+  if (tests_read_) return;
+  tests_read_ = true;
   if (nextest_) {
     std::ifstream in(target_dir_ + "/nextest/ciagent/junit.xml");
     if (in) {

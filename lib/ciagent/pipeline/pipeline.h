@@ -15,7 +15,9 @@
 //             --message-format=json-render-diagnostics   (needs check)
 //   test    cargo nextest run --workspace --no-fail-fast --profile ciagent
 //             when cargo-nextest is in PATH (JUnit output), else
-//           cargo test --workspace --no-fail-fast [--locked] (needs check)
+//           cargo test --workspace --no-fail-fast [--locked] (needs check);
+//           then each failed test again, up to the retries
+//           (test_retry.h; nextest gets --retries N)
 //   clippy  cargo clippy --workspace --all-targets [--locked]
 //             --message-format=json                      (needs check)
 //   audit   cargo audit, then cargo deny check, each when installed;
@@ -79,7 +81,11 @@
 // on cancel or stop (and `interrupted` on stop), kFailed when a step failed
 // (or clippy warned while clippy_warnings_fail), else kSuccess. Test results
 // come from libtest output or nextest's JUnit file; a JUnit file is written
-// to `junit_path` either way. Artifacts are the workspace's release
+// to `junit_path` either way. Retries, the flaky policy and the quarantine
+// (config.test_retries, else `test_retries`; config.flaky;
+// config.quarantine and `quarantine`) decide the test step's status
+// (test_retry.h): a failure every rerun or the quarantine explains leaves
+// the step ok. Artifacts are the workspace's release
 // executables, with size and sha256.
 //
 // Example:
@@ -212,6 +218,12 @@ struct PipelineOptions {
   // The effective configuration (see Configuration above); the defaults
   // give the commands listed at the top of this file.
   PipelineConfig config;
+  // The agent's retries of a failed test (CI_TEST_RETRIES) when the
+  // configuration sets none (config.test_retries); cut to kMaxTestRetries.
+  int test_retries = 0;
+  // Quarantined test names besides the configuration's (the operators'
+  // per-repository list, which the agent reads from Redis).
+  std::vector<std::string> quarantine;
   // SIGTERM → SIGKILL delay when terminating a step.
   absl::Duration grace = absl::Seconds(10);
   // Fail the clippy step when it reports warnings.

@@ -32,8 +32,9 @@ constexpr absl::string_view kTopKeys[] = {
     "check",   "build",    "test",         "clippy",
     "audit",   "image"};
 constexpr absl::string_view kStepKeys[] = {"args", "allow-failure", "timeout"};
-constexpr absl::string_view kTestKeys[] = {"args", "allow-failure", "timeout",
-                                           "runner"};
+constexpr absl::string_view kTestKeys[] = {
+    "args", "allow-failure", "timeout", "runner", "retries", "flaky",
+    "quarantine"};
 constexpr absl::string_view kImageKeys[] = {"dockerfile", "context", "name",
                                             "build-args"};
 
@@ -175,6 +176,9 @@ class ConfigReader {
   absl::Status ReadStep(const toml::node& node, const std::string& path,
                         absl::string_view step, StepConfig* out);
   absl::Status ReadImage(const toml::node& node, const std::string& path);
+  // test.retries, test.flaky, test.quarantine.
+  absl::Status ReadTestPolicy(const toml::table& table,
+                              const std::string& path);
   absl::Status ReadArgs(const toml::node& node, const std::string& path,
                         absl::string_view step, std::vector<std::string>* out);
   absl::Status ReadTimeout(const toml::node& node, const std::string& path,
@@ -405,6 +409,44 @@ absl::Status ConfigReader::ReadStep(const toml::node& node,
                                   Quoted(name)));
     }
   }
+  if (test) return ReadTestPolicy(table, path);
+  return absl::OkStatus();
+}
+
+absl::Status ConfigReader::ReadTestPolicy(const toml::table& table,
+                                          const std::string& path) {
+  if (const toml::node* retries = table.get("retries")) {
+    const std::optional<int64_t> value = retries->value<int64_t>();
+    if (!retries->is_integer() || !value.has_value()) {
+      return WrongType(path + ".retries", "an integer", *retries);
+    }
+    if (*value < 0 || *value > kMaxTestRetries) {
+      return Invalid(path + ".retries",
+                     absl::StrCat("must be in 0..", kMaxTestRetries, " (got ",
+                                  *value, ")"));
+    }
+    config_->test_retries = static_cast<int>(*value);
+  }
+  if (const toml::node* flaky = table.get("flaky")) {
+    CIAGENT_ASSIGN_OR_RETURN(std::string policy,
+                             ReadString(*flaky, path + ".flaky"));
+    if (policy == "pass") {
+      config_->flaky = FlakyPolicy::kPass;
+    } else if (policy == "fail") {
+      config_->flaky = FlakyPolicy::kFail;
+    } else {
+      return Invalid(path + ".flaky", absl::StrCat("expected pass or fail, got ",
+                                                   Quoted(policy)));
+    }
+  }
+  if (const toml::node* quarantine = table.get("quarantine")) {
+    CIAGENT_ASSIGN_OR_RETURN(
+        config_->quarantine,
+        ReadStrings(*quarantine, path + ".quarantine",
+                    [](absl::string_view name) -> std::string {
+                      return name.empty() ? "is empty" : "";
+                    }));
+  }
   return absl::OkStatus();
 }
 
@@ -597,6 +639,10 @@ absl::string_view TestRunnerName(TestRunner runner) {
   return "auto";
 }
 
+absl::string_view FlakyPolicyName(FlakyPolicy policy) {
+  return policy == FlakyPolicy::kFail ? "fail" : "pass";
+}
+
 const StepConfig* PipelineConfig::Step(absl::string_view step) const {
   return const_cast<PipelineConfig*>(this)->Step(step);
 }
@@ -699,6 +745,9 @@ absl::StatusOr<PipelineConfig> ReadPipelineConfig(
 PipelineConfig EffectiveConfig(PipelineConfig repository, const Job& job) {
   if (!job.steps.empty()) repository.steps = job.steps;
   if (job.timeout.has_value()) repository.timeout = job.timeout;
+  if (job.test_retries.has_value()) {
+    repository.test_retries = job.test_retries;
+  }
   if (job.image.has_value() && !job.image->name.empty()) {
     repository.image.name = job.image->name;
   }
@@ -731,6 +780,11 @@ std::string PipelineConfigJson(const PipelineConfig& config) {
     json.AddRaw(step, StepJson(*config.Step(step)));
   }
   json.Add("test_runner", TestRunnerName(config.test_runner))
+      .AddRaw("test_retries", config.test_retries.has_value()
+                                  ? absl::StrCat(*config.test_retries)
+                                  : "null")
+      .Add("test_flaky", FlakyPolicyName(config.flaky))
+      .AddRaw("test_quarantine", StringArrayJson(config.quarantine))
       .AddRaw("image", std::move(image).Build());
   return std::move(json).Build();
 }

@@ -64,6 +64,15 @@ enum class TestRunner {
 // "auto", "nextest", "cargo".
 absl::string_view TestRunnerName(TestRunner runner);
 
+// What a flaky test (failed, then passed on a retry) does to the job.
+enum class FlakyPolicy {
+  kPass,  // it passes, reported as flaky
+  kFail,  // it fails the test step, like a failed test
+};
+
+// "pass", "fail".
+absl::string_view FlakyPolicyName(FlakyPolicy policy);
+
 struct ImageConfig {
   // Relative to the checkout, inside it.
   std::string dockerfile = "Dockerfile";
@@ -100,6 +109,14 @@ struct PipelineConfig {
   std::optional<absl::Duration> timeout;
   StepConfig check, build, test, clippy, audit;
   TestRunner test_runner = TestRunner::kAuto;
+  // test.retries: how many more times a failed test runs (0..
+  // kMaxTestRetries); nullopt: the agent's default (CI_TEST_RETRIES).
+  std::optional<int> test_retries;
+  // test.flaky.
+  FlakyPolicy flaky = FlakyPolicy::kPass;
+  // test.quarantine: names of tests that run and are reported but cannot
+  // fail the job, as the test harness prints them ("module::test_name").
+  std::vector<std::string> quarantine;
   ImageConfig image;
   // What the reader let through but a person should see: unknown keys
   // (with a suggestion), timeouts cut to the agent's maximum. Logged by
@@ -139,8 +156,8 @@ absl::StatusOr<PipelineConfig> ParsePipelineConfig(
 absl::StatusOr<PipelineConfig> ReadPipelineConfig(
     const std::string& source_dir, const PipelineConfigOptions& options = {});
 
-// The job's settings over the repository's: the job's steps, timeout and
-// image name replace the repository's; its env is applied after the
+// The job's settings over the repository's: the job's steps, timeout,
+// test retries and image name replace the repository's; its env is applied after the
 // repository's (a name in both takes the job's value). What neither sets
 // stays unset, for the agent's defaults.
 PipelineConfig EffectiveConfig(PipelineConfig repository, const Job& job);

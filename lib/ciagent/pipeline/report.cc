@@ -181,6 +181,52 @@ std::string FailedTestsJson(const PipelineResult& result) {
   return JsonArray(result.tests.failing_names, JsonQuote, kMaxFailingNames);
 }
 
+std::string FlakyTestsJson(const PipelineResult& result) {
+  return JsonArray(result.tests.flaky_names, JsonQuote, kMaxFailingNames);
+}
+
+std::string QuarantinedTestsJson(const PipelineResult& result) {
+  return JsonArray(result.tests.quarantined_names, JsonQuote,
+                   kMaxFailingNames);
+}
+
+absl::string_view OutcomeName(TestCase::Outcome outcome) {
+  switch (outcome) {
+    case TestCase::Outcome::kPassed: return "passed";
+    case TestCase::Outcome::kFailed: return "failed";
+    case TestCase::Outcome::kIgnored: return "ignored";
+    case TestCase::Outcome::kFlaky: return "flaky";
+  }
+  return "passed";
+}
+
+// The failed and flaky cases kept, in output order.
+std::vector<const TestCase*> UnstableCases(const TestResults& tests) {
+  std::vector<const TestCase*> cases;
+  for (const TestCase& test : tests.cases) {
+    if (test.outcome == TestCase::Outcome::kFailed ||
+        test.outcome == TestCase::Outcome::kFlaky) {
+      cases.push_back(&test);
+    }
+  }
+  return cases;
+}
+
+std::string TestAttemptsJson(const PipelineResult& result) {
+  return JsonArray(
+      UnstableCases(result.tests),
+      [](const TestCase* test) {
+        JsonObjectBuilder json;
+        json.Add("name", test->name)
+            .Add("suite", test->suite)
+            .Add("outcome", OutcomeName(test->outcome))
+            .Add("attempts", test->attempts)
+            .Add("quarantined", test->quarantined);
+        return std::move(json).Build();
+      },
+      2 * kMaxFailingNames);
+}
+
 std::string ArtifactsJson(const PipelineResult& result, bool with_path) {
   return JsonArray(result.artifacts, [with_path](const Artifact& artifact) {
     return ArtifactJson(artifact, with_path);
@@ -323,19 +369,57 @@ std::string PadLeft(absl::string_view text, size_t width) {
   return out;
 }
 
+// "Failed tests:" and up to kSummaryFailingNames of `names`, each with its
+// attempts when it was retried and a mark when quarantined.
+void AppendTestList(absl::string_view title, const TestResults& tests,
+                    TestCase::Outcome outcome,
+                    const std::vector<std::string>& names, int64_t count,
+                    std::string* out) {
+  if (names.empty()) return;
+  absl::StrAppend(out, title, ":\n");
+  const size_t shown = std::min(names.size(), kSummaryFailingNames);
+  for (size_t i = 0; i < shown; ++i) {
+    absl::StrAppend(out, "  ", Printable(names[i]));
+    const auto test = std::find_if(
+        tests.cases.begin(), tests.cases.end(), [&](const TestCase& c) {
+          return c.outcome == outcome && c.name == names[i];
+        });
+    if (test != tests.cases.end() && test->attempts > 1) {
+      absl::StrAppend(out, outcome == TestCase::Outcome::kFlaky
+                               ? "  passed on attempt "
+                               : "  failed all attempts: ",
+                      test->attempts);
+    }
+    if (test != tests.cases.end() && test->quarantined) {
+      absl::StrAppend(out, "  (quarantined)");
+    }
+    absl::StrAppend(out, "\n");
+  }
+  const int64_t total = std::max(count, static_cast<int64_t>(names.size()));
+  if (total > static_cast<int64_t>(shown)) {
+    absl::StrAppend(out, "  ... and ", total - static_cast<int64_t>(shown),
+                    " more\n");
+  }
+}
+
 }  // namespace
 
 std::string ResultJson(const PipelineResult& result) {
   JsonObjectBuilder tests;
   tests.Add("passed", result.tests.passed)
       .Add("failed", result.tests.failed)
-      .Add("ignored", result.tests.ignored);
+      .Add("ignored", result.tests.ignored)
+      .Add("flaky", result.tests.flaky)
+      .Add("reruns", result.tests.reruns);
   JsonObjectBuilder json;
   json.Add("status", JobStatusName(result.status))
       .Add("reason", result.reason)
       .AddRaw("steps", StepsJson(result))
       .AddRaw("tests", std::move(tests).Build())
       .AddRaw("failed_tests", FailedTestsJson(result))
+      .AddRaw("flaky_tests", FlakyTestsJson(result))
+      .AddRaw("quarantined_tests", QuarantinedTestsJson(result))
+      .AddRaw("test_attempts", TestAttemptsJson(result))
       .AddRaw("artifacts", ArtifactsJson(result, /*with_path=*/true))
       .Add("clippy_warnings", result.clippy_warnings)
       .AddRaw("cache", CacheJson(result.cache))
@@ -352,6 +436,10 @@ std::vector<std::pair<std::string, std::string>> StatusFields(
       {"tests_failed", absl::StrCat(result.tests.failed)},
       {"tests_ignored", absl::StrCat(result.tests.ignored)},
       {"failed_tests", FailedTestsJson(result)},
+      {"tests_flaky", absl::StrCat(result.tests.flaky)},
+      {"flaky_tests", FlakyTestsJson(result)},
+      {"quarantined_tests", QuarantinedTestsJson(result)},
+      {"test_attempts", TestAttemptsJson(result)},
       {"artifacts", ArtifactsJson(result, /*with_path=*/false)},
       {"steps", StepsJson(result)},
       {"clippy_warnings", absl::StrCat(result.clippy_warnings)},
@@ -413,6 +501,13 @@ std::string PrometheusText(const PipelineResult& result,
              result.tests.failed);
   out.Sample("ciagent_tests", {{"outcome", "ignored"}},
              result.tests.ignored);
+  out.Sample("ciagent_tests", {{"outcome", "flaky"}}, result.tests.flaky);
+  out.Family("ciagent_tests_quarantined",
+             "Failed or flaky tests of the job that were quarantined.");
+  out.Sample("ciagent_tests_quarantined", {},
+             static_cast<int64_t>(result.tests.quarantined_names.size()));
+  out.Family("ciagent_test_reruns", "Reruns of failed tests (retries).");
+  out.Sample("ciagent_test_reruns", {}, result.tests.reruns);
 
   out.Family("ciagent_clippy_warnings", "Warnings reported by cargo clippy.");
   out.Sample("ciagent_clippy_warnings", {}, result.clippy_warnings);
@@ -496,26 +591,19 @@ std::string HumanSummary(const PipelineResult& result) {
   const TestResults& tests = result.tests;
   const bool tests_ran =
       test_step != nullptr && test_step->status != StepStatus::kSkipped;
-  if (!tests_ran && tests.passed + tests.failed + tests.ignored == 0) {
+  if (!tests_ran &&
+      tests.passed + tests.failed + tests.ignored + tests.flaky == 0) {
     absl::StrAppend(&out, "Tests: not run\n");
   } else {
     absl::StrAppend(&out, "Tests: ", tests.passed, " passed, ", tests.failed,
-                    " failed, ", tests.ignored, " ignored\n");
+                    " failed, ", tests.ignored, " ignored");
+    if (tests.flaky > 0) absl::StrAppend(&out, ", ", tests.flaky, " flaky");
+    absl::StrAppend(&out, "\n");
   }
-  if (!tests.failing_names.empty()) {
-    absl::StrAppend(&out, "Failed tests:\n");
-    const size_t shown =
-        std::min(tests.failing_names.size(), kSummaryFailingNames);
-    for (size_t i = 0; i < shown; ++i) {
-      absl::StrAppend(&out, "  ", Printable(tests.failing_names[i]), "\n");
-    }
-    const int64_t total = std::max(
-        tests.failed, static_cast<int64_t>(tests.failing_names.size()));
-    if (total > static_cast<int64_t>(shown)) {
-      absl::StrAppend(&out, "  ... and ", total - static_cast<int64_t>(shown),
-                      " more\n");
-    }
-  }
+  AppendTestList("Failed tests", tests, TestCase::Outcome::kFailed,
+                 tests.failing_names, tests.failed, &out);
+  AppendTestList("Flaky tests", tests, TestCase::Outcome::kFlaky,
+                 tests.flaky_names, tests.flaky, &out);
 
   // Artifacts: name, size (right-aligned), digest, path.
   if (!result.artifacts.empty()) {

@@ -40,8 +40,14 @@ inline constexpr size_t kSummaryFailingNames = 20;
 //    "steps":[{"name":"check","status":"ok","exit_code":0,
 //              "duration_ms":1200,"reason":"","warnings":0,
 //              "allow_failure":false}, ...],
-//    "tests":{"passed":10,"failed":1,"ignored":2},
+//    "tests":{"passed":10,"failed":1,"ignored":2,"flaky":1,"reruns":3},
 //    "failed_tests":["math::subtracts"],
+//    "flaky_tests":["net::connects"],
+//    "quarantined_tests":[],
+//    "test_attempts":[{"name":"math::subtracts","suite":"unittests src/lib.rs (app)",
+//                      "outcome":"failed","attempts":3,"quarantined":false},
+//                     {"name":"net::connects",...,"outcome":"flaky",
+//                      "attempts":2,"quarantined":false}],
 //    "artifacts":[{"name":"app","path":"/src/target/release/app",
 //                  "size_bytes":4096,"sha256":"ab12..."}],
 //    "clippy_warnings":3,
@@ -60,13 +66,23 @@ inline constexpr size_t kSummaryFailingNames = 20;
 // `cache` is result.cache (pipeline_result.h CacheStats): the build step's
 // units; dependency_hit_rate is a number from 0 to 1.
 // `status` is JobStatusName(result.status); `failed_tests` holds the
-// failing names kept in result.tests (at most kMaxFailingNames).
+// failing names kept in result.tests (at most kMaxFailingNames), as do
+// `flaky_tests` (failed, then passed on a retry) and `quarantined_tests`
+// (failed or flaky, in the quarantine: they did not fail the job).
+// `tests.passed` counts tests that passed at once; `tests.reruns` the
+// retries run. `test_attempts` has one object per failed or flaky test
+// kept (at most 2 * kMaxFailingNames): its outcome and how many times it
+// ran.
 std::string ResultJson(const PipelineResult& result);
 
 // The fields the pipeline adds to the job's status hash when it finalizes
 // (JobOutcome::fields), in this order:
 //   tests_passed, tests_failed, tests_ignored   integers
 //   failed_tests          JSON array of the first 100 failing test names
+//   tests_flaky           integer
+//   flaky_tests           JSON array of the first 100 flaky test names
+//   quarantined_tests     JSON array of the quarantined failed/flaky names
+//   test_attempts         JSON array: `test_attempts` of ResultJson
 //   artifacts             JSON array of {"name","size_bytes","sha256"}
 //   steps                 JSON array of the step objects of ResultJson
 //   clippy_warnings       integer
@@ -91,7 +107,9 @@ std::vector<std::pair<std::string, std::string>> StatusFields(
 //   ciagent_step_duration_seconds{step="check",status="ok"}  one per step
 //   ciagent_step_allowed_failure{step="clippy"}  1 per step that failed
 //       without failing the job (allow-failure); absent when none did
-//   ciagent_tests{outcome="passed"|"failed"|"ignored"}
+//   ciagent_tests{outcome="passed"|"failed"|"ignored"|"flaky"}
+//   ciagent_tests_quarantined  failed or flaky tests that were quarantined
+//   ciagent_test_reruns  reruns of failed tests
 //   ciagent_clippy_warnings
 //   ciagent_cache_dependency_hit_ratio  0..1, the build step's
 //   ciagent_cache_match{match="exact"|"fallback"|"none"}  1 for the match
@@ -112,7 +130,9 @@ std::string PrometheusText(const PipelineResult& result,
 
 // The plain-text summary printed at the end of local mode: one aligned line
 // per step (name, status, duration, reason), test totals, up to
-// kSummaryFailingNames failing tests, the artifacts and the final status.
+// kSummaryFailingNames failing and as many flaky tests (each with its
+// attempts when retried, and "(quarantined)"), the artifacts and the final
+// status.
 // No colours; ends with a newline.
 std::string HumanSummary(const PipelineResult& result);
 

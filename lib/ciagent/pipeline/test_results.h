@@ -33,6 +33,13 @@
 //   status["tests_failed"] = results.failed;
 //   WriteFile(workdir / "junit.xml", ToJunitXml(results));
 //
+// Retries (test_retry.h) rerun failed tests: a test that then passes is
+// kFlaky, one that failed every attempt stays kFailed with its attempts.
+// The JUnit form of both is Maven Surefire's and nextest's: a flaky
+// <testcase> holds one <flakyFailure> per failed attempt, a failed one its
+// <failure> and one <rerunFailure> per failed rerun; one <testcase> per
+// test, never one per attempt.
+//
 // Memory stays bounded whatever the input: cases, failing names, names and
 // messages are capped (see the constants below; a few tens of MB at worst).
 // Counts are exact, saturating at INT64_MAX.
@@ -63,9 +70,13 @@ inline constexpr size_t kMaxTestCases = 10000;
 inline constexpr size_t kMaxTestNameBytes = 1024;
 // Longer failure messages are cut (on a UTF-8 character boundary).
 inline constexpr size_t kMaxTestMessageBytes = 4096;
+// At most this many failed attempts' messages are kept per test, besides
+// the first failure's.
+inline constexpr size_t kMaxRerunMessages = 10;
 
 struct TestCase {
-  enum class Outcome { kPassed, kFailed, kIgnored };
+  // kFlaky: failed, then passed on a rerun (or nextest said so).
+  enum class Outcome { kPassed, kFailed, kIgnored, kFlaky };
 
   // The test binary: for libtest the `Running` line's target and binary,
   // e.g. "unittests src/lib.rs (app)", "tests/api.rs (api)" or
@@ -76,18 +87,41 @@ struct TestCase {
   Outcome outcome = Outcome::kPassed;
   // Failed: the captured output or failure text, at most
   // kMaxTestMessageBytes. Ignored: the reason, if one was given, at most
-  // kMaxTestNameBytes.
+  // kMaxTestNameBytes. Flaky: the first failed attempt's output.
   std::string message;
+  // libtest: the file name of the test executable as cargo's `Running`
+  // line gives it ("app-1a2b3c4d5e6f7a8b"), which a rerun runs; empty for
+  // doc-tests and JUnit.
+  std::string binary;
+  // How many times the test ran: 1, or more when it was retried.
+  int attempts = 1;
+  // The failure output of each failed attempt after the first (at most
+  // kMaxRerunMessages, each cut to kMaxTestMessageBytes).
+  std::vector<std::string> rerun_messages;
+  // Listed in the quarantine: a failure or flakiness does not fail the job.
+  bool quarantined = false;
 
   friend bool operator==(const TestCase&, const TestCase&) = default;
 };
 
 struct TestResults {
-  int64_t passed = 0;
+  int64_t passed = 0;  // on the first attempt
   int64_t failed = 0;  // including binaries that could not run (JUnit <error>)
   int64_t ignored = 0;
+  int64_t flaky = 0;   // failed, then passed on a rerun
   // Names of the first kMaxFailingNames failing tests, in output order.
   std::vector<std::string> failing_names;
+  // Names of the first kMaxFailingNames flaky tests, in output order.
+  std::vector<std::string> flaky_names;
+  // Names of the failed and flaky tests that are quarantined (at most
+  // kMaxFailingNames).
+  std::vector<std::string> quarantined_names;
+  // Tests run again (the sum over tests of attempts - 1).
+  int64_t reruns = 0;
+  // libtest: test executables that started and never printed their
+  // `test result:` line (a crash): tests may have gone unreported, so a
+  // rerun cannot clear the step.
+  int64_t unfinished_binaries = 0;
   // The tests seen, in output order, capped (see kMaxTestCases).
   std::vector<TestCase> cases;
   // libtest: at least one `test result:` line was seen. JUnit: always true.
@@ -106,6 +140,10 @@ struct TestResults {
 // failed to compile prints nothing and contributes nothing; `complete`
 // stays false if no binary reported at all.
 //
+// cargo prints its `Running` and `Doc-tests` lines on stderr, the binaries
+// print on stdout: with both streams fed, a `Running` line may be read just
+// after its binary's `running N tests`, and still names that binary.
+//
 // Lines may arrive with or without their "\n" / "\r\n" and may hold any
 // bytes; no input makes the parser fail.
 class LibtestParser {
@@ -123,13 +161,14 @@ class LibtestParser {
   // Adds the open binary's test-line outcomes to the totals: it ended
   // without a `test result:` line.
   void FoldOpenBinary();
-  void StartBinary(std::string suite);
+  void StartBinary(std::string suite, std::string binary);
   void EndFailureBlock();
   void AddTestLine(absl::string_view name, absl::string_view outcome);
   bool AddResultLine(absl::string_view line);
 
   TestResults results_;
   std::string suite_;
+  std::string binary_;  // TestCase::binary of the current binary's cases
   // The current binary: started and not yet reported, with the outcomes of
   // its test lines so far.
   bool binary_open_ = false;
@@ -146,7 +185,10 @@ class LibtestParser {
 
 // Parses the JUnit XML that nextest writes (<testsuites>, <testsuite>,
 // <testcase> with <failure>, <error> or <skipped>). <error> (the test
-// binary could not run) counts as failed. Counts are those of the
+// binary could not run) counts as failed. With retries: a <testcase> with
+// <flakyFailure> elements and no <failure> is flaky, one attempt per
+// element plus the passing one; <rerunFailure> (or <rerunError>) elements
+// after a <failure> are its failed reruns. Counts are those of the
 // <testcase> elements, unless the root <testsuites> states all of `tests`,
 // `failures`, `errors` and `skipped` (as ToJunitXml does, for results with
 // more tests than kept cases) and those cover the cases in every outcome.
@@ -158,7 +200,9 @@ class LibtestParser {
 absl::StatusOr<TestResults> ParseNextestJunit(absl::string_view xml);
 
 // `results` as a JUnit XML document in nextest's form: one <testsuite> per
-// run of consecutive cases of the same suite, and totals on <testsuites>.
+// run of consecutive cases of the same suite, and totals on <testsuites>
+// (a flaky test counts among `tests`, not among `failures`); flaky and
+// retried tests as the overview above says.
 // Always well-formed: bytes that are not valid UTF-8 or not allowed in XML
 // become U+FFFD. ParseNextestJunit of it gives the same counts and failing
 // names whenever the cases do not outnumber the counts.
