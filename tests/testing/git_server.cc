@@ -85,7 +85,8 @@ absl::StatusOr<std::unique_ptr<GitServer>> GitServer::Start(
         absl::StrCat("create ", server->root_, ": ", ec.message()));
   }
   if (server->options_.https) {
-    auto certs = MakeServerCertificates(absl::StrCat(*dir, "/tls"));
+    auto certs = MakeServerCertificates(absl::StrCat(*dir, "/tls"),
+                                        server->options_.certificate);
     if (!certs.ok()) return certs.status();
     server->ca_file_ = certs->ca_file;
     server->cert_file_ = certs->cert_file;

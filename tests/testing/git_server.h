@@ -33,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "testing/subprocess.h"
+#include "testing/test_certs.h"
 
 namespace ciagent::testing {
 
@@ -48,6 +49,8 @@ struct GitServerOptions {
   // The first N requests after Start() get 503 (not repeated by
   // StartAgain()), to exercise client retries.
   int fail_first_requests = 0;
+  // With https: the server certificate's names and validity.
+  CertificateOptions certificate;
 };
 
 class GitServer {

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -45,7 +46,7 @@ absl::Status RunOpenssl(const std::vector<std::vector<std::string>>& steps,
 }  // namespace
 
 absl::StatusOr<ServerCertificates> MakeServerCertificates(
-    const std::string& dir) {
+    const std::string& dir, const CertificateOptions& options) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) {
@@ -67,29 +68,66 @@ absl::StatusOr<ServerCertificates> MakeServerCertificates(
                              0644);
   if (!s.ok()) return s;
   s = WriteText(server_conf,
-                "[req]\n"
-                "distinguished_name = dn\n"
-                "prompt = no\n"
-                "x509_extensions = server\n"
-                "[dn]\n"
-                "CN = 127.0.0.1\n"
-                "[server]\n"
-                "basicConstraints = critical, CA:FALSE\n"
-                "keyUsage = critical, digitalSignature\n"
-                "extendedKeyUsage = serverAuth\n"
-                "subjectAltName = IP:127.0.0.1, DNS:localhost, DNS:127.0.0.1\n"
-                "subjectKeyIdentifier = hash\n"
-                "authorityKeyIdentifier = keyid:always\n",
+                absl::StrCat("[req]\n"
+                             "distinguished_name = dn\n"
+                             "prompt = no\n"
+                             "x509_extensions = server\n"
+                             "req_extensions = request\n"
+                             "[dn]\n"
+                             "CN = 127.0.0.1\n"
+                             "[server]\n"
+                             "basicConstraints = critical, CA:FALSE\n"
+                             "keyUsage = critical, digitalSignature\n"
+                             "extendedKeyUsage = serverAuth\n"
+                             "subjectAltName = ",
+                             options.subject_alt_names,
+                             "\n"
+                             "subjectKeyIdentifier = hash\n"
+                             "authorityKeyIdentifier = keyid:always\n"
+                             "[request]\n"
+                             "subjectAltName = ",
+                             options.subject_alt_names, "\n"),
                 0644);
   if (!s.ok()) return s;
   ServerCertificates certs{.ca_file = absl::StrCat(dir, "/ca.pem"),
                            .cert_file = absl::StrCat(dir, "/server.pem"),
                            .key_file = absl::StrCat(dir, "/server.key")};
   const std::string ca_key = absl::StrCat(dir, "/ca.key");
-  s = RunOpenssl({NewCertificate(ca_key, ca_conf, certs.ca_file),
-                  NewCertificate(certs.key_file, server_conf, certs.cert_file,
-                                 {"-CA", certs.ca_file, "-CAkey", ca_key})},
-                 dir);
+  if (!options.expired) {
+    s = RunOpenssl({NewCertificate(ca_key, ca_conf, certs.ca_file),
+                    NewCertificate(certs.key_file, server_conf, certs.cert_file,
+                                   {"-CA", certs.ca_file, "-CAkey", ca_key})},
+                   dir);
+    if (!s.ok()) return s;
+    return certs;
+  }
+  // Chosen dates need `openssl ca` and its small database.
+  const std::string ca_db_conf = absl::StrCat(dir, "/ca-db.cnf");
+  const std::string csr = absl::StrCat(dir, "/server.csr");
+  for (const auto& [path, text] :
+       std::vector<std::pair<std::string, std::string>>{
+           {absl::StrCat(dir, "/index.txt"), ""},
+           {absl::StrCat(dir, "/serial"), "01\n"},
+           {ca_db_conf,
+            absl::StrCat("[ca]\ndefault_ca = test\n[test]\ndatabase = ", dir,
+                         "/index.txt\nnew_certs_dir = ", dir, "\nserial = ",
+                         dir,
+                         "/serial\ndefault_md = sha256\npolicy = any\n"
+                         "copy_extensions = copy\nunique_subject = no\n"
+                         "[any]\ncommonName = supplied\n")}}) {
+    if (absl::Status written = WriteText(path, text, 0644); !written.ok()) {
+      return written;
+    }
+  }
+  s = RunOpenssl(
+      {NewCertificate(ca_key, ca_conf, certs.ca_file),
+       {"openssl", "req", "-new", "-newkey", "ec", "-pkeyopt",
+        "ec_paramgen_curve:P-256", "-noenc", "-keyout", certs.key_file,
+        "-config", server_conf, "-out", csr},
+       {"openssl", "ca", "-batch", "-notext", "-config", ca_db_conf, "-cert",
+        certs.ca_file, "-keyfile", ca_key, "-in", csr, "-out", certs.cert_file,
+        "-startdate", "20200101000000Z", "-enddate", "20200201000000Z"}},
+      dir);
   if (!s.ok()) return s;
   return certs;
 }

@@ -1,6 +1,6 @@
 // Certificates for the TLS test servers, made by the openssl command line
-// tool (3.x: `req -CA`), all EC P-256: fast to generate, and within what
-// mbedTLS 2.x verifies. Valid for 7 days; each server makes its own in its
+// tool (3.x: `req -CA`; `ca` for chosen dates), all EC P-256: fast to
+// generate. Valid for 7 days unless expired; each server makes its own in its
 // temporary directory, so no test trusts another test's CA.
 //
 //   ASSERT_OK_AND_ASSIGN(ServerCertificates certs,
@@ -27,12 +27,18 @@ struct ServerCertificates {
   std::string key_file;   // <dir>/server.key
 };
 
-// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`
-// (created when missing). The SAN names 127.0.0.1 as an IP and as a DNS
-// name, and localhost: mbedTLS 2.x matches the host only against DNS
-// names, while OpenSSL and GnuTLS use the IP entry.
+struct CertificateOptions {
+  // The server certificate's subjectAltName, as operators write it for a
+  // server reached by address and by name.
+  std::string subject_alt_names = "IP:127.0.0.1, DNS:localhost";
+  // Valid in January 2020 only: expired.
+  bool expired = false;
+};
+
+// A CA and a server certificate signed by it (CN 127.0.0.1, the names of
+// `options`), in `dir` (created when missing).
 absl::StatusOr<ServerCertificates> MakeServerCertificates(
-    const std::string& dir);
+    const std::string& dir, const CertificateOptions& options = {});
 
 // A self-signed signing certificate and its key, <dir>/signer.pem and
 // <dir>/signer.key: a registry token service puts the certificate into each

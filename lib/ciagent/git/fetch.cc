@@ -31,6 +31,7 @@
 #include "ciagent/git/internal/libgit2_ptr.h"
 #include "ciagent/git/internal/parallel_pack_writer.h"
 #include "ciagent/git/internal/socket_stream.h"
+#include "ciagent/git/internal/tls_stream.h"
 
 namespace ciagent {
 namespace {
@@ -39,7 +40,8 @@ namespace fs = std::filesystem;
 
 constexpr int kMaxSubmoduleDepth = 5;
 
-// libgit2 is initialised once per process; the CA location is global in it.
+// libgit2 is initialised once per process, with this module's streams; the
+// trust of TLS connections is set per fetch, for its thread (tls_stream.h).
 absl::Status InitLibGit2(const std::string& ca_file) {
   static std::once_flag once;
   static absl::Status* registered = new absl::Status();
@@ -55,26 +57,17 @@ absl::Status InitLibGit2(const std::string& ca_file) {
     // a checkout once more bought no safety and cost about a fifth of its
     // CPU time.
     git_libgit2_opts(GIT_OPT_ENABLE_STRICT_HASH_VERIFICATION, 0);
-    // Requests leave without waiting for a delayed ACK (socket_stream.h).
+    // Requests leave without waiting for a delayed ACK (socket_stream.h);
+    // TLS verifies as git does, IP addresses included (tls_stream.h).
     *registered = RegisterNoDelaySocketStream();
+    if (registered->ok()) *registered = RegisterOpenSslTlsStream();
   });
   CIAGENT_RETURN_IF_ERROR(*registered);
-  static absl::Mutex mu;
-  static std::string* current_ca = new std::string();
-  absl::MutexLock lock(&mu);
-  if (ca_file == *current_ca) return absl::OkStatus();
   if (!ca_file.empty() && !fs::is_regular_file(ca_file)) {
     return absl::FailedPreconditionError(
         absl::StrCat("CA file ", ca_file, " is not a readable file"));
   }
-  if (!ca_file.empty() && git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS,
-                                           ca_file.c_str(), nullptr) != 0) {
-    const git_error* e = git_error_last();
-    return absl::FailedPreconditionError(absl::StrCat(
-        "load CA file ", ca_file, ": ", e != nullptr ? e->message : "?"));
-  }
-  *current_ca = ca_file;
-  return absl::OkStatus();
+  return SetTlsTrust(ca_file);
 }
 
 // What the callbacks of one transfer share.
@@ -161,11 +154,8 @@ absl::Status GitError(int rc, absl::string_view operation,
           operation, ": the server requires credentials (set GIT_TOKEN)"));
     }
   }
-  if (rc == GIT_ECERTIFICATE) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        message,
-        " (the server's certificate is not trusted: set the CA file)"));
-  }
+  // The TLS stream's message names the host and why (tls_stream.h).
+  if (rc == GIT_ECERTIFICATE) return absl::FailedPreconditionError(message);
   if (rc == GIT_EAUTH) return absl::UnauthenticatedError(message);
   // A fetch that cannot find an object the local refs name has a damaged
   // object store; a lookup that cannot find a commit is the caller's
@@ -339,6 +329,9 @@ absl::Status FetchWithRetries(git_repository* repo, const std::string& url,
     fetch_options.callbacks.credentials = AcquireCredentials;
     fetch_options.callbacks.transfer_progress = OnTransferProgress;
     fetch_options.callbacks.payload = &state;
+    // HTTPS_PROXY, HTTP_PROXY and NO_PROXY (and git's http.proxy), as git
+    // reads them; TLS then runs through the CONNECT tunnel.
+    fetch_options.proxy_opts.type = GIT_PROXY_AUTO;
     fetch_options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
     fetch_options.update_fetchhead = 0;
     char* refspecs[] = {const_cast<char*>(refspec.c_str())};

@@ -92,9 +92,10 @@ struct FetchOptions {
   // mirror, fetch straight into the destination.
   std::string cache_dir;
   GitCredentials credentials;
-  // PEM bundle of trusted CAs for HTTPS. libgit2 holds one CA setting per
-  // process: once a file is set it stays in force until another is set;
-  // empty means "leave it" (the system store until a file is set).
+  // PEM bundle of trusted CAs for HTTPS, which replaces the system store;
+  // empty: the system store (SSL_CERT_FILE and SSL_CERT_DIR when set, else
+  // OpenSSL's default paths). Verification is OpenSSL's, as git's and
+  // curl's: DNS names and IP addresses in subjectAltName, TLS 1.2 or newer.
   std::string ca_file;
   // A connection attempt, or a read or write on a connection, that makes
   // no progress for this long fails as a network error (retried, then
