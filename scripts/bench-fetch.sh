@@ -18,6 +18,10 @@
 # (target >= 10) with PASS/FAIL.
 #
 #   scripts/bench-fetch.sh [BUILD_DIR]      (default: build)
+#   CIAGENT_BENCH_HTTPS=1 scripts/bench-fetch.sh   the same over HTTPS: a
+#       certificate for IP:127.0.0.1 from a CA made for the run, trusted by
+#       git through GIT_SSL_CAINFO and by libciagent (OpenSSL) through
+#       SSL_CERT_FILE
 #
 # The repository is generated, reproducibly, from the text files (headers,
 # Python and Perl modules, scripts) of Debian packages that every machine
@@ -45,6 +49,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
 rounds=${CIAGENT_BENCH_ROUNDS:-3}
+https=${CIAGENT_BENCH_HTTPS:-0}
 target_cold_vs_git=1.0
 target_cold_vs_warm=10
 
@@ -255,13 +260,35 @@ add_commit() {
 }
 
 # --- the server ---------------------------------------------------------------------
-if ! start_git_server "$work" "$serve_root" 0; then
+server_args=()
+scheme=http
+if [[ $https == 1 ]]; then
+  # A CA and a server certificate for the address, as an operator makes
+  # them for an IP-addressed git server.
+  tls="$work/tls"
+  mkdir -p "$tls"
+  printf '[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = bench CA\n' \
+    >"$tls/ca.cnf"
+  printf '[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = 127.0.0.1\n[ext]\nsubjectAltName = IP:127.0.0.1\n' \
+    >"$tls/server.cnf"
+  openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc \
+    -keyout "$tls/ca.key" -config "$tls/ca.cnf" -days 2 \
+    -addext basicConstraints=critical,CA:TRUE -out "$tls/ca.pem" 2>/dev/null
+  openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc \
+    -keyout "$tls/server.key" -config "$tls/server.cnf" -extensions ext \
+    -days 2 -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -out "$tls/server.pem" \
+    2>/dev/null
+  server_args=(--cert "$tls/server.pem" --key "$tls/server.key")
+  scheme=https
+  export GIT_SSL_CAINFO="$tls/ca.pem" SSL_CERT_FILE="$tls/ca.pem"
+fi
+if ! start_git_server "$work" "$serve_root" 0 "${server_args[@]}"; then
   echo "bench-fetch: git_http_server.py did not start:" >&2
   cat "$work/git-server.err" >&2
   exit 1
 fi
 port=$git_port
-url="http://127.0.0.1:$port/big.git"
+url="$scheme://127.0.0.1:$port/big.git"
 
 # --- the rounds -------------------------------------------------------------------------
 # side, round, seconds, received bytes, objects, transfer s, checkout s,
@@ -329,7 +356,7 @@ run_cold() {
 
 # Other work on the machine slows both sides; the load average says how much.
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "bench-fetch: $rounds rounds, served on 127.0.0.1:$port; load average $load_start"
+echo "bench-fetch: $rounds rounds, served over $scheme on 127.0.0.1:$port; load average $load_start"
 for round in $(seq "$rounds"); do
   echo " round $round"
   dir="$work/round-$round"
