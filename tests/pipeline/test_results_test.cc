@@ -344,6 +344,26 @@ TEST(LibtestParserTest, RunningLineReadAfterItsBinaryStartedStillNamesIt) {
   EXPECT_EQ(results.cases[0].binary, "app-0123456789abcdef");
 }
 
+TEST(LibtestParserTest, StatusLinesFromStderrNameBinariesButNeverCount) {
+  LibtestParser parser;
+  // stderr's line read after the binary's first test lines, and the next
+  // binary's line read before this one's result.
+  parser.AddLine("running 2 tests");
+  parser.AddLine("test a ... FAILED");
+  parser.AddStatusLine(
+      "     Running unittests src/lib.rs (target/debug/deps/app-0123456789abcdef)");
+  parser.AddLine("test b ... FAILED");
+  parser.AddStatusLine("   Doc-tests app");
+  parser.AddLine("test result: FAILED. 0 passed; 2 failed; 0 ignored");
+  parser.AddStatusLine("error: 1 target failed:");
+  const TestResults results = parser.Finish();
+  EXPECT_EQ(results.failed, 2);
+  EXPECT_EQ(results.unfinished_binaries, 0);
+  ASSERT_THAT(results.cases, SizeIs(2));
+  EXPECT_EQ(results.cases[0].binary, "");
+  EXPECT_EQ(results.cases[1].binary, "app-0123456789abcdef");
+}
+
 TEST(LibtestParserTest, CountsABinaryThatDiedBeforeItsFirstTestAsUnfinished) {
   const TestResults results = ParseLibtest(
       "     Running unittests src/lib.rs (target/debug/deps/app-0123456789abcdef)\n"

@@ -255,6 +255,17 @@ void LibtestParser::AddLine(absl::string_view line) {
   StartBinary(std::move(suite), std::move(binary));
 }
 
+void LibtestParser::AddStatusLine(absl::string_view line) {
+  line = absl::StripLeadingAsciiWhitespace(StripLineEnd(line));
+  if (absl::ConsumePrefix(&line, "Running ")) {
+    suite_ = std::string(CutUtf8(SuiteOfRunningLine(line), kMaxTestNameBytes));
+    binary_ = std::string(CutUtf8(BinaryOfRunningLine(line), kMaxTestNameBytes));
+  } else if (absl::StartsWith(line, "Doc-tests ")) {
+    suite_ = std::string(CutUtf8(line, kMaxTestNameBytes));
+    binary_.clear();
+  }
+}
+
 TestResults LibtestParser::Finish() const {
   TestResults results = results_;
   if (in_failure_block_) {

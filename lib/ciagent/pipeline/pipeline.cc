@@ -919,7 +919,9 @@ absl::StatusOr<ProcessResult> PipelineRun::RunCommand(absl::string_view step,
       if (absl::StrContains(line, "No space left on device")) disk_full_ = true;
       dependency_errors_.AddLine(line);
       // cargo's `Running` lines, which name the test binary, come here.
-      if (command.stdout_kind == StdoutKind::kLibtest) libtest.AddLine(line);
+      if (command.stdout_kind == StdoutKind::kLibtest) {
+        libtest.AddStatusLine(line);
+      }
       observer_->StepOutput(step, "stderr", line);
       return;
     }

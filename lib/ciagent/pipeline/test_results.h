@@ -154,6 +154,13 @@ class LibtestParser {
 
   void AddLine(absl::string_view line);
 
+  // A line of cargo's stderr, read apart from the binaries' stdout: a
+  // `Running` or `Doc-tests` line names the binary of the test lines that
+  // follow; other lines are ignored. Counts never depend on it, so a line
+  // read early or late (the two streams are not ordered) can only put a
+  // few test lines under the neighbouring binary's name.
+  void AddStatusLine(absl::string_view line);
+
   // The results so far. The parser stays usable; more lines may follow.
   TestResults Finish() const;
 
