@@ -20,6 +20,7 @@
 #include "ciagent/job/job.h"
 #include "ciagent/queue/claim_file.h"
 #include "ciagent/queue/job_queue.h"
+#include "ciagent/queue/test_history.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/cargo_fixture.h"
@@ -74,7 +75,7 @@ class CiBuildTest : public ::testing::Test {
     if (job.job_id.empty()) job.job_id = "job-" + fixture;
     job.repo = "https://git.example.com/acme/" + fixture + ".git";
     job.branch = "main";
-    job.commit = std::string(40, 'c');
+    if (job.commit.empty()) job.commit = std::string(40, 'c');
     ASSERT_OK_AND_ASSIGN(redis_options_, RedisOptionsFromUrl(redis.url()));
     queue_options_.consumer = "agent-a";
     queue_options_.create_group = true;
@@ -544,6 +545,79 @@ TEST_F(CiBuildTest, PrivateDependencyTokensABuildPrintsAreMasked) {
   EXPECT_EQ(absl::c_count(LogLines(), "check|stdout|[MASKED]"), 2);
   EXPECT_FALSE(LogContains(kGitDependencyToken));
   EXPECT_FALSE(LogContains(kRegistryToken));
+}
+
+// History across queued runs of the flaky_tests fixture on one branch:
+// commit A, then B, then A again, with a test told to fail on the last two.
+// On the third run that test failed on a commit where it had passed: flaky
+// by definition. The operators' quarantine (a Redis set) covers the rest,
+// and the job passes.
+TEST_F(CiBuildTest, TestHistoryAcrossRunsMakesAFailureOnAPassingCommitFlaky) {
+  CIAGENT_REQUIRE_CARGO(path);
+  CIAGENT_START_REDIS(redis);
+  const std::string commit_a(40, 'a'), commit_b(40, 'b');
+  const std::string base = workdir_;
+  const auto run = [&](int n, const std::string& commit, bool told_to_fail) {
+    workdir_ = absl::StrCat(base, "-", n);
+    ASSERT_EQ(mkdir(workdir_.c_str(), 0755), 0);
+    Job job{.job_id = absl::StrCat("flaky-", n),
+            .commit = commit,
+            .steps = {"check", "test"}};
+    if (told_to_fail) job.env = {{"FLAKY_FIXTURE_FAIL", "1"}};
+    ClaimJob(*redis, "flaky_tests", job);
+    Run({"--job", workdir_ + "/job.json"}, {{"PATH", path}});
+  };
+
+  run(1, commit_a, false);
+  EXPECT_EQ(StatusField("status"), "failed");
+  EXPECT_THAT(StatusField("test_attempts"),
+              HasSubstr(absl::StrCat(
+                  R"j("name":"tests::always_fails",)j"
+                  R"j("suite":"unittests src/lib.rs (flaky_tests)",)j"
+                  R"j("outcome":"failed","attempts":3,"quarantined":false,)j"
+                  R"j("history":{"branch":"main","runs":1,"failed":1,)j"
+                  R"j("failing_since":")j", commit_a, R"j("}})j")));
+
+  run(2, commit_b, true);
+  EXPECT_EQ(StatusField("status"), "failed");
+  EXPECT_THAT(StatusField("failed_tests"), HasSubstr("tests::fails_when_told"));
+  EXPECT_THAT(StatusField("test_attempts"),
+              HasSubstr(absl::StrCat(
+                  R"j("name":"tests::fails_when_told",)j"
+                  R"j("suite":"unittests src/lib.rs (flaky_tests)",)j"
+                  R"j("outcome":"failed","attempts":3,"quarantined":false,)j"
+                  R"j("history":{"branch":"main","runs":2,"failed":1,)j"
+                  R"j("failing_since":")j", commit_b, R"j("}})j")));
+
+  RedisClient client(redis_options_);
+  ASSERT_OK(client
+                .Command({"SADD",
+                          QuarantineKey("https://git.example.com/acme/"
+                                        "flaky_tests.git"),
+                          "tests::always_fails", "tests::foo",
+                          "src/lib.rs - add (line 10)"})
+                .status());
+  run(3, commit_a, true);
+  EXPECT_EQ(StatusField("status"), "success") << StatusField("reason");
+  EXPECT_EQ(StatusField("tests_flaky"), "3");
+  EXPECT_THAT(StatusField("flaky_tests"), HasSubstr("tests::fails_when_told"));
+  EXPECT_THAT(StatusField("failed_tests"),
+              Not(HasSubstr("tests::fails_when_told")));
+  EXPECT_THAT(StatusField("quarantined_tests"),
+              HasSubstr("tests::quarantined_fails"));
+  EXPECT_THAT(StatusField("quarantined_tests"),
+              HasSubstr("src/lib.rs - add (line 10)"));
+  EXPECT_THAT(StatusField("test_attempts"),
+              HasSubstr(absl::StrCat(
+                  R"j("name":"tests::always_fails",)j"
+                  R"j("suite":"unittests src/lib.rs (flaky_tests)",)j"
+                  R"j("outcome":"failed","attempts":3,"quarantined":true,)j"
+                  R"j("history":{"branch":"main","runs":3,"failed":3,)j"
+                  R"j("failing_since":")j", commit_a, R"j("}})j")));
+  EXPECT_THAT(StatusField("test_attempts"),
+              HasSubstr(R"j("name":"tests::fails_when_told",)j"
+                        R"j("suite":"unittests src/lib.rs (flaky_tests)",)j"
+                        R"j("outcome":"flaky","attempts":3,)j"));
 }
 
 TEST_F(CiBuildTest, UsageErrorsExitTwo) {

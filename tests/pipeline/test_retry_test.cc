@@ -313,5 +313,65 @@ TEST(JudgeTestsTest, UnnamedFailuresAreNotExplained) {
   EXPECT_THAT(JudgeTests({}, &none).Reason(), IsEmpty());
 }
 
+PipelineResult FailedRun(const char* quarantined = "") {
+  PipelineResult result;
+  result.tests = ParseLibtest(kFirstRun);
+  result.steps = {{.name = "check", .status = StepStatus::kOk},
+                  {.name = "test", .status = StepStatus::kFailed}};
+  const TestVerdict verdict =
+      JudgeTests({.quarantine = {"tests::foo", "tests::always", quarantined,
+                                 "src/lib.rs - add (line 3)"}},
+                 &result.tests);
+  result.steps[1].reason = verdict.Reason();
+  result.status = JobStatus::kFailed;
+  result.reason = "test failed: " + verdict.Reason();
+  return result;
+}
+
+TEST(ApplyTestHistoryTest, AFailedTestThatPassedOnTheCommitIsFlaky) {
+  PipelineResult result = FailedRun();
+  ASSERT_EQ(result.reason, "test failed: 1 test failed");
+  ApplyTestHistory("main",
+                   {{.name = "tests::once", .runs = 4, .failed = 2,
+                     .failing_since = "abc"}},
+                   {"tests::once"}, &result);
+  EXPECT_EQ(result.status, JobStatus::kSuccess) << result.reason;
+  EXPECT_EQ(result.steps[1].status, StepStatus::kOk);
+  EXPECT_EQ(result.steps[1].reason,
+            "1 flaky test, 3 quarantined tests failed or flaky");
+  EXPECT_EQ(result.tests.flaky, 1);
+  EXPECT_EQ(result.tests.failed, 3);
+  EXPECT_THAT(result.tests.flaky_names, ElementsAre("tests::once"));
+  EXPECT_EQ(result.test_history_branch, "main");
+  ASSERT_EQ(result.test_history.size(), 1u);
+  EXPECT_EQ(result.test_history[0].failing_since, "abc");
+}
+
+TEST(ApplyTestHistoryTest, FlakyFailPolicyStillFailsAndOtherFailuresStay) {
+  PipelineResult result = FailedRun();
+  result.config.flaky = FlakyPolicy::kFail;
+  ApplyTestHistory("main", {}, {"tests::once"}, &result);
+  EXPECT_EQ(result.status, JobStatus::kFailed);
+  EXPECT_EQ(result.reason,
+            "test failed: 1 flaky test (test.flaky = \"fail\")");
+
+  PipelineResult clippy_too = FailedRun();
+  clippy_too.steps.push_back({.name = "clippy",
+                              .status = StepStatus::kFailed,
+                              .reason = "2 clippy warnings"});
+  ApplyTestHistory("main", {}, {"tests::once"}, &clippy_too);
+  EXPECT_EQ(clippy_too.steps[1].status, StepStatus::kOk);
+  EXPECT_EQ(clippy_too.status, JobStatus::kFailed);
+  EXPECT_EQ(clippy_too.reason, "clippy failed: 2 clippy warnings");
+}
+
+TEST(ApplyTestHistoryTest, NothingChangesWithoutSuchATest) {
+  PipelineResult result = FailedRun();
+  ApplyTestHistory("main", {}, {"tests::unknown", "tests::foo_bar"}, &result);
+  EXPECT_EQ(result.status, JobStatus::kFailed);
+  EXPECT_EQ(result.tests.flaky, 0);
+  EXPECT_EQ(result.steps[1].status, StepStatus::kFailed);
+}
+
 }  // namespace
 }  // namespace ciagent

@@ -1,7 +1,9 @@
 #include "ciagent/agent/queued_build.h"
 
+#include <iterator>
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/str_cat.h"
 #include "ciagent/base/backoff.h"
 #include "ciagent/base/log.h"
@@ -9,11 +11,60 @@
 #include "ciagent/base/stop_signal.h"
 #include "ciagent/pipeline/pipeline_config.h"
 #include "ciagent/pipeline/report.h"
+#include "ciagent/pipeline/test_retry.h"
 #include "ciagent/queue/job_queue.h"
 #include "ciagent/queue/lease_renewer.h"
+#include "ciagent/queue/test_history.h"
 
 namespace ciagent {
 namespace {
+
+// Records the run's test outcomes on the job's branch and applies what the
+// history says (ApplyTestHistory). Without Redis the result stays as the
+// pipeline made it: history is worth less than the job's own result.
+void RecordTestHistory(const Job& job, TestHistoryStore* store,
+                       PipelineResult* result) {
+  std::vector<TestRun> runs;
+  for (const TestCase& test : result->tests.cases) {
+    switch (test.outcome) {
+      case TestCase::Outcome::kPassed:
+        runs.push_back({test.name, TestRun::Outcome::kPassed});
+        break;
+      case TestCase::Outcome::kFailed:
+        runs.push_back({test.name, TestRun::Outcome::kFailed});
+        break;
+      case TestCase::Outcome::kFlaky:
+        runs.push_back({test.name, TestRun::Outcome::kFlaky});
+        break;
+      case TestCase::Outcome::kIgnored:
+        break;
+    }
+  }
+  if (runs.empty()) return;
+  absl::StatusOr<std::vector<TestHistoryRecord>> records =
+      store->Record(job.repo, job.branch, job.commit, runs);
+  if (!records.ok()) {
+    LogWarning("test history not recorded", {{"error", records.status()}});
+    return;
+  }
+  std::vector<TestHistory> history;
+  std::vector<std::string> flaky_on_commit;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const TestHistoryRecord& record = (*records)[i];
+    if (runs[i].outcome == TestRun::Outcome::kPassed) continue;
+    history.push_back({.name = record.name,
+                       .runs = record.runs,
+                       .failed = record.failed,
+                       .failing_since = record.failing_since});
+    if (runs[i].outcome == TestRun::Outcome::kFailed &&
+        record.passed_and_failed_on_commit) {
+      flaky_on_commit.push_back(record.name);
+      LogInfo("test passed and failed on one commit: flaky",
+              {{"test", record.name}, {"commit", job.commit}});
+    }
+  }
+  ApplyTestHistory(job.branch, std::move(history), flaky_on_commit, result);
+}
 
 std::string DirOf(const std::string& path) {
   size_t slash = path.find_last_of('/');
@@ -87,6 +138,16 @@ absl::StatusOr<QueuedBuildResult> RunQueuedBuild(
   LogInfo("build started", {{"attempt", claim.attempt},
                             {"source", pipeline.source_dir}});
   QueuedBuildResult done;
+  // The operators' quarantine of the repository joins the repository's
+  // own; without Redis the run goes on with the repository's list.
+  TestHistoryStore test_history(claim_file.redis, {});
+  if (absl::StatusOr<std::vector<std::string>> quarantined =
+          test_history.ReadQuarantine(claim.job.repo);
+      quarantined.ok()) {
+    absl::c_copy(*quarantined, std::back_inserter(pipeline.quarantine));
+  } else {
+    LogWarning("quarantine not read", {{"error", quarantined.status()}});
+  }
   // The repository's configuration under the job's; one it must fix ends
   // the job `error` (kInvalidArgument is not transient: no requeue).
   absl::StatusOr<PipelineResult> result;
@@ -134,6 +195,7 @@ absl::StatusOr<QueuedBuildResult> RunQueuedBuild(
   }
   JobOutcome outcome;
   if (result.ok()) {
+    RecordTestHistory(claim.job, &test_history, &done.pipeline);
     outcome.status = done.pipeline.status;
     outcome.reason = done.pipeline.reason;
     outcome.fields = StatusFields(done.pipeline);

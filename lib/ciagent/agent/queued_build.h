@@ -13,6 +13,11 @@
 //     stops the running step within about a second;
 //   - every output line goes to the job's log stream through a LogShipper
 //     (capped, secrets masked), with agent lines marking each step.
+// Before the run the operators' quarantine of the repository is read, and
+// after it every test's outcome is added to its history on the job's
+// branch, which can make a failed test flaky (queue/test_history.h,
+// pipeline/test_retry.h ApplyTestHistory); either is skipped, with a
+// warning, when Redis does not answer.
 // Then, in this order: the log is flushed, the JUnit/result files are the
 // caller's, and the job is
 //   - finalized (status, reason and the report's status fields, then acked,

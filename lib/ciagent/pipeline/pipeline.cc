@@ -63,9 +63,6 @@ std::string ReadSmallFile(const std::string& path) {
   return text.str();
 }
 
-std::string Plural(int64_t n, absl::string_view word) {
-  return absl::StrCat(n, " ", word, n == 1 ? "" : "s");
-}
 
 struct StepDefinition {
   absl::string_view name;
@@ -770,15 +767,7 @@ absl::StatusOr<StepRecord> PipelineRun::FinishTestStep(StepRecord record) {
   }
   // Every failure was retried into a pass, quarantined, or let through.
   record.status = StepStatus::kOk;
-  std::vector<std::string> notes;
-  if (result_.tests.flaky > 0) {
-    notes.push_back(Plural(result_.tests.flaky, "flaky test"));
-  }
-  if (verdict.quarantined > 0) {
-    notes.push_back(absl::StrCat(Plural(verdict.quarantined, "quarantined test"),
-                                 " failed or flaky"));
-  }
-  record.reason = absl::StrJoin(notes, ", ");
+  record.reason = TestStepNote(result_.tests, verdict);
   return record;
 }
 

@@ -99,6 +99,16 @@ struct ImageRecord {
   absl::Duration push_duration = absl::ZeroDuration();
 };
 
+// A failed or flaky test's history on the job's branch (kept in Redis by
+// the agent: queue/test_history.h), the run included.
+struct TestHistory {
+  std::string name;
+  int runs = 0;    // runs remembered (at most 50)
+  int failed = 0;  // of them, runs where it failed (failed or flaky)
+  // The commit where its current failing streak began.
+  std::string failing_since;
+};
+
 struct PipelineResult {
   // kSuccess, kFailed, kTimeout, kCancelled or kError; kQueued when the
   // job was given back (agent shutdown or failure) instead of finished.
@@ -114,6 +124,10 @@ struct PipelineResult {
   ImageRecord image;
   // The configuration the run used (PipelineOptions::config).
   PipelineConfig config;
+  // The branch of test_history; empty when no history was recorded.
+  std::string test_history_branch;
+  // The history of each failed or flaky test (ApplyTestHistory).
+  std::vector<TestHistory> test_history;
   absl::Duration duration = absl::ZeroDuration();
   // The agent was asked to shut down (SIGTERM) mid-run: the job should be
   // requeued rather than finalized.

@@ -212,16 +212,32 @@ std::vector<const TestCase*> UnstableCases(const TestResults& tests) {
   return cases;
 }
 
+const TestHistory* HistoryOf(const PipelineResult& result,
+                             absl::string_view name) {
+  for (const TestHistory& history : result.test_history) {
+    if (history.name == name) return &history;
+  }
+  return nullptr;
+}
+
 std::string TestAttemptsJson(const PipelineResult& result) {
   return JsonArray(
       UnstableCases(result.tests),
-      [](const TestCase* test) {
+      [&result](const TestCase* test) {
         JsonObjectBuilder json;
         json.Add("name", test->name)
             .Add("suite", test->suite)
             .Add("outcome", OutcomeName(test->outcome))
             .Add("attempts", test->attempts)
             .Add("quarantined", test->quarantined);
+        if (const TestHistory* history = HistoryOf(result, test->name)) {
+          JsonObjectBuilder past;
+          past.Add("branch", result.test_history_branch)
+              .Add("runs", history->runs)
+              .Add("failed", history->failed)
+              .Add("failing_since", history->failing_since);
+          json.AddRaw("history", std::move(past).Build());
+        }
         return std::move(json).Build();
       },
       2 * kMaxFailingNames);
@@ -371,10 +387,11 @@ std::string PadLeft(absl::string_view text, size_t width) {
 
 // "Failed tests:" and up to kSummaryFailingNames of `names`, each with its
 // attempts when it was retried and a mark when quarantined.
-void AppendTestList(absl::string_view title, const TestResults& tests,
+void AppendTestList(absl::string_view title, const PipelineResult& result,
                     TestCase::Outcome outcome,
                     const std::vector<std::string>& names, int64_t count,
                     std::string* out) {
+  const TestResults& tests = result.tests;
   if (names.empty()) return;
   absl::StrAppend(out, title, ":\n");
   const size_t shown = std::min(names.size(), kSummaryFailingNames);
@@ -392,6 +409,15 @@ void AppendTestList(absl::string_view title, const TestResults& tests,
     }
     if (test != tests.cases.end() && test->quarantined) {
       absl::StrAppend(out, "  (quarantined)");
+    }
+    if (const TestHistory* history = HistoryOf(result, names[i])) {
+      absl::StrAppend(out, "  failed ", history->failed, " of the last ",
+                      history->runs, " runs on ",
+                      Printable(result.test_history_branch));
+      if (!history->failing_since.empty()) {
+        absl::StrAppend(out, ", failing since ",
+                        Printable(history->failing_since.substr(0, 12)));
+      }
     }
     absl::StrAppend(out, "\n");
   }
@@ -600,9 +626,9 @@ std::string HumanSummary(const PipelineResult& result) {
     if (tests.flaky > 0) absl::StrAppend(&out, ", ", tests.flaky, " flaky");
     absl::StrAppend(&out, "\n");
   }
-  AppendTestList("Failed tests", tests, TestCase::Outcome::kFailed,
+  AppendTestList("Failed tests", result, TestCase::Outcome::kFailed,
                  tests.failing_names, tests.failed, &out);
-  AppendTestList("Flaky tests", tests, TestCase::Outcome::kFlaky,
+  AppendTestList("Flaky tests", result, TestCase::Outcome::kFlaky,
                  tests.flaky_names, tests.flaky, &out);
 
   // Artifacts: name, size (right-aligned), digest, path.

@@ -72,7 +72,10 @@ inline constexpr size_t kSummaryFailingNames = 20;
 // `tests.passed` counts tests that passed at once; `tests.reruns` the
 // retries run. `test_attempts` has one object per failed or flaky test
 // kept (at most 2 * kMaxFailingNames): its outcome and how many times it
-// ran.
+// ran, and with a recorded history (PipelineResult::test_history) its
+// "history": {"branch":"main","runs":12,"failed":3,"failing_since":"<commit>"}
+// (failed k of the last n runs on the branch; the commit where the current
+// failing streak began, "" once it passed).
 std::string ResultJson(const PipelineResult& result);
 
 // The fields the pipeline adds to the job's status hash when it finalizes

@@ -246,6 +246,65 @@ std::vector<std::pair<std::string, std::string>> CargoTestEnv(
   return env;
 }
 
+std::string TestStepNote(const TestResults& results,
+                         const TestVerdict& verdict) {
+  std::vector<std::string> notes;
+  if (results.flaky > 0) notes.push_back(Plural(results.flaky, "flaky test"));
+  if (verdict.quarantined > 0) {
+    notes.push_back(absl::StrCat(Plural(verdict.quarantined, "quarantined test"),
+                                 " failed or flaky"));
+  }
+  return absl::StrJoin(notes, ", ");
+}
+
+void ApplyTestHistory(std::string branch, std::vector<TestHistory> history,
+                      absl::Span<const std::string> flaky_on_commit,
+                      PipelineResult* result) {
+  result->test_history_branch = std::move(branch);
+  result->test_history = std::move(history);
+  TestResults& tests = result->tests;
+  TestPolicy policy{.flaky = result->config.flaky};
+  bool changed = false;
+  for (TestCase& test : tests.cases) {
+    if (test.quarantined) policy.quarantine.push_back(test.name);
+    if (test.outcome != TestCase::Outcome::kFailed ||
+        !absl::c_linear_search(flaky_on_commit, test.name)) {
+      continue;
+    }
+    test.outcome = TestCase::Outcome::kFlaky;
+    tests.failed = std::max<int64_t>(0, tests.failed - 1);
+    tests.flaky = SaturatingAdd(tests.flaky, 1);
+    std::erase(tests.failing_names, test.name);
+    if (tests.flaky_names.size() < kMaxFailingNames) {
+      tests.flaky_names.push_back(test.name);
+    }
+    changed = true;
+  }
+  const auto step = absl::c_find_if(
+      result->steps, [](const StepRecord& s) { return s.name == "test"; });
+  if (!changed || step == result->steps.end() ||
+      step->status != StepStatus::kFailed) {
+    return;
+  }
+  const TestVerdict verdict = JudgeTests(policy, &tests);
+  if (verdict.FailsStep()) {
+    step->reason = verdict.Reason();
+  } else if (verdict.failures_named) {
+    step->status = StepStatus::kOk;
+    step->reason = TestStepNote(tests, verdict);
+  }
+  if (result->status != JobStatus::kFailed) return;
+  result->status = JobStatus::kSuccess;
+  result->reason.clear();
+  for (const StepRecord& record : result->steps) {
+    if (record.status == StepStatus::kFailed && !record.allow_failure) {
+      result->status = JobStatus::kFailed;
+      result->reason = absl::StrCat(record.name, " failed: ", record.reason);
+      return;
+    }
+  }
+}
+
 void RecordRerun(const TestResults& rerun, int exit_code, size_t index,
                  TestResults* results) {
   TestCase& test = results->cases[index];

@@ -39,6 +39,7 @@
 #include "absl/types/span.h"
 #include "ciagent/pipeline/cargo_messages.h"
 #include "ciagent/pipeline/pipeline_config.h"
+#include "ciagent/pipeline/pipeline_result.h"
 #include "ciagent/pipeline/test_results.h"
 
 namespace ciagent {
@@ -71,6 +72,21 @@ struct TestVerdict {
   // by ", "; empty when nothing fails the step.
   std::string Reason() const;
 };
+
+// What the test step's reason says when its tests did not fail it: "2
+// flaky tests, 1 quarantined test failed or flaky"; empty when none.
+std::string TestStepNote(const TestResults& results,
+                         const TestVerdict& verdict);
+
+// Applies what the test history says to a finished run: keeps `history`
+// (each failed or flaky test's, on `branch`); each failed test named in
+// `flaky_on_commit` (it passed on this commit before, or failed here after
+// passing) becomes flaky whatever its retries said, and the test step's
+// and the job's status are judged again under result->config.flaky and
+// the quarantine marks of the cases.
+void ApplyTestHistory(std::string branch, std::vector<TestHistory> history,
+                      absl::Span<const std::string> flaky_on_commit,
+                      PipelineResult* result);
 
 // Marks the quarantined failed and flaky cases (TestCase::quarantined),
 // sets results->quarantined_names and says what the results do to the step.
