@@ -219,8 +219,10 @@ integration_subset=(
   queue/redis_client_test
   queue/job_queue_test
   queue/ci_consume_test
+  queue/queue_admin_test
   git/ci_consume_fetch_test
   git/fetch_test
+  git/fetch_tls_test
   git/fetch_faults_test
   hostile/hostile_jobs_test
   agent/log_shipper_test
