@@ -557,6 +557,18 @@ TEST_F(CiBuildTest, TestHistoryAcrossRunsMakesAFailureOnAPassingCommitFlaky) {
   CIAGENT_START_REDIS(redis);
   const std::string commit_a(40, 'a'), commit_b(40, 'b');
   const std::string base = workdir_;
+  // One object of the status hash's test_attempts, with its history.
+  const auto attempt = [](absl::string_view name, absl::string_view outcome,
+                          bool quarantined, int runs, int failed,
+                          absl::string_view since) {
+    return absl::StrCat(
+        R"j("name":")j", name,
+        R"j(","suite":"unittests src/lib.rs (flaky_tests)","outcome":")j",
+        outcome, R"j(","attempts":3,"quarantined":)j",
+        quarantined ? "true" : "false",
+        R"j(,"history":{"branch":"main","runs":)j", runs, R"j(,"failed":)j",
+        failed, R"j(,"failing_since":")j", since, R"j("}})j");
+  };
   const auto run = [&](int n, const std::string& commit, bool told_to_fail) {
     workdir_ = absl::StrCat(base, "-", n);
     ASSERT_EQ(mkdir(workdir_.c_str(), 0755), 0);
@@ -571,23 +583,15 @@ TEST_F(CiBuildTest, TestHistoryAcrossRunsMakesAFailureOnAPassingCommitFlaky) {
   run(1, commit_a, false);
   EXPECT_EQ(StatusField("status"), "failed");
   EXPECT_THAT(StatusField("test_attempts"),
-              HasSubstr(absl::StrCat(
-                  R"j("name":"tests::always_fails",)j"
-                  R"j("suite":"unittests src/lib.rs (flaky_tests)",)j"
-                  R"j("outcome":"failed","attempts":3,"quarantined":false,)j"
-                  R"j("history":{"branch":"main","runs":1,"failed":1,)j"
-                  R"j("failing_since":")j", commit_a, R"j("}})j")));
+              HasSubstr(attempt("tests::always_fails", "failed", false, 1, 1,
+                                commit_a)));
 
   run(2, commit_b, true);
   EXPECT_EQ(StatusField("status"), "failed");
   EXPECT_THAT(StatusField("failed_tests"), HasSubstr("tests::fails_when_told"));
   EXPECT_THAT(StatusField("test_attempts"),
-              HasSubstr(absl::StrCat(
-                  R"j("name":"tests::fails_when_told",)j"
-                  R"j("suite":"unittests src/lib.rs (flaky_tests)",)j"
-                  R"j("outcome":"failed","attempts":3,"quarantined":false,)j"
-                  R"j("history":{"branch":"main","runs":2,"failed":1,)j"
-                  R"j("failing_since":")j", commit_b, R"j("}})j")));
+              HasSubstr(attempt("tests::fails_when_told", "failed", false, 2, 1,
+                                commit_b)));
 
   RedisClient client(redis_options_);
   ASSERT_OK(client
@@ -608,12 +612,8 @@ TEST_F(CiBuildTest, TestHistoryAcrossRunsMakesAFailureOnAPassingCommitFlaky) {
   EXPECT_THAT(StatusField("quarantined_tests"),
               HasSubstr("src/lib.rs - add (line 10)"));
   EXPECT_THAT(StatusField("test_attempts"),
-              HasSubstr(absl::StrCat(
-                  R"j("name":"tests::always_fails",)j"
-                  R"j("suite":"unittests src/lib.rs (flaky_tests)",)j"
-                  R"j("outcome":"failed","attempts":3,"quarantined":true,)j"
-                  R"j("history":{"branch":"main","runs":3,"failed":3,)j"
-                  R"j("failing_since":")j", commit_a, R"j("}})j")));
+              HasSubstr(attempt("tests::always_fails", "failed", true, 3, 3,
+                                commit_a)));
   EXPECT_THAT(StatusField("test_attempts"),
               HasSubstr(R"j("name":"tests::fails_when_told",)j"
                         R"j("suite":"unittests src/lib.rs (flaky_tests)",)j"

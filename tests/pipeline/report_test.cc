@@ -623,6 +623,64 @@ TEST(HumanSummaryTest, AlignsStepsAndListsTestsArtifactsAndResult) {
                 "Result: failed (test failed: 2 tests failed) in 1m23s\n");
 }
 
+// A run with retries and a recorded history: one test failed every
+// attempt, one was flaky and quarantined.
+PipelineResult RetriedRun() {
+  PipelineResult result;
+  result.status = JobStatus::kFailed;
+  result.reason = "test failed: 1 test failed";
+  result.steps = {Step("test", StepStatus::kFailed, 101,
+                       absl::Milliseconds(900), "1 test failed")};
+  result.tests.passed = 5;
+  result.tests.failed = 1;
+  result.tests.flaky = 1;
+  result.tests.reruns = 3;
+  result.tests.failing_names = {"math::subtracts"};
+  result.tests.flaky_names = {"net::fetches"};
+  result.tests.quarantined_names = {"net::fetches"};
+  TestCase failed{.suite = "lib", .name = "math::subtracts",
+                  .outcome = TestCase::Outcome::kFailed, .message = "boom"};
+  failed.attempts = 3;
+  TestCase flaky{.suite = "lib", .name = "net::fetches",
+                 .outcome = TestCase::Outcome::kFlaky, .message = "timeout"};
+  flaky.attempts = 2;
+  flaky.quarantined = true;
+  result.tests.cases = {{.suite = "lib", .name = "math::adds"}, failed, flaky};
+  result.test_history_branch = "main";
+  result.test_history = {{.name = "math::subtracts", .runs = 12, .failed = 3,
+                          .failing_since = "0123456789abcdef0123"}};
+  return result;
+}
+
+TEST(StatusFieldsTest, CarryFlakyAndQuarantinedTestsAndEachTestsAttempts) {
+  const auto fields = AsMap(StatusFields(RetriedRun()));
+  EXPECT_EQ(fields.at("tests_flaky"), "1");
+  EXPECT_EQ(fields.at("flaky_tests"), R"(["net::fetches"])");
+  EXPECT_EQ(fields.at("quarantined_tests"), R"(["net::fetches"])");
+  EXPECT_EQ(fields.at("test_attempts"),
+            R"([{"name":"math::subtracts","suite":"lib","outcome":"failed",)"
+            R"("attempts":3,"quarantined":false,"history":{"branch":"main",)"
+            R"("runs":12,"failed":3,"failing_since":"0123456789abcdef0123"}},)"
+            R"({"name":"net::fetches","suite":"lib","outcome":"flaky",)"
+            R"("attempts":2,"quarantined":true}])");
+  const std::string metrics = PrometheusText(RetriedRun(), "");
+  EXPECT_THAT(metrics, HasSubstr("ciagent_tests{outcome=\"flaky\"} 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("ciagent_tests_quarantined 1\n"));
+  EXPECT_THAT(metrics, HasSubstr("ciagent_test_reruns 3\n"));
+}
+
+TEST(HumanSummaryTest, ListsFlakyTestsAttemptsQuarantineAndHistory) {
+  const std::string summary = HumanSummary(RetriedRun());
+  EXPECT_THAT(summary, HasSubstr("Tests: 5 passed, 1 failed, 0 ignored, 1 flaky\n"
+                                 "Failed tests:\n"
+                                 "  math::subtracts  failed all attempts: 3  "
+                                 "failed 3 of the last 12 runs on main, "
+                                 "failing since 0123456789ab\n"
+                                 "Flaky tests:\n"
+                                 "  net::fetches  passed on attempt 2  "
+                                 "(quarantined)\n"));
+}
+
 TEST(HumanSummaryTest, ListsAtMost20FailingTestsAndCountsTheRest) {
   PipelineResult result;
   result.status = JobStatus::kFailed;

@@ -272,21 +272,18 @@ void AppendTestsuite(const TestResults& results, size_t begin, size_t end,
         out->append("/></testcase>\n");
         break;
       case TestCase::Outcome::kFailed:
+      case TestCase::Outcome::kFlaky: {
+        // Flaky: every failed attempt is a <flakyFailure>. Failed: the
+        // first is the <failure>, the reruns are <rerunFailure>s.
+        const bool flaky = test.outcome == TestCase::Outcome::kFlaky;
         out->append(">\n");
-        AppendFailure("failure", test.message, out);
+        AppendFailure(flaky ? "flakyFailure" : "failure", test.message, out);
         for (const std::string& rerun : test.rerun_messages) {
-          AppendFailure("rerunFailure", rerun, out);
+          AppendFailure(flaky ? "flakyFailure" : "rerunFailure", rerun, out);
         }
         out->append("    </testcase>\n");
         break;
-      case TestCase::Outcome::kFlaky:
-        out->append(">\n");
-        AppendFailure("flakyFailure", test.message, out);
-        for (const std::string& rerun : test.rerun_messages) {
-          AppendFailure("flakyFailure", rerun, out);
-        }
-        out->append("    </testcase>\n");
-        break;
+      }
     }
   }
   out->append("  </testsuite>\n");
