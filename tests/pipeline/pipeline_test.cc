@@ -671,6 +671,9 @@ TEST_F(FlakyTestsTest, RetriesOnlyFailedTestsAndReportsEachOutcome) {
   EXPECT_EQ(Runs(options, "always_fails"), "1,2,3");
   EXPECT_EQ(Runs(options, "fails_on_first_attempt"), "1,2");
   EXPECT_EQ(Runs(options, "sees_cargo_env_on_rerun"), "1,2");
+  EXPECT_EQ(observer.Count("config|agent|tests: 2 retries, flaky = pass, "
+                           "quarantined: tests::quarantined_fails"),
+            1);
   EXPECT_EQ(observer.Count("--exact tests::foo"), 2);
   EXPECT_EQ(observer.Count("--exact tests::foo_bar"), 0);
   EXPECT_EQ(observer.Count("retries: src/lib.rs - add (line 10) not retried"),

@@ -51,6 +51,9 @@ struct Command {
   CargoMessageParser* cargo_messages = nullptr;
   // Set: stdout lines are kept here instead of being shown.
   std::vector<std::string>* capture = nullptr;
+  // The command ends by then too (a step of several commands shares its
+  // step timeout).
+  absl::Time deadline = absl::InfiniteFuture();
 };
 
 // The attempt variable every test run gets (test_retry.h).
@@ -268,6 +271,15 @@ absl::Status PipelineRun::Prepare() {
   for (const std::string& warning : options_.config.warnings) {
     observer_->StepOutput("config", "agent",
                           absl::StrCat("config warning: ", warning));
+  }
+  if (test_policy_.retries > 0 || !test_policy_.quarantine.empty()) {
+    observer_->StepOutput(
+        "config", "agent",
+        absl::StrCat("tests: ", test_policy_.retries, " retries, flaky = ",
+                     FlakyPolicyName(test_policy_.flaky), ", quarantined: ",
+                     test_policy_.quarantine.empty()
+                         ? "none"
+                         : absl::StrJoin(test_policy_.quarantine, ", ")));
   }
   for (const std::string& step : options_.steps) {
     if (!absl::c_linear_search(kKnownSteps, absl::string_view(step))) {
@@ -749,7 +761,9 @@ PipelineRun::TestArgs() const {
 
 absl::StatusOr<StepRecord> PipelineRun::FinishTestStep(StepRecord record) {
   if (record.status == StepStatus::kFailed && !nextest_) {
+    const absl::Time started = absl::Now() - record.duration;
     CIAGENT_RETURN_IF_ERROR(RetryFailedTests(&record));
+    record.duration = absl::Now() - started;
   }
   FinishTests();
   if (record.status != StepStatus::kOk &&
@@ -782,7 +796,9 @@ absl::Status PipelineRun::RetryFailedTests(StepRecord* record) {
     }
   }
   if (test_policy_.retries == 0 || failed.empty()) return absl::OkStatus();
-  const absl::Time started = absl::Now();
+  // The reruns share the step's timeout with the first run.
+  const absl::Time started = absl::Now() - record->duration;
+  const absl::Time step_deadline = started + StepTimeout("test");
   auto [cargo_args, harness_args] = TestArgs();
   std::vector<std::string> argv = {"cargo", "test", "--no-run",
                                    "--message-format=json"};
@@ -794,7 +810,8 @@ absl::Status PipelineRun::RetryFailedTests(StepRecord* record) {
       ProcessResult build,
       RunCommand("test", {.argv = argv,
                           .stdout_kind = StdoutKind::kCargoJson,
-                          .cargo_messages = &built}));
+                          .cargo_messages = &built,
+                          .deadline = step_deadline}));
   if (Terminated(build, started, record)) return absl::OkStatus();
   if (build.exit_code != 0) {
     observer_->StepOutput(
@@ -817,7 +834,8 @@ absl::Status PipelineRun::RetryFailedTests(StepRecord* record) {
         RunCommand("test", {.argv = {executable.path, "--list", "--format",
                                      "terse"},
                             .working_dir = PackageRoot(executable),
-                            .capture = &lines}));
+                            .capture = &lines,
+                            .deadline = step_deadline}));
     if (Terminated(list, started, record)) return absl::OkStatus();
     if (list.exit_code == 0) {
       listings.push_back({&executable, ParseTestList(lines)});
@@ -851,7 +869,8 @@ absl::Status PipelineRun::RetryFailedTests(StepRecord* record) {
                       .stdout_kind = StdoutKind::kLibtest,
                       .env = env,
                       .working_dir = PackageRoot(*executable),
-                      .libtest = &rerun}));
+                      .libtest = &rerun,
+                      .deadline = step_deadline}));
       if (Terminated(run, started, record)) return absl::OkStatus();
       RecordRerun(rerun.Finish(), run.exit_code, index, &tests);
       if (tests.cases[index].outcome == TestCase::Outcome::kFlaky) break;
@@ -893,7 +912,7 @@ absl::StatusOr<ProcessResult> PipelineRun::RunCommand(absl::string_view step,
                                            ? *command.cargo_messages
                                            : cargo_messages_;
   process.grace = options_.grace;
-  absl::Duration left = deadline_ - absl::Now();
+  absl::Duration left = std::min(deadline_, command.deadline) - absl::Now();
   process.timeout =
       std::max(absl::ZeroDuration(), std::min(left, StepTimeout(step)));
   dependency_errors_ = DependencyFailureReader();
