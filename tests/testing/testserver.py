@@ -258,7 +258,7 @@ def tls_context(prog, cert, key):
     if not cert:
         return None
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    # TLS 1.2 stays allowed: mbedTLS 2.x clients speak nothing newer.
+    # TLS 1.2 stays allowed: the oldest version libciagent's clients accept.
     tls.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         tls.load_cert_chain(cert, key)
