@@ -23,6 +23,7 @@
 #include "ciagent/job/job.h"
 #include "ciagent/queue/job_log.h"
 #include "ciagent/queue/job_queue.h"
+#include "ciagent/queue/test_history.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/cargo_fixture.h"
@@ -335,6 +336,34 @@ TEST_F(CiQueueTest, EnqueuePrintsTheJobIdOfAQueuedJobAndRefusesABadOne) {
   EXPECT_EQ(StatusField("bad", "status"), "");
 }
 
+// The operators' quarantine is what the agent reads before a run
+// (TestHistoryStore::ReadQuarantine): names added show there, removed ones
+// go.
+TEST_F(CiQueueTest, QuarantineAddsListsAndRemovesTestsTheAgentThenSees) {
+  StartRedis();
+  const std::string repo = "--repo=https://git.example.com/acme/app.git";
+  ToolRun add = Run({"quarantine", "add", repo, "net::flaky_dns",
+                     "io::slow_disk", "net::flaky_dns"});
+  ASSERT_EQ(add.exit_code, kOk) << add.err;
+  EXPECT_EQ(add.out, "quarantined 2 of 3 tests of "
+                     "https://git.example.com/acme/app.git\n");
+  EXPECT_EQ(Run({"quarantine", "list", repo}).out,
+            "io::slow_disk\nnet::flaky_dns\n");
+  std::unique_ptr<Json> listed = RunJson({"quarantine", "list", repo});
+  EXPECT_EQ(simdjson::minify(listed->doc),
+            R"(["io::slow_disk","net::flaky_dns"])");
+
+  ASSERT_EQ(Run({"quarantine", "remove", repo, "io::slow_disk"}).exit_code,
+            kOk);
+  TestHistoryStore agent_view(redis_options_, {});
+  EXPECT_THAT(agent_view.ReadQuarantine("https://git.example.com/acme/app.git"),
+              IsOkAndHolds(ElementsAre("net::flaky_dns")));
+  // Another repository's quarantine is its own.
+  EXPECT_EQ(Run({"quarantine", "list", "--repo=https://h/other.git"}).out, "");
+  EXPECT_EQ(Run({"quarantine", "add", repo}).exit_code, kUsageError);
+  EXPECT_EQ(Run({"quarantine", "list"}).exit_code, kUsageError);
+}
+
 TEST_F(CiQueueTest, UsageErrorsExitTwoAndHelpListsEveryCommand) {
   StartRedis();
   const std::vector<std::vector<std::string>> mistakes = {
@@ -361,7 +390,8 @@ TEST_F(CiQueueTest, UsageErrorsExitTwoAndHelpListsEveryCommand) {
   EXPECT_EQ(help.exit_code, kOk);
   for (const char* command : {"stats", "list", "show", "logs", "cancel",
                               "enqueue", "dead list", "dead redrive",
-                              "dead purge", "--older-than", "--follow"}) {
+                              "dead purge", "quarantine", "--older-than",
+                              "--follow"}) {
     EXPECT_THAT(help.out, HasSubstr(command));
   }
 }

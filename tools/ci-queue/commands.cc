@@ -14,6 +14,7 @@
 #include "ciagent/base/status_macros.h"
 #include "ciagent/base/stop_signal.h"
 #include "ciagent/cache/prune.h"
+#include "ciagent/queue/test_history.h"
 
 namespace ciagent {
 namespace {
@@ -120,6 +121,49 @@ absl::StatusOr<int> RunEnqueue(QueueAdmin& admin, const CommandLine& line) {
   return kExitOk;
 }
 
+// `quarantine list|add|remove --repo URL [NAME...]`: the operators' set of
+// tests that run and are reported but cannot fail a job (queue/test_history.h).
+absl::StatusOr<int> RunQuarantine(const CommandLine& line,
+                                  absl::string_view action) {
+  if (line.repo.empty()) {
+    return absl::InvalidArgumentError("quarantine needs --repo");
+  }
+  TestHistoryStore store(line.redis, {});
+  if (action != "list") {
+    CIAGENT_ASSIGN_OR_RETURN(
+        int64_t changed, action == "add"
+                             ? store.Quarantine(line.repo, line.operands)
+                             : store.Release(line.repo, line.operands));
+    Print(absl::StrCat(action == "add" ? "quarantined " : "released ", changed,
+                       " of ", line.operands.size(), " tests of ", line.repo,
+                       "\n"));
+    return kExitOk;
+  }
+  CIAGENT_ASSIGN_OR_RETURN(std::vector<std::string> names,
+                           store.ReadQuarantine(line.repo));
+  if (line.json) {
+    std::string array = "[";
+    for (const std::string& name : names) {
+      if (array.size() > 1) array += ",";
+      AppendJsonString(&array, name);
+    }
+    PrintJson(array + "]");
+  } else {
+    for (const std::string& name : names) Print(name + "\n");
+  }
+  return kExitOk;
+}
+
+absl::StatusOr<int> RunQuarantineList(QueueAdmin&, const CommandLine& line) {
+  return RunQuarantine(line, "list");
+}
+absl::StatusOr<int> RunQuarantineAdd(QueueAdmin&, const CommandLine& line) {
+  return RunQuarantine(line, "add");
+}
+absl::StatusOr<int> RunQuarantineRemove(QueueAdmin&, const CommandLine& line) {
+  return RunQuarantine(line, "remove");
+}
+
 absl::StatusOr<int> RunDeadList(QueueAdmin& admin, const CommandLine& line) {
   CIAGENT_ASSIGN_OR_RETURN(std::vector<DeadLetter> letters,
                            admin.ListDeadLetters(line.limit));
@@ -195,6 +239,9 @@ const std::vector<Command>& Commands() {
       {"dead list", 0, 0, {"json", "limit"}, RunDeadList},
       {"dead redrive", 0, kMany, {"json", "all", "dry_run"}, RunDeadRedrive},
       {"dead purge", 0, 0, {"json", "older_than", "dry_run"}, RunDeadPurge},
+      {"quarantine list", 0, 0, {"json", "repo"}, RunQuarantineList},
+      {"quarantine add", 1, kMany, {"repo"}, RunQuarantineAdd},
+      {"quarantine remove", 1, kMany, {"repo"}, RunQuarantineRemove},
 #ifdef CIAGENT_WITH_WEBHOOK
       {"webhook", 0, 0,
        {"listen", "path", "allowed_hosts", "branches", "steps", "timeout",

@@ -26,7 +26,7 @@ ABSL_FLAG(int, limit, 20, "list, dead list: at most this many");
 ABSL_FLAG(bool, follow, false, "logs: wait for new lines until the job ends");
 ABSL_FLAG(std::string, step, "", "logs: only the lines of this step");
 ABSL_FLAG(std::string, reason, "", "cancel: why, stored as cancel_reason");
-ABSL_FLAG(std::string, repo, "", "enqueue: repository URL");
+ABSL_FLAG(std::string, repo, "", "enqueue, quarantine: repository URL");
 ABSL_FLAG(std::string, branch, "", "enqueue: branch");
 ABSL_FLAG(std::string, commit, "", "enqueue: full commit id");
 ABSL_FLAG(std::string, job_id, "", "enqueue: the job id; default: "
@@ -56,6 +56,9 @@ constexpr char kUsage[] =
                    back on the stream with a fresh delivery count; a dead letter
                    that would be dead-lettered again is refused with its reason
   ci-queue dead purge --older-than AGE [--dry-run] [--json]
+  ci-queue quarantine list|add|remove --repo URL [TEST...] [--json]
+                   tests of a repository that run and are reported but cannot
+                   fail a job (names as in the job's results)
   ci-queue webhook --allowed-hosts H[,H] [--listen ADDR:PORT] [--path P]
                    [--branches main,release/*] [--steps a,b] [--timeout S]
                    serves Gitea push webhooks (X-Gitea-Signature, or GitHub's

@@ -119,6 +119,34 @@ absl::StatusOr<std::vector<std::string>> TestHistoryStore::ReadQuarantine(
   return names;
 }
 
+absl::StatusOr<int64_t> TestHistoryStore::Quarantine(
+    absl::string_view repo, absl::Span<const std::string> names) {
+  return ChangeQuarantine("SADD", repo, names);
+}
+
+absl::StatusOr<int64_t> TestHistoryStore::Release(
+    absl::string_view repo, absl::Span<const std::string> names) {
+  return ChangeQuarantine("SREM", repo, names);
+}
+
+absl::StatusOr<int64_t> TestHistoryStore::ChangeQuarantine(
+    absl::string_view command, absl::string_view repo,
+    absl::Span<const std::string> names) {
+  if (repo.empty() || names.empty()) {
+    return absl::InvalidArgumentError(
+        "quarantine: a repository and at least one test name are needed");
+  }
+  const std::string key = QuarantineKey(repo, options_);
+  std::vector<std::string> argv = {std::string(command), key};
+  argv.insert(argv.end(), names.begin(), names.end());
+  absl::StatusOr<RedisReply> reply = redis_.Command(argv);
+  if (!reply.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "quarantine ", key, ": ", reply.status().message()));
+  }
+  return reply->integer;
+}
+
 absl::StatusOr<std::vector<TestHistoryRecord>> TestHistoryStore::Record(
     absl::string_view repo, absl::string_view branch,
     absl::string_view commit, absl::Span<const TestRun> runs) {

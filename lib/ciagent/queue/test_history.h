@@ -98,6 +98,14 @@ class TestHistoryStore {
   absl::StatusOr<std::vector<std::string>> ReadQuarantine(
       absl::string_view repo);
 
+  // Adds `names` to, or removes them from, the operators' quarantine of
+  // `repo` (ci-queue quarantine add / remove). Returns how many were not
+  // there (add) or were there (remove).
+  absl::StatusOr<int64_t> Quarantine(absl::string_view repo,
+                                     absl::Span<const std::string> names);
+  absl::StatusOr<int64_t> Release(absl::string_view repo,
+                                  absl::Span<const std::string> names);
+
   // Adds this run's outcome of each test to its history on `branch`;
   // returns each test's history, in the order of `runs`.
   absl::StatusOr<std::vector<TestHistoryRecord>> Record(
@@ -105,6 +113,11 @@ class TestHistoryStore {
       absl::string_view commit, absl::Span<const TestRun> runs);
 
  private:
+  // SADD or SREM of `names` on the quarantine set.
+  absl::StatusOr<int64_t> ChangeQuarantine(absl::string_view command,
+                                           absl::string_view repo,
+                                           absl::Span<const std::string> names);
+
   RedisClient redis_;
   TestHistoryOptions options_;
 };
