@@ -78,6 +78,19 @@ TEST(PushSignatureTest, IsHmacSha256AsRfc4231ComputesIt) {
       "5BDCC146BF60754E6A042426089575C75A003F089D2739839DEC58B964EC3843"));
 }
 
+TEST_F(PushEventTest, ACommitInUpperCaseIsTheSameJobAsTheQueueKeepsIt) {
+  PushDecision decision = DecidePush(
+      Signed(With(kCommit, absl::AsciiStrToUpper(kCommit))), kSecret, options_);
+  ASSERT_TRUE(decision.job.has_value()) << decision.reason;
+  EXPECT_EQ(decision.job->commit, kCommit);
+  EXPECT_EQ(decision.job->job_id,
+            PushJobId("https://gitea.example.com/acme/app.git", "main",
+                      kCommit));
+  absl::StatusOr<Job> parsed = ParseJob(JobToJson(*decision.job));
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(*parsed, *decision.job);
+}
+
 TEST_F(PushEventTest, TheSamePushAlwaysNamesTheSameJob) {
   const std::string id = PushJobId("https://h/a.git", "main", kCommit);
   EXPECT_EQ(id, PushJobId("https://h/a.git", "main", kCommit));

@@ -174,7 +174,9 @@ PushDecision DecidePush(const WebhookDelivery& delivery,
   Job job;
   job.repo = std::string(clone_url);
   job.branch = std::string(branch);
-  job.commit = std::string(after);
+  // As ParseJob keeps it: lower case, so the job and its id are the same
+  // whichever case the forge wrote.
+  job.commit = absl::AsciiStrToLower(after);
   if (absl::Status valid = ValidateRepoUrl(job.repo, false); !valid.ok()) {
     return Refuse(absl::StrContains(valid.message(), "credentials") ? 403 : 400,
                   std::string(valid.message()));
