@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "ciagent/base/comma_list.h"
 #include "ciagent/base/exit_code.h"
 #include "ciagent/base/json_writer.h"
 #include "ciagent/base/status_macros.h"
@@ -108,10 +109,7 @@ absl::StatusOr<int> RunEnqueue(QueueAdmin& admin, const CommandLine& line) {
                            absl::Uniform<uint16_t>(absl::BitGen()));
   }
   if (line.timeout_s > 0) job.timeout = absl::Seconds(line.timeout_s);
-  for (absl::string_view step :
-       absl::StrSplit(line.steps, ',', absl::SkipWhitespace())) {
-    job.steps.emplace_back(step);
-  }
+  job.steps = SplitCommaList(line.steps);
   // The agents would dead-letter a job that breaks a rule: refuse it here.
   CIAGENT_ASSIGN_OR_RETURN(
       Job valid,
