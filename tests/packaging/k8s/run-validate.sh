@@ -3,23 +3,30 @@
 #
 #   run-validate.sh INSTALL_DIR MANIFEST_DIR
 #       validates MANIFEST_DIR; exits with the validator's status
+#   run-validate.sh INSTALL_DIR --render KUSTOMIZATION_DIR
+#       renders KUSTOMIZATION_DIR (an overlay of packaging/k8s with its
+#       components) with `kustomize build`, or `kubectl kustomize` without a
+#       kustomize binary, and validates the result (validate.mjs --rendered)
 #   run-validate.sh INSTALL_DIR --expect-failures CASES_DIR
 #       every subdirectory of CASES_DIR is a broken manifest set with an
 #       expect.txt: the validator must reject each (non-zero exit) with
-#       output containing that line, or this fails
+#       output containing that line, or this fails. A case with a
+#       render.txt is an overlay, rendered first as with --render; a build
+#       that kustomize refuses is a rejection too, with kustomize's message
 #
 # The dependencies (package.json, package-lock.json beside this script) are
 # installed with `npm ci` into INSTALL_DIR, never into the source tree, and
 # reinstalled only when the lockfile changes. Tests running at once share
 # one install under a lock.
 #
-# Without node or npm, or when the install fails (no registry), the test is
-# skipped (exit 77), except under CI=true, where that is a failure.
+# Without node or npm, or when the install fails (no registry), or without
+# kustomize or kubectl for a rendering, the test is skipped (exit 77),
+# except under CI=true, where that is a failure.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 if (($# != 2 && $# != 3)); then
-  echo "usage: run-validate.sh INSTALL_DIR MANIFEST_DIR | INSTALL_DIR --expect-failures CASES_DIR" >&2
+  echo "usage: run-validate.sh INSTALL_DIR MANIFEST_DIR | INSTALL_DIR --render KUSTOMIZATION_DIR | INSTALL_DIR --expect-failures CASES_DIR" >&2
   exit 2
 fi
 install_dir=$1
@@ -63,14 +70,55 @@ validate() {
   node "$here/validate.mjs" --modules "$install_dir/node_modules" "$1"
 }
 
-if [[ $1 != --expect-failures ]]; then
-  validate "$1"
-  exit
-fi
+renderer=()
+find_renderer() {
+  ((${#renderer[@]} == 0)) || return 0
+  if command -v kustomize >/dev/null 2>&1; then
+    renderer=(kustomize build)
+  elif command -v kubectl >/dev/null 2>&1; then
+    renderer=(kubectl kustomize)
+  else
+    unavailable "neither kustomize nor kubectl found (the components are checked as rendered)"
+  fi
+}
+
+# Renders an overlay and validates the output; 1 when kustomize refuses it.
+render_and_validate() {
+  find_renderer
+  local out rc=0
+  out=$(mktemp)
+  "${renderer[@]}" "$1" >"$out" 2>"$out.err" || rc=$?
+  if ((rc != 0)); then
+    echo "FAIL $(basename "$1"): ${renderer[*]} refused it:" >&2
+    cat "$out.err" >&2
+    rm -f "$out" "$out.err"
+    return 1
+  fi
+  rc=0
+  node "$here/validate.mjs" --modules "$install_dir/node_modules" --rendered "$out" "$1" || rc=$?
+  rm -f "$out" "$out.err"
+  return "$rc"
+}
+
+case $1 in
+  --render)
+    (($# == 2)) || { echo "run-validate.sh: --render needs a directory" >&2; exit 2; }
+    render_and_validate "$2"
+    exit
+    ;;
+  --expect-failures) ;;
+  *)
+    validate "$1"
+    exit
+    ;;
+esac
 
 cases_dir=$2
 status=0
 count=0
+if compgen -G "$cases_dir/*/render.txt" >/dev/null; then
+  find_renderer
+fi
 for dir in "$cases_dir"/*/; do
   dir=${dir%/}
   name=$(basename "$dir")
@@ -82,7 +130,11 @@ for dir in "$cases_dir"/*/; do
   fi
   expected=$(head -n 1 "$dir/expect.txt")
   rc=0
-  output=$(validate "$dir" 2>&1) || rc=$?
+  if [[ -f $dir/render.txt ]]; then
+    output=$(render_and_validate "$dir" 2>&1) || rc=$?
+  else
+    output=$(validate "$dir" 2>&1) || rc=$?
+  fi
   if ((rc == 0)); then
     echo "FAIL $name: the validator accepted a broken manifest set" >&2
     status=1

@@ -1,10 +1,17 @@
 // Validates a directory of Kubernetes manifests (packaging/k8s) offline.
 //
 //   node validate.mjs [--modules DIR] MANIFEST_DIR
+//   node validate.mjs [--modules DIR] --rendered FILE KUSTOMIZATION_DIR
 //
 // --modules: the node_modules directory holding this project's dependencies
 // (default: the one beside this script), so the install can live outside
 // the source tree.
+// --rendered: FILE is the output of `kustomize build KUSTOMIZATION_DIR`
+// (an overlay of packaging/k8s with its components); its documents are
+// checked as those of a directory, beside the *.example.yaml Secret
+// templates of every directory the overlay builds from (its resources and
+// components, followed recursively). The listing check of
+// kustomization.yaml is kustomize's own there.
 //
 // Every *.yaml / *.yml document must
 //   - parse the same under YAML 1.1 (what kubectl reads) and 1.2 (what
@@ -17,6 +24,10 @@
 //     metadata, so a typo there would deploy without error and misbehave.
 // kustomization.yaml must list every manifest of the directory except the
 // *.example.yaml templates, and nothing that is not there.
+//
+// The agent's REDIS_URL and KEDA's triggers must agree: the *FromEnv
+// variables of the triggers appear in REDIS_URL, rediss:// goes with
+// enableTLS, +sentinel with redis-sentinel-streams triggers.
 //
 // Exit 0 when everything holds; 1 with one line per problem naming file,
 // kind, name and the error; 2 on usage errors.
@@ -33,11 +44,15 @@ function usage(message) {
 
 let modulesDir = join(dirname(fileURLToPath(import.meta.url)), "node_modules");
 let manifestDir = null;
+let renderedFile = null;
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === "--modules") {
     if (i + 1 >= argv.length) usage("--modules needs a directory");
     modulesDir = argv[++i];
+  } else if (argv[i] === "--rendered") {
+    if (i + 1 >= argv.length) usage("--rendered needs a file");
+    renderedFile = argv[++i];
   } else if (argv[i].startsWith("-")) {
     usage(`unknown flag ${argv[i]}`);
   } else if (manifestDir === null) {
@@ -51,6 +66,9 @@ if (!existsSync(manifestDir) || !statSync(manifestDir).isDirectory()) {
   usage(`not a directory: ${manifestDir}`);
 }
 if (!existsSync(modulesDir)) usage(`no node_modules at ${modulesDir} (run npm ci)`);
+if (renderedFile !== null && (!existsSync(renderedFile) || !statSync(renderedFile).isFile())) {
+  usage(`not a file: ${renderedFile}`);
+}
 
 // Resolves packages from modulesDir, wherever this script is.
 const requireModule = createRequire(join(resolve(modulesDir), "..", "noop.js"));
@@ -68,18 +86,57 @@ function fail(file, doc, message) {
 const KUSTOMIZATION = "kustomization.yaml";
 const isTemplate = (file) => /\.example\.ya?ml$/.test(file);
 
-const files = readdirSync(manifestDir)
-  .filter((f) => /\.ya?ml$/.test(f) && statSync(join(manifestDir, f)).isFile())
+const yamlFiles = (dir) => readdirSync(dir)
+  .filter((f) => /\.ya?ml$/.test(f) && statSync(join(dir, f)).isFile())
   .sort();
-if (files.length === 0) usage(`no YAML files in ${manifestDir}`);
+
+// The directories a kustomization builds from: itself, its local directory
+// resources and its components, recursively (remote URLs are skipped).
+function kustomizeDirs(dir, seen = new Set()) {
+  const root = resolve(dir);
+  if (seen.has(root)) return seen;
+  seen.add(root);
+  const file = ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+    .map((f) => join(root, f)).find((f) => existsSync(f));
+  if (!file) return seen;
+  let k;
+  try {
+    k = YAML.parse(readFileSync(file, "utf8"));
+  } catch {
+    return seen; // kustomize has already rejected it
+  }
+  for (const entry of [...(k?.resources ?? []), ...(k?.components ?? [])]) {
+    if (typeof entry !== "string" || /^[a-z]+:\/\//.test(entry) || entry.includes("?ref=")) continue;
+    const path = resolve(root, entry);
+    if (existsSync(path) && statSync(path).isDirectory()) kustomizeDirs(path, seen);
+  }
+  return seen;
+}
+
+// [{file: the name in messages, path}]: the directory's YAML files; or the
+// rendered output and the templates of the directories it was built from.
+const sources = [];
+let files = [];
+if (renderedFile === null) {
+  files = yamlFiles(manifestDir);
+  if (files.length === 0) usage(`no YAML files in ${manifestDir}`);
+  for (const file of files) sources.push({ file, path: join(manifestDir, file) });
+} else {
+  sources.push({ file: `kustomize build ${basename(resolve(manifestDir))}`, path: renderedFile });
+  for (const dir of kustomizeDirs(manifestDir)) {
+    for (const file of yamlFiles(dir).filter(isTemplate)) {
+      sources.push({ file: join(basename(dir), file), path: join(dir, file) });
+    }
+  }
+}
 
 function parseAll(text, version) {
   return YAML.parseAllDocuments(text, { version, prettyErrors: false });
 }
 
 const documents = []; // {file, doc}
-for (const file of files) {
-  const text = readFileSync(join(manifestDir, file), "utf8");
+for (const { file, path } of sources) {
+  const text = readFileSync(path, "utf8");
   const as11 = parseAll(text, "1.1");
   const as12 = parseAll(text, "1.2");
   const broken = [...as11, ...as12].flatMap((d) => d.errors ?? []);
@@ -171,11 +228,47 @@ const REDIS_STREAMS_METADATA = new Set([
   "activationLagCount", "databaseIndex", "enableTLS", "unsafeSsl",
   ...["address", "addresses", "host", "hosts", "port", "ports", "username",
     "password"].flatMap((k) => [k, `${k}FromEnv`])]);
+// redis-sentinel-streams: the same scaler with a go-redis failover client;
+// the sentinel fields of redis_scaler.go's redisConnectionInfo on top.
+const REDIS_SENTINEL_STREAMS_METADATA = new Set([
+  ...REDIS_STREAMS_METADATA,
+  ...["sentinelMaster", "sentinelUsername", "sentinelPassword"].flatMap((k) => [k, `${k}FromEnv`])]);
+const REDIS_STREAMS_TYPES = new Map([
+  ["redis-streams", REDIS_STREAMS_METADATA],
+  ["redis-sentinel-streams", REDIS_SENTINEL_STREAMS_METADATA]]);
+// TriggerAuthentication parameters the scaler reads (authParams).
+const REDIS_AUTH_PARAMS = new Set([
+  "address", "addresses", "host", "hosts", "port", "ports", "username", "password",
+  "sentinelMaster", "sentinelUsername", "sentinelPassword",
+  "tls", "ca", "cert", "Cert", "key", "keyPassword"]);
 
 function unknownKeys(object, known) {
   return object && typeof object === "object"
     ? Object.keys(object).filter((k) => !known.has(k))
     : [];
+}
+
+// The TriggerAuthentication parameters of a trigger: parameter -> the
+// template Secret's value (or "" when unknown).
+function authParamsOf(trigger) {
+  const params = new Map();
+  const ref = trigger?.authenticationRef;
+  if (!ref || (ref.kind ?? "TriggerAuthentication") !== "TriggerAuthentication") return params;
+  const ta = documents.find(({ doc }) => doc.kind === "TriggerAuthentication" && doc.metadata?.name === ref.name)?.doc;
+  for (const target of ta?.spec?.secretTargetRef ?? []) {
+    const secret = documents.find(({ doc }) => doc.kind === "Secret" && doc.metadata?.name === target.name)?.doc;
+    params.set(target.parameter, String(secret?.stringData?.[target.key] ?? ""));
+  }
+  for (const target of ta?.spec?.env ?? []) params.set(target.parameter, "");
+  return params;
+}
+
+function checkTriggerAuthentication(file, doc) {
+  for (const [i, target] of (doc.spec?.secretTargetRef ?? []).entries()) {
+    if (!REDIS_AUTH_PARAMS.has(target?.parameter)) {
+      fail(file, doc, `spec.secretTargetRef[${i}].parameter ${target?.parameter} is not read by the Redis scalers`);
+    }
+  }
 }
 
 function checkScaledJob(file, doc) {
@@ -188,22 +281,67 @@ function checkScaledJob(file, doc) {
   if ((spec.rollout?.strategy ?? spec.rolloutStrategy) !== "gradual") {
     fail(file, doc, "spec.rollout.strategy must be gradual: the default (immediate) deletes running Jobs on every update");
   }
+  // KEDA resolves *FromEnv from this container (envSourceContainerName,
+  // else the first).
+  const pod = spec.jobTargetRef?.template?.spec;
+  const envContainer = (pod?.containers ?? []).find((c) => c.name === spec.envSourceContainerName) ??
+    pod?.containers?.[0];
+  const envOf = (name) => (envContainer?.env ?? []).find((e) => e.name === name);
+  const redisUrl = envOf("REDIS_URL")?.value;
+  const scheme = typeof redisUrl === "string" ? /^([a-z+]+):\/\//.exec(redisUrl)?.[1] : undefined;
+
+  // The agent and KEDA must reach the same Redis the same way.
+  function checkAgentAgrees(file, doc, where, trigger, meta, auth) {
+    for (const [k, v] of Object.entries(meta)) {
+      if (!k.endsWith("FromEnv")) continue;
+      if (!envOf(v)) {
+        fail(file, doc, `${where}.metadata.${k}: container ${envContainer?.name ?? "?"} has no variable ${v}`);
+      } else if (/^(address|addresses|host|hosts|sentinelMaster)FromEnv$/.test(k) &&
+                 scheme !== undefined && !redisUrl.includes(`$(${v})`)) {
+        fail(file, doc, `${where}.metadata.${k}: REDIS_URL does not refer to $(${v}), so the agent and KEDA may reach different Redis servers`);
+      }
+    }
+    if (scheme === undefined) return;
+    const agentTls = scheme === "rediss" || scheme === "rediss+sentinel";
+    const agentSentinel = scheme.endsWith("+sentinel");
+    const kedaTls = String(meta.enableTLS ?? "false").toLowerCase() === "true" || auth.get("tls") === "enable";
+    if (agentTls !== kedaTls) {
+      fail(file, doc, `${where}: REDIS_URL is ${scheme}:// but the trigger has TLS ${kedaTls ? "on" : "off"} (metadata.enableTLS)`);
+    }
+    if (agentSentinel !== (trigger.type === "redis-sentinel-streams")) {
+      fail(file, doc, `${where}: REDIS_URL is ${scheme}:// but the trigger type is ${trigger.type}`);
+    }
+  }
+
   let lagTriggers = 0;
   let pendingTriggers = 0;
   (spec.triggers ?? []).forEach((trigger, i) => {
     const where = `spec.triggers[${i}]`;
     for (const k of unknownKeys(trigger, TRIGGER)) fail(file, doc, `${where}.${k} is not a trigger field`);
-    if (trigger?.type !== "redis-streams") return;
+    const knownMetadata = REDIS_STREAMS_TYPES.get(trigger?.type);
+    if (!knownMetadata) return;
     const meta = trigger.metadata ?? {};
-    for (const k of unknownKeys(meta, REDIS_STREAMS_METADATA)) {
-      fail(file, doc, `${where}.metadata.${k} is not read by the redis-streams scaler`);
+    const auth = authParamsOf(trigger);
+    for (const k of unknownKeys(meta, knownMetadata)) {
+      fail(file, doc, `${where}.metadata.${k} is not read by the ${trigger.type} scaler`);
     }
     for (const k of ["stream", "consumerGroup"]) {
       if (!meta[k]) fail(file, doc, `${where}.metadata.${k} is required here`);
     }
-    if (!meta.address && !meta.addressFromEnv && !meta.host && !meta.hostFromEnv) {
-      fail(file, doc, `${where}.metadata has no Redis address (address, addressFromEnv, host)`);
+    if (!["address", "addresses", "host", "hosts"].some((k) => meta[k] || meta[`${k}FromEnv`] || auth.has(k))) {
+      fail(file, doc, `${where}.metadata has no Redis address (address, addresses, addressFromEnv, host)`);
     }
+    if (trigger.type === "redis-sentinel-streams" &&
+        !meta.sentinelMaster && !meta.sentinelMasterFromEnv && !auth.has("sentinelMaster")) {
+      fail(file, doc, `${where}.metadata has no sentinelMaster (or sentinelMasterFromEnv): the scaler cannot ask the sentinels for the master`);
+    }
+    if ("enableTLS" in meta && auth.has("tls")) {
+      fail(file, doc, `${where}: enableTLS in the metadata and tls in TriggerAuthentication ${trigger.authenticationRef?.name}: KEDA refuses both`);
+    }
+    if ((auth.has("cert") || auth.has("Cert")) !== auth.has("key")) {
+      fail(file, doc, `${where}: TriggerAuthentication ${trigger.authenticationRef?.name} has a client cert without its key, or a key without its cert`);
+    }
+    checkAgentAgrees(file, doc, where, trigger, meta, auth);
     if ("lagCount" in meta && "pendingEntriesCount" in meta) {
       fail(file, doc, `${where}.metadata has lagCount and pendingEntriesCount: with lagCount the scaler ignores pendingEntriesCount`);
     }
@@ -259,6 +397,16 @@ function checkPodSpec(file, doc, pod) {
           fail(file, doc, `container ${container.name}: the Secret volume ${mount.name} must be mounted readOnly`);
         }
       }
+    }
+    for (const env of container.env ?? []) {
+      if (!/^REDIS_.*_FILE$/.test(env.name) || typeof env.value !== "string") continue;
+      if (!mounts.some((m) => env.value.startsWith(`${m.mountPath.replace(/\/$/, "")}/`))) {
+        fail(file, doc, `container ${container.name}: ${env.name}=${env.value} is not inside a mounted volume`);
+      }
+    }
+    const names = new Set((container.env ?? []).map((e) => e.name));
+    if (names.has("REDIS_TLS_CERT_FILE") !== names.has("REDIS_TLS_KEY_FILE")) {
+      fail(file, doc, `container ${container.name}: REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together`);
     }
     if (container.envFrom?.some((e) => e.secretRef)) {
       fail(file, doc, `container ${container.name}: envFrom a Secret puts secrets in environment values`);
@@ -321,6 +469,7 @@ function checkReferences(file, doc, pod) {
 
 for (const { file, doc } of documents) {
   if (doc.kind === "ScaledJob") checkScaledJob(file, doc);
+  if (doc.kind === "TriggerAuthentication") checkTriggerAuthentication(file, doc);
   const pod = podSpecOf(doc);
   if (pod) checkPodSpec(file, doc, pod);
   checkReferences(file, doc, pod);
@@ -336,7 +485,9 @@ const kustomization = kustomizations.find(({ file }) => file === KUSTOMIZATION)?
 for (const { file, doc } of kustomizations) {
   if (file !== KUSTOMIZATION) fail(file, doc, `a Kustomization belongs in ${KUSTOMIZATION}`);
 }
-if (!kustomization) {
+if (renderedFile !== null) {
+  // kustomize has read the kustomization files.
+} else if (!kustomization) {
   problems.push(`${KUSTOMIZATION}: missing, or not a Kustomization`);
 } else {
   const doc = { kind: "Kustomization", metadata: { name: basename(resolve(manifestDir)) } };
@@ -370,4 +521,4 @@ if (problems.length > 0) {
   process.exit(1);
 }
 process.stdout.write(
-  `k8s manifests in ${manifestDir}: ${documents.length} documents in ${files.length} files valid\n`);
+  `k8s manifests in ${manifestDir}: ${documents.length} documents in ${sources.length} files valid\n`);
