@@ -1,93 +1,27 @@
 #include "ciagent/git/internal/tls_stream.h"
 
-#include <arpa/inet.h>
 #include <git2.h>
 #include <git2/sys/stream.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 #include <climits>
-#include <cstdlib>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/synchronization/mutex.h"
 #include "ciagent/git/internal/socket_stream.h"
+#include "ciagent/net/tls.h"
 
 namespace ciagent {
 namespace {
 
-// --- trust -----------------------------------------------------------------
-
-// One SSL_CTX per trust setting, made once and kept for the process: the
-// system store as the environment named it, or a CA file as it was on disk
-// (a rotated file, with another size or time, gets a context of its own).
-absl::Mutex contexts_mutex;
-std::map<std::string, SSL_CTX*>& Contexts() {
-  static auto* contexts = new std::map<std::string, SSL_CTX*>();
-  return *contexts;
-}
-
+// The context TLS connections opened on this thread use; null for the
+// system store.
 thread_local SSL_CTX* thread_context = nullptr;
-
-std::string OpenSslError() {
-  const unsigned long code = ERR_get_error();
-  ERR_clear_error();
-  if (code == 0) return "unknown error";
-  char text[256];
-  ERR_error_string_n(code, text, sizeof(text));
-  return text;
-}
-
-std::string TrustKey(const std::string& ca_file) {
-  if (ca_file.empty()) {
-    const char* file = std::getenv("SSL_CERT_FILE");
-    const char* dir = std::getenv("SSL_CERT_DIR");
-    return absl::StrCat("system\n", file != nullptr ? file : "", "\n",
-                        dir != nullptr ? dir : "");
-  }
-  struct stat info = {};
-  stat(ca_file.c_str(), &info);
-  return absl::StrCat("file\n", ca_file, "\n", info.st_size, "\n",
-                      info.st_mtim.tv_sec, ".", info.st_mtim.tv_nsec);
-}
-
-absl::StatusOr<SSL_CTX*> ContextFor(const std::string& ca_file) {
-  const std::string key = TrustKey(ca_file);
-  absl::MutexLock lock(&contexts_mutex);
-  auto found = Contexts().find(key);
-  if (found != Contexts().end()) return found->second;
-  SSL_CTX* context = SSL_CTX_new(TLS_client_method());
-  if (context == nullptr) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("TLS context: ", OpenSslError()));
-  }
-  SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
-  SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nullptr);
-  SSL_CTX_set_mode(context, SSL_MODE_AUTO_RETRY);
-  const int loaded =
-      ca_file.empty()
-          ? SSL_CTX_set_default_verify_paths(context)
-          : SSL_CTX_load_verify_locations(context, ca_file.c_str(), nullptr);
-  if (loaded != 1) {
-    const std::string error = OpenSslError();
-    SSL_CTX_free(context);
-    return absl::FailedPreconditionError(
-        ca_file.empty()
-            ? absl::StrCat("load the system's trusted certificates: ", error)
-            : absl::StrCat("load CA file ", ca_file, ": ", error));
-  }
-  Contexts().emplace(key, context);
-  return context;
-}
 
 // --- the stream ------------------------------------------------------------
 
@@ -151,77 +85,31 @@ BIO_METHOD* StreamBioMethod() {
   return method;
 }
 
-bool IsAddress(const std::string& host) {
-  unsigned char buffer[sizeof(in6_addr)];
-  return inet_pton(AF_INET, host.c_str(), buffer) == 1 ||
-         inet_pton(AF_INET6, host.c_str(), buffer) == 1;
-}
-
-// Why the peer's certificate was refused, as a person fixing it reads it.
-std::string VerifyFailure(const TlsStream& self, long result) {
-  std::string why;
-  switch (result) {
-    case X509_V_ERR_HOSTNAME_MISMATCH:
-    case X509_V_ERR_IP_ADDRESS_MISMATCH:
-      why = absl::StrCat("its certificate does not name ", self.host,
-                         IsAddress(self.host)
-                             ? " (no IP address entry in subjectAltName)"
-                             : " (no matching DNS name in subjectAltName)");
-      break;
-    case X509_V_ERR_CERT_HAS_EXPIRED:
-      why = "its certificate has expired";
-      break;
-    case X509_V_ERR_CERT_NOT_YET_VALID:
-      why = "its certificate is not valid yet (check the clocks)";
-      break;
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
-      why = absl::StrCat("unknown issuer: its certificate is not signed by a "
-                         "trusted CA (",
-                         X509_verify_cert_error_string(result),
-                         "; give the CA with CI_CA_FILE)");
-      break;
-    default:
-      why = X509_verify_cert_error_string(result);
-  }
-  return absl::StrCat("TLS to ", self.host, ": ", why);
-}
-
 int Connect(git_stream* stream) {
   TlsStream* self = Self(stream);
   if (self->owns_inner) {
     if (int rc = self->inner->connect(self->inner); rc < 0) return rc;
   }
-  ERR_clear_error();
-  self->ssl = SSL_new(self->context);
-  if (self->ssl == nullptr) {
-    git_error_set_str(GIT_ERROR_SSL, OpenSslError().c_str());
+  absl::StatusOr<SSL*> ssl = NewTlsSession(self->context, self->host);
+  if (!ssl.ok()) {
+    git_error_set_str(GIT_ERROR_SSL, std::string(ssl.status().message()).c_str());
     return -1;
   }
+  self->ssl = *ssl;
   BIO* bio = BIO_new(StreamBioMethod());
   BIO_set_data(bio, self);
   SSL_set_bio(self->ssl, bio, bio);
-  X509_VERIFY_PARAM* param = SSL_get0_param(self->ssl);
-  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-  if (IsAddress(self->host)) {
-    X509_VERIFY_PARAM_set1_ip_asc(param, self->host.c_str());
-  } else {
-    SSL_set_tlsext_host_name(self->ssl, self->host.c_str());
-    X509_VERIFY_PARAM_set1_host(param, self->host.c_str(), 0);
-  }
   if (SSL_connect(self->ssl) != 1) {
     const long verified = SSL_get_verify_result(self->ssl);
     if (verified != X509_V_OK) {
-      git_error_set_str(GIT_ERROR_SSL, VerifyFailure(*self, verified).c_str());
+      git_error_set_str(GIT_ERROR_SSL, TlsVerifyFailure(self->host, verified, "CI_CA_FILE").c_str());
       ERR_clear_error();
       return GIT_ECERTIFICATE;
     }
     if (!self->inner_failed) {
       git_error_set_str(GIT_ERROR_SSL,
                         absl::StrCat("TLS handshake with ", self->host,
-                                     " failed: ", OpenSslError())
+                                     " failed: ", TakeOpenSslError())
                             .c_str());
     }
     ERR_clear_error();
@@ -255,7 +143,7 @@ ssize_t Failed(TlsStream* self, int rc, const char* what) {
         GIT_ERROR_SSL,
         absl::StrCat("TLS ", what, " ", self->host, ": ",
                      error == SSL_ERROR_SYSCALL ? "connection closed"
-                                                : OpenSslError())
+                                                : TakeOpenSslError())
             .c_str());
   }
   ERR_clear_error();
@@ -299,7 +187,7 @@ void Free(git_stream* stream) {
 
 SSL_CTX* CurrentContext() {
   if (thread_context != nullptr) return thread_context;
-  absl::StatusOr<SSL_CTX*> system_store = ContextFor("");
+  absl::StatusOr<SSL_CTX*> system_store = TlsClientContext({});
   return system_store.ok() ? *system_store : nullptr;
 }
 
@@ -357,7 +245,7 @@ absl::Status RegisterOpenSslTlsStream() {
 }
 
 absl::Status SetTlsTrust(const std::string& ca_file) {
-  absl::StatusOr<SSL_CTX*> context = ContextFor(ca_file);
+  absl::StatusOr<SSL_CTX*> context = TlsClientContext({.ca_file = ca_file});
   if (!context.ok()) return context.status();
   thread_context = *context;
   return absl::OkStatus();

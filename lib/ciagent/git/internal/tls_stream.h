@@ -5,17 +5,12 @@
 // server reached by IP address (https://10.0.0.5:3000/...) fails with "The
 // certificate Common Name (CN) does not match" even when its certificate
 // names the address in subjectAltName, and mbedTLS ignores SSL_CERT_FILE.
-// This stream verifies as git (and curl) do:
-//   - the peer's chain against the trust of the connection's thread
-//     (SetTlsTrust): one PEM file, which replaces the system store, or the
-//     system store: SSL_CERT_FILE / SSL_CERT_DIR when set, else OpenSSL's
-//     default paths;
-//   - the host: DNS names (with wildcards, as RFC 6125 says) for a name, the
-//     IP address entries for an address (IPv4 and IPv6);
-//   - TLS 1.2 or newer; SNI sent for names (never for addresses).
-// A certificate that fails is GIT_ECERTIFICATE with a message naming the
-// host and the reason: "does not name 10.0.0.5", "has expired", "unknown
-// issuer (not signed by a trusted CA: set CI_CA_FILE)", ...
+// This stream verifies as git (and curl) do, with net/tls.h (the client TLS
+// shared with Redis): the trust of the connection's thread (SetTlsTrust),
+// DNS names and IP addresses in subjectAltName, TLS 1.2 or newer, SNI for
+// names. A certificate that fails is GIT_ECERTIFICATE with a message naming
+// the host and the reason: "does not name 10.0.0.5", "has expired",
+// "unknown issuer (not signed by a trusted CA: set CI_CA_FILE)", ...
 //
 // It runs over the registered socket stream (socket_stream.h: no delay,
 // timeouts), and over an HTTP CONNECT tunnel when libgit2 goes through a
