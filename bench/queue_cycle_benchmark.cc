@@ -64,7 +64,7 @@ absl::StatusOr<RedisOptions> BenchRedisOptions() {
         "e.g. redis://127.0.0.1:6390 (scripts/bench-queue.sh starts one)");
   }
   CIAGENT_ASSIGN_OR_RETURN(RedisOptions options, RedisOptionsFromUrl(url));
-  CIAGENT_RETURN_IF_ERROR(ApplyRedisPasswordFromEnv(&options));
+  CIAGENT_RETURN_IF_ERROR(ApplyRedisEnvironment(&options));
   return options;
 }
 

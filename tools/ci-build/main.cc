@@ -17,6 +17,7 @@
 #include "build_flags.h"
 #include "outcome.h"
 #include "push_mode.h"
+#include "redis_flags.h"
 #include "tool_flags.h"
 
 ABSL_FLAG(std::string, job, "", "queue mode: the job.json written by ci-consume");
@@ -90,7 +91,7 @@ int RunQueued(absl::StatusOr<ciagent::PipelineOptions> flags) {
   absl::StatusOr<ClaimFile> claim =
       ReadClaimFile(absl::GetFlag(FLAGS_job), parse);
   if (!claim.ok()) return Fail(kExitUsage, claim.status());
-  absl::Status password = ApplyRedisPasswordFromEnv(&claim->redis);
+  absl::Status password = ApplyRedisSettings(&claim->redis);
   if (!password.ok()) return Fail(kExitUsage, password);
   if (!flags.ok()) return FailClaimed(*claim, flags.status());
   PipelineOptions pipeline = *std::move(flags);

@@ -11,6 +11,7 @@
 #include "ciagent/base/log.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/agent/job_intake.h"
+#include "redis_flags.h"
 #include "tool_flags.h"
 
 // Defaults from the environment are resolved after parsing (FlagOrEnv).
@@ -79,7 +80,7 @@ absl::StatusOr<ciagent::IntakeOptions> OptionsFromFlags() {
   CIAGENT_ASSIGN_OR_RETURN(
       o.redis, RedisOptionsFromUrl(FlagOrEnv(absl::GetFlag(FLAGS_redis),
                                              "REDIS_URL", kDefaultRedis)));
-  CIAGENT_RETURN_IF_ERROR(ApplyRedisPasswordFromEnv(&o.redis));
+  CIAGENT_RETURN_IF_ERROR(ApplyRedisSettings(&o.redis));
   o.queue.stream = absl::GetFlag(FLAGS_stream);
   o.queue.group = absl::GetFlag(FLAGS_group);
   o.queue.consumer = absl::GetFlag(FLAGS_consumer);

@@ -10,6 +10,7 @@
 #include "ciagent/base/log.h"
 #include "ciagent/base/status_macros.h"
 #include "commands.h"
+#include "redis_flags.h"
 #include "tool_flags.h"
 
 // Defaults from the environment are resolved after parsing (FlagOrEnv).
@@ -122,7 +123,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<RedisOptions> redis = RedisOptionsFromUrl(FlagOrEnv(
       absl::GetFlag(FLAGS_redis), "REDIS_URL", "redis://127.0.0.1:6379"));
   absl::Status password =
-      redis.ok() ? ApplyRedisPasswordFromEnv(&*redis) : redis.status();
+      redis.ok() ? ApplyRedisSettings(&*redis) : redis.status();
   if (!password.ok()) return fail(kExitUsage, password);
   QueueOptions queue{.stream = absl::GetFlag(FLAGS_stream),
                      .group = absl::GetFlag(FLAGS_group)};

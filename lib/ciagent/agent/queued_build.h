@@ -34,7 +34,7 @@
 //
 // Example:
 //   CIAGENT_ASSIGN_OR_RETURN(ClaimFile claim, ReadClaimFile(path));
-//   CIAGENT_RETURN_IF_ERROR(ApplyRedisPasswordFromEnv(&claim.redis));
+//   CIAGENT_RETURN_IF_ERROR(ApplyRedisEnvironment(&claim.redis));
 //   QueuedBuildOptions options;
 //   options.pipeline.cargo_home = "/cache/cargo";
 //   CIAGENT_ASSIGN_OR_RETURN(QueuedBuildResult done,
@@ -86,7 +86,7 @@ struct QueuedBuildResult {
   std::string reason;
 };
 
-// `claim_file.redis` must hold the password already (ApplyRedisPasswordFromEnv).
+// `claim_file.redis` must hold the password already (ApplyRedisEnvironment).
 absl::StatusOr<QueuedBuildResult> RunQueuedBuild(const ClaimFile& claim_file,
                                                  const QueuedBuildOptions& options);
 

@@ -34,7 +34,7 @@ absl::Status WriteClaimFile(absl::string_view path, const ClaimedJob& claim,
                             const RedisOptions& redis);
 
 // A claim file read back: everything a later tool needs to renew, log and
-// finalize the job. `redis` has no password: apply ApplyRedisPasswordFromEnv.
+// finalize the job. `redis` has no password: apply ApplyRedisEnvironment.
 struct ClaimFile {
   std::string path;  // where it was read from
   ClaimedJob claim;

@@ -154,6 +154,7 @@ absl::StatusOr<std::optional<std::string>> JobQueue::AddJob(
              {"undelivered", reply.elements[1].integer}});
   }
   if (reply.elements[0].str.empty()) return std::nullopt;  // known already
+  redis_.ConfirmReplicated(absl::StrCat("enqueue ", job.job_id));
   return reply.elements[0].str;
 }
 
@@ -363,6 +364,7 @@ absl::Status JobQueue::DeadLetter(const Entry& entry,
     LogWarning("entry lost before dead-lettering", {{"error", fenced}});
     return absl::OkStatus();
   }
+  redis_.ConfirmReplicated(absl::StrCat("dead-letter entry ", entry.id));
   LogWarning("dead-lettered entry", {{"stream_id", entry.id},
                                      {"dead_letter_id", reply.elements[1].str},
                                      {"dead_job_id", job_id.value_or("")},
@@ -432,7 +434,9 @@ absl::Status JobQueue::Finalize(const ClaimedJob& claim,
                   {options_.stream, options_.StatusKey(claim.job.job_id),
                    options_.LogKey(claim.job.job_id), options_.RecentJobsKey()},
                   args));
-  return Fenced("finalize", reply, claim.stream_id);
+  CIAGENT_RETURN_IF_ERROR(Fenced("finalize", reply, claim.stream_id));
+  redis_.ConfirmReplicated(absl::StrCat("finalize job ", claim.job.job_id));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::optional<ClaimedJob>> JobQueue::FinalizeAndClaimNext(
@@ -448,6 +452,7 @@ absl::StatusOr<std::optional<ClaimedJob>> JobQueue::FinalizeAndClaimNext(
                    options_.DeadLetterStream()},
                   args));
   CIAGENT_RETURN_IF_ERROR(Fenced("finalize", reply, claim.stream_id));
+  redis_.ConfirmReplicated(absl::StrCat("finalize job ", claim.job.job_id));
   if (reply.elements.size() < 2) return std::nullopt;
   CIAGENT_ASSIGN_OR_RETURN(std::optional<Entry> entry,
                            ParseClaimReply(reply.elements[1]));
@@ -468,7 +473,9 @@ absl::Status JobQueue::Requeue(const ClaimedJob& claim,
                        {"updated_at", stamp}});
   CIAGENT_ASSIGN_OR_RETURN(RedisReply reply,
                            EvalForJob(RequeueScript(), claim, args));
-  return Fenced("requeue", reply, claim.stream_id);
+  CIAGENT_RETURN_IF_ERROR(Fenced("requeue", reply, claim.stream_id));
+  redis_.ConfirmReplicated(absl::StrCat("requeue job ", claim.job.job_id));
+  return absl::OkStatus();
 }
 
 absl::Status JobQueue::RequestCancel(absl::string_view job_id,

@@ -1,54 +1,33 @@
 #include "ciagent/queue/redis_client.h"
 
-#include <hiredis.h>
 #include <openssl/sha.h>
 
-#include <cerrno>
-#include <cstring>
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "ciagent/base/log.h"
 #include "ciagent/base/secret.h"
 #include "ciagent/base/status_macros.h"
+#include "ciagent/queue/internal/redis_connection.h"
 
 namespace ciagent {
 namespace {
 
-RedisReply Convert(const redisReply* r) {
-  RedisReply out;
-  switch (r->type) {
-    case REDIS_REPLY_STRING:
-      out.type = RedisReply::Type::kString;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_STATUS:
-      out.type = RedisReply::Type::kStatus;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_ERROR:
-      out.type = RedisReply::Type::kError;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_INTEGER:
-      out.type = RedisReply::Type::kInteger;
-      out.integer = r->integer;
-      break;
-    case REDIS_REPLY_ARRAY:
-      out.type = RedisReply::Type::kArray;
-      out.elements.reserve(r->elements);
-      for (size_t i = 0; i < r->elements; ++i) {
-        out.elements.push_back(Convert(r->element[i]));
-      }
-      break;
-    default:
-      out.type = RedisReply::Type::kNil;
-  }
-  return out;
+// A reply of a server that is no longer (or not) the master: a write on a
+// replica, from a command or inside a script ("... -READONLY ..."), or a
+// blocked command released by the server's role change.
+bool IsDemotedMasterError(absl::string_view error) {
+  return absl::StrContains(error, "READONLY") ||
+         absl::StartsWith(error, "UNBLOCKED");
 }
 
 // Maps an error reply to a status whose code says what to do about it.
@@ -57,8 +36,8 @@ absl::Status ErrorReplyStatus(absl::string_view command,
   const std::string message = absl::StrCat("redis ", command, ": ", error);
   const absl::string_view prefix = error.substr(0, error.find(' '));
   if (prefix == "LOADING" || prefix == "BUSY" || prefix == "MASTERDOWN" ||
-      prefix == "TRYAGAIN" || prefix == "READONLY" || prefix == "OOM" ||
-      prefix == "CLUSTERDOWN") {
+      prefix == "TRYAGAIN" || prefix == "OOM" || prefix == "CLUSTERDOWN" ||
+      IsDemotedMasterError(error)) {
     return absl::UnavailableError(message);
   }
   if (prefix == "NOAUTH" || prefix == "WRONGPASS" ||
@@ -102,16 +81,69 @@ std::string PercentDecode(absl::string_view in) {
   return out;
 }
 
+constexpr int kRedisPort = 6379;
+constexpr int kSentinelPort = 26379;
+
+std::atomic<int64_t> unconfirmed_writes{0};
+
+// host, host:port, [v6], [v6]:port.
+absl::StatusOr<RedisEndpoint> ParseHostPort(absl::string_view text,
+                                            int default_port) {
+  RedisEndpoint endpoint;
+  endpoint.port = default_port;
+  const size_t colon = text.rfind(':');
+  const size_t bracket = text.rfind(']');
+  if (colon != absl::string_view::npos &&
+      (bracket == absl::string_view::npos || colon > bracket)) {
+    absl::string_view port = text.substr(colon + 1);
+    if (!absl::SimpleAtoi(port, &endpoint.port) || endpoint.port <= 0 ||
+        endpoint.port > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "redis url: port must be 1-65535 (got \"", port, "\")"));
+    }
+    text = text.substr(0, colon);
+  }
+  if (absl::StartsWith(text, "[") && absl::EndsWith(text, "]")) {
+    text = text.substr(1, text.size() - 2);
+  }
+  if (text.empty()) return absl::InvalidArgumentError("redis url: host is missing");
+  endpoint.host = std::string(text);
+  return endpoint;
+}
+
+SocketOptions RedisSocketOptions(const RedisOptions& options,
+                                 absl::Duration timeout) {
+  SocketOptions socket;
+  socket.connect_timeout = std::min(options.connect_timeout, timeout);
+  socket.io_timeout = timeout;
+  if (options.tls) socket.tls = options.tls_files;
+  socket.ca_setting = "REDIS_CA_FILE";
+  socket.client_certificate_setting = "REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE";
+  return socket;
+}
+
+std::string HostPort(const RedisEndpoint& endpoint) {
+  const bool ipv6 = endpoint.host.find(':') != std::string::npos;
+  return absl::StrCat(ipv6 ? "[" : "", endpoint.host, ipv6 ? "]" : "", ":",
+                      endpoint.port);
+}
+
 }  // namespace
 
 absl::StatusOr<RedisOptions> RedisOptionsFromUrl(absl::string_view url) {
-  constexpr absl::string_view kScheme = "redis://";
-  if (!absl::StartsWith(url, kScheme)) {
+  const size_t scheme_end = url.find("://");
+  const absl::string_view scheme =
+      scheme_end == absl::string_view::npos ? "" : url.substr(0, scheme_end);
+  if (scheme != "redis" && scheme != "rediss" && scheme != "redis+sentinel" &&
+      scheme != "rediss+sentinel") {
     return absl::InvalidArgumentError(
-        "redis url: must start with redis:// (rediss:// is not supported)");
+        "redis url: must start with redis://, rediss://, redis+sentinel:// "
+        "or rediss+sentinel://");
   }
-  absl::string_view rest = url.substr(kScheme.size());
   RedisOptions options;
+  options.tls = absl::StartsWith(scheme, "rediss");
+  const bool sentinel = absl::EndsWith(scheme, "+sentinel");
+  absl::string_view rest = url.substr(scheme_end + 3);
   // Userinfo ends at the last '@' so a password may contain '@'.
   if (size_t at = rest.rfind('@'); at != absl::string_view::npos) {
     absl::string_view userinfo = rest.substr(0, at);
@@ -125,158 +157,271 @@ absl::StatusOr<RedisOptions> RedisOptionsFromUrl(absl::string_view url) {
     }
     RegisterSecret(options.password);
   }
-  absl::string_view hostport = rest;
+  absl::string_view hosts = rest;
+  absl::string_view path;
   if (size_t slash = rest.find('/'); slash != absl::string_view::npos) {
-    hostport = rest.substr(0, slash);
-    absl::string_view db = rest.substr(slash + 1);
-    if (!db.empty() && (!absl::SimpleAtoi(db, &options.db) || options.db < 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "redis url: database must be a non-negative number (got \"", db,
-          "\")"));
+    hosts = rest.substr(0, slash);
+    path = rest.substr(slash + 1);
+  }
+  if (sentinel) {
+    for (absl::string_view one : absl::StrSplit(hosts, ',')) {
+      CIAGENT_ASSIGN_OR_RETURN(RedisEndpoint endpoint,
+                               ParseHostPort(one, kSentinelPort));
+      options.sentinels.push_back(std::move(endpoint));
     }
-  }
-  const size_t colon = hostport.rfind(':');
-  const size_t bracket = hostport.rfind(']');
-  if (colon != absl::string_view::npos &&
-      (bracket == absl::string_view::npos || colon > bracket)) {
-    absl::string_view port = hostport.substr(colon + 1);
-    if (!absl::SimpleAtoi(port, &options.port) || options.port <= 0 ||
-        options.port > 65535) {
+    const size_t slash = path.find('/');
+    options.master_name = std::string(path.substr(0, slash));
+    path = slash == absl::string_view::npos ? "" : path.substr(slash + 1);
+    if (options.master_name.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "redis url: port must be 1-65535 (got \"", port, "\")"));
+          "redis url: name the master: ", scheme,
+          "://host1:26379,host2:26379/<master-name>[/db]"));
     }
-    hostport = hostport.substr(0, colon);
+  } else {
+    CIAGENT_ASSIGN_OR_RETURN(RedisEndpoint server,
+                             ParseHostPort(hosts, kRedisPort));
+    options.host = std::move(server.host);
+    options.port = server.port;
   }
-  if (absl::StartsWith(hostport, "[") && absl::EndsWith(hostport, "]")) {
-    hostport = hostport.substr(1, hostport.size() - 2);
+  if (!path.empty() &&
+      (!absl::SimpleAtoi(path, &options.db) || options.db < 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "redis url: database must be a non-negative number (got \"", path,
+        "\")"));
   }
-  if (hostport.empty()) {
-    return absl::InvalidArgumentError("redis url: host is missing");
-  }
-  options.host = std::string(hostport);
   return options;
 }
 
-absl::Status ApplyRedisPasswordFromEnv(RedisOptions* options) {
+absl::Status ApplyRedisEnvironment(RedisOptions* options) {
   CIAGENT_ASSIGN_OR_RETURN(std::optional<std::string> password,
                            ReadSecretFromEnv("REDIS_PASSWORD"));
   if (password.has_value()) options->password = *std::move(password);
+  CIAGENT_ASSIGN_OR_RETURN(std::optional<std::string> sentinel_password,
+                           ReadSecretFromEnv("REDIS_SENTINEL_PASSWORD"));
+  if (sentinel_password.has_value()) {
+    options->sentinel_password = *std::move(sentinel_password);
+  }
+  const auto env = [](const char* name) -> std::string {
+    const char* value = std::getenv(name);
+    return value != nullptr ? value : "";
+  };
+  if (std::string user = env("REDIS_SENTINEL_USERNAME"); !user.empty()) {
+    options->sentinel_username = std::move(user);
+  }
+  std::string ca_file = env("REDIS_CA_FILE");
+  if (ca_file.empty()) ca_file = env("CI_CA_FILE");
+  if (!ca_file.empty()) options->tls_files.ca_file = std::move(ca_file);
+  std::string cert_file = env("REDIS_TLS_CERT_FILE");
+  std::string key_file = env("REDIS_TLS_KEY_FILE");
+  if (cert_file.empty() != key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "redis TLS: set both REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE, or "
+        "neither");
+  }
+  if (!cert_file.empty()) {
+    options->tls_files.cert_file = std::move(cert_file);
+    options->tls_files.key_file = std::move(key_file);
+  }
   return absl::OkStatus();
 }
 
 std::string RedactedRedisUrl(const RedisOptions& options) {
-  const bool ipv6 = options.host.find(':') != std::string::npos;
-  return absl::StrCat("redis://",
-                      options.username.empty() ? "" : options.username + "@",
-                      ipv6 ? "[" : "", options.host, ipv6 ? "]" : "", ":",
-                      options.port, "/", options.db);
+  std::string url = absl::StrCat(
+      options.tls ? "rediss" : "redis",
+      options.sentinels.empty() ? "" : "+sentinel", "://",
+      options.username.empty() ? "" : options.username + "@");
+  if (options.sentinels.empty()) {
+    absl::StrAppend(&url, HostPort({options.host, options.port}));
+  } else {
+    absl::StrAppend(&url, absl::StrJoin(options.sentinels, ",",
+                                        [](std::string* out,
+                                           const RedisEndpoint& sentinel) {
+                                          out->append(HostPort(sentinel));
+                                        }),
+                    "/", options.master_name);
+  }
+  absl::StrAppend(&url, "/", options.db);
+  return url;
 }
+
+int64_t UnconfirmedRedisWrites() { return unconfirmed_writes.load(); }
 
 RedisScript::RedisScript(std::string source)
     : source_(std::move(source)), sha1_(Sha1Hex(source_)) {}
 
 RedisClient::RedisClient(RedisOptions options) : options_(std::move(options)) {}
 
-RedisClient::~RedisClient() { Disconnect(); }
+RedisClient::~RedisClient() = default;
+RedisClient::RedisClient(RedisClient&& other) noexcept = default;
+RedisClient& RedisClient::operator=(RedisClient&& other) noexcept = default;
 
-RedisClient::RedisClient(RedisClient&& other) noexcept
-    : options_(std::move(other.options_)),
-      context_(std::exchange(other.context_, nullptr)) {}
+void RedisClient::Disconnect() { connection_.reset(); }
 
-RedisClient& RedisClient::operator=(RedisClient&& other) noexcept {
-  if (this != &other) {
-    Disconnect();
-    options_ = std::move(other.options_);
-    context_ = std::exchange(other.context_, nullptr);
-  }
-  return *this;
+std::string RedisClient::server() const {
+  return connection_ != nullptr ? connection_->peer() : "";
 }
 
-void RedisClient::Disconnect() {
-  if (context_ != nullptr) {
-    redisFree(context_);
-    context_ = nullptr;
-  }
-}
-
-absl::Status RedisClient::ConnectionError(absl::string_view what) {
-  std::string detail = context_ != nullptr && context_->err != 0
-                           ? std::string(context_->errstr)
-                           : "connection lost";
+absl::Status RedisClient::ConnectionError(absl::string_view what,
+                                          absl::Status error) {
   Disconnect();
-  return absl::UnavailableError(
-      absl::StrCat("redis ", what, " ", RedactedRedisUrl(options_), ": ",
-                   detail));
+  return absl::Status(error.code(),
+                      absl::StrCat("redis ", what, " ",
+                                   RedactedRedisUrl(options_), ": ",
+                                   error.message()));
+}
+
+absl::Status RedisClient::ReplyError(absl::string_view command,
+                                     absl::string_view error) {
+  if (IsDemotedMasterError(error)) Disconnect();
+  return ErrorReplyStatus(command, error);
+}
+
+absl::StatusOr<RedisEndpoint> RedisClient::ResolveMaster() {
+  const SocketOptions socket_options =
+      RedisSocketOptions(options_, options_.sentinel_timeout);
+  const size_t count = options_.sentinels.size();
+  std::vector<std::string> unreachable, unknown, refused;
+  absl::Status configuration;  // TLS or credentials: the same for every one
+  for (size_t k = 0; k < count; ++k) {
+    const size_t i = (first_sentinel_ + k) % count;
+    const std::string name = HostPort(options_.sentinels[i]);
+    auto sentinel = internal::RedisConnection::Open(
+        options_.sentinels[i].host, options_.sentinels[i].port, socket_options);
+    absl::StatusOr<RedisReply> reply;
+    if (sentinel.ok() && !options_.sentinel_password.empty()) {
+      std::vector<std::string> auth = {"AUTH"};
+      if (!options_.sentinel_username.empty()) {
+        auth.push_back(options_.sentinel_username);
+      }
+      auth.push_back(options_.sentinel_password);
+      reply = (*sentinel)->RoundTrip(auth);
+      if (reply.ok() && reply->type == RedisReply::Type::kError) {
+        configuration = ErrorReplyStatus("AUTH", reply->str);
+        refused.push_back(absl::StrCat(name, ": ", reply->str));
+        continue;
+      }
+    }
+    if (sentinel.ok() && reply.ok()) {
+      reply = (*sentinel)->RoundTrip(
+          {"SENTINEL", "get-master-addr-by-name", options_.master_name});
+    }
+    const absl::Status failed = sentinel.ok() ? reply.status() : sentinel.status();
+    if (!failed.ok()) {
+      if (failed.code() == absl::StatusCode::kFailedPrecondition) {
+        configuration = failed;
+      }
+      unreachable.push_back(std::string(failed.message()));
+      continue;
+    }
+    if (reply->is_nil()) {
+      unknown.push_back(name);
+      continue;
+    }
+    int port = 0;
+    if (reply->is_array() && reply->elements.size() == 2 &&
+        absl::SimpleAtoi(reply->elements[1].str, &port)) {
+      first_sentinel_ = i;
+      return RedisEndpoint{reply->elements[0].str, port};
+    }
+    refused.push_back(absl::StrCat(
+        name, ": ", reply->type == RedisReply::Type::kError ? reply->str
+                                                            : "unexpected reply"));
+  }
+  const std::string master = absl::StrCat("master \"", options_.master_name, "\"");
+  if (unknown.size() == count) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the sentinels (", absl::StrJoin(unknown, ", "), ") do not know a ",
+        master, ": check the master name"));
+  }
+  if (!configuration.ok() && unknown.empty()) {
+    return absl::Status(configuration.code(),
+                        absl::StrCat("no sentinel gave the address of ", master,
+                                     ": ", configuration.message()));
+  }
+  if (unknown.empty() && refused.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("no sentinel reachable for ", master, " (",
+                     absl::StrJoin(unreachable, "; "), ")"));
+  }
+  std::vector<std::string> all = unreachable;
+  for (const std::string& name : unknown) {
+    all.push_back(absl::StrCat(name, ": does not know the master"));
+  }
+  all.insert(all.end(), refused.begin(), refused.end());
+  return absl::UnavailableError(absl::StrCat(
+      "no sentinel gave the address of ", master, " (",
+      absl::StrJoin(all, "; "), ")"));
 }
 
 absl::Status RedisClient::Connect() {
-  if (context_ != nullptr) return absl::OkStatus();
-  context_ = redisConnectWithTimeout(options_.host.c_str(), options_.port,
-                                     absl::ToTimeval(options_.connect_timeout));
-  if (context_ == nullptr) {
-    return absl::ResourceExhaustedError("redis connect: out of memory");
+  if (connection_ != nullptr) return absl::OkStatus();
+  RedisEndpoint server{options_.host, options_.port};
+  const bool sentinel = !options_.sentinels.empty();
+  if (sentinel) {
+    absl::StatusOr<RedisEndpoint> master = ResolveMaster();
+    if (!master.ok()) return ConnectionError("connect", master.status());
+    server = *std::move(master);
   }
-  if (context_->err != 0) return ConnectionError("connect");
-  if (redisSetTimeout(context_, absl::ToTimeval(options_.command_timeout)) !=
-          REDIS_OK ||
-      redisEnableKeepAlive(context_) != REDIS_OK) {
-    return ConnectionError("connect");
-  }
+  absl::StatusOr<std::unique_ptr<internal::RedisConnection>> connection =
+      internal::RedisConnection::Open(
+          server.host, server.port,
+          RedisSocketOptions(options_, options_.command_timeout));
+  if (!connection.ok()) return ConnectionError("connect", connection.status());
+  connection_ = *std::move(connection);
+  // Every command of the handshake in one round trip.
+  std::vector<std::vector<std::string>> hello;
   if (!options_.password.empty()) {
     std::vector<std::string> auth = {"AUTH"};
     if (!options_.username.empty()) auth.push_back(options_.username);
     auth.push_back(options_.password);
-    absl::StatusOr<RedisReply> reply = Command(absl::MakeConstSpan(auth));
-    if (!reply.ok()) {
+    hello.push_back(std::move(auth));
+  }
+  if (sentinel) hello.push_back({"ROLE"});
+  if (options_.db != 0) hello.push_back({"SELECT", absl::StrCat(options_.db)});
+  // Over TLS, a server refusing the client certificate says so at the first
+  // read: make it happen here, not in the caller's first command.
+  if (hello.empty() && options_.tls) hello.push_back({"PING"});
+  if (hello.empty()) return absl::OkStatus();
+  absl::StatusOr<std::vector<RedisReply>> replies =
+      Pipeline(absl::MakeConstSpan(hello));
+  if (!replies.ok()) {
+    Disconnect();
+    return replies.status();
+  }
+  if (sentinel) {
+    const RedisReply& role = (*replies)[options_.password.empty() ? 0 : 1];
+    const std::string name =
+        role.is_array() && !role.elements.empty() ? role.elements[0].str : "?";
+    if (name != "master") {
       Disconnect();
-      return reply.status();
+      // Ask another sentinel next time: this one's view is stale.
+      first_sentinel_ = (first_sentinel_ + 1) % options_.sentinels.size();
+      return absl::UnavailableError(absl::StrCat(
+          "redis connect ", RedactedRedisUrl(options_), ": ", HostPort(server),
+          ", named master by the sentinels, is a ", name,
+          " (a failover is under way)"));
     }
-  }
-  if (options_.db != 0) {
-    absl::StatusOr<RedisReply> reply =
-        Command({"SELECT", absl::StrCat(options_.db)});
-    if (!reply.ok()) {
-      Disconnect();
-      return reply.status();
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status RedisClient::Append(absl::Span<const std::string> argv) {
-  std::vector<const char*> args;
-  std::vector<size_t> lens;
-  args.reserve(argv.size());
-  lens.reserve(argv.size());
-  for (const std::string& a : argv) {
-    args.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  if (redisAppendCommandArgv(context_, static_cast<int>(args.size()),
-                             args.data(), lens.data()) != REDIS_OK) {
-    return ConnectionError(argv.empty() ? "command" : argv[0]);
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<RedisReply> RedisClient::ReadReply(
     absl::string_view command_name) {
-  void* raw = nullptr;
-  if (redisGetReply(context_, &raw) != REDIS_OK || raw == nullptr) {
-    return ConnectionError(command_name);
-  }
-  RedisReply reply = Convert(static_cast<redisReply*>(raw));
-  freeReplyObject(raw);
+  absl::StatusOr<RedisReply> reply = connection_->Read();
+  if (!reply.ok()) return ConnectionError(command_name, reply.status());
   return reply;
 }
 
 absl::StatusOr<RedisReply> RedisClient::Command(
     absl::Span<const std::string> argv) {
   CIAGENT_RETURN_IF_ERROR(Connect());
-  CIAGENT_RETURN_IF_ERROR(Append(argv));
+  connection_->Append(argv);
+  if (absl::Status sent = connection_->Flush(); !sent.ok()) {
+    return ConnectionError(argv[0], sent);
+  }
   CIAGENT_ASSIGN_OR_RETURN(RedisReply reply, ReadReply(argv[0]));
   if (reply.type == RedisReply::Type::kError) {
-    return ErrorReplyStatus(argv[0], reply.str);
+    return ReplyError(argv[0], reply.str);
   }
   return reply;
 }
@@ -292,20 +437,42 @@ absl::StatusOr<RedisReply> RedisClient::Command(
 absl::StatusOr<std::vector<RedisReply>> RedisClient::Pipeline(
     absl::Span<const std::vector<std::string>> commands) {
   CIAGENT_RETURN_IF_ERROR(Connect());
-  for (const auto& argv : commands) CIAGENT_RETURN_IF_ERROR(Append(argv));
+  for (const auto& argv : commands) connection_->Append(argv);
+  if (absl::Status sent = connection_->Flush(); !sent.ok()) {
+    return ConnectionError(commands.empty() ? "pipeline" : commands[0][0],
+                           sent);
+  }
   std::vector<RedisReply> replies;
   replies.reserve(commands.size());
-  absl::Status first_error;
+  std::optional<size_t> first_error;
   for (const auto& argv : commands) {
     // Read every reply, even after an error, to keep the connection in sync.
     CIAGENT_ASSIGN_OR_RETURN(RedisReply reply, ReadReply(argv[0]));
-    if (reply.type == RedisReply::Type::kError && first_error.ok()) {
-      first_error = ErrorReplyStatus(argv[0], reply.str);
+    if (reply.type == RedisReply::Type::kError && !first_error.has_value()) {
+      first_error = replies.size();
     }
     replies.push_back(std::move(reply));
   }
-  if (!first_error.ok()) return first_error;
+  if (first_error.has_value()) {
+    return ReplyError(commands[*first_error][0], replies[*first_error].str);
+  }
   return replies;
+}
+
+void RedisClient::ConfirmReplicated(absl::string_view what) {
+  if (options_.min_replicas <= 0) return;
+  absl::StatusOr<RedisReply> acknowledged =
+      Command({"WAIT", absl::StrCat(options_.min_replicas),
+               absl::StrCat(absl::ToInt64Milliseconds(options_.replica_timeout))});
+  if (acknowledged.ok() && acknowledged->integer >= options_.min_replicas) {
+    return;
+  }
+  unconfirmed_writes.fetch_add(1);
+  LogWarning("redis write not confirmed by replicas",
+             {{"write", what},
+              {"wanted", options_.min_replicas},
+              {"confirmed", acknowledged.ok() ? acknowledged->integer : 0},
+              {"error", acknowledged.ok() ? "" : acknowledged.status().ToString()}});
 }
 
 absl::StatusOr<RedisReply> RedisClient::Eval(

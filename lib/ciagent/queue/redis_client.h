@@ -1,12 +1,32 @@
-// RedisClient: one synchronous connection to Redis (hiredis), with the
-// connection settings parsed from a redis:// URL and secrets read from the
-// environment.
+// RedisClient: one synchronous connection to Redis, plain or TLS, to one
+// server or to the master a set of Sentinels names, with the connection
+// settings parsed from a URL and secrets read from the environment.
 //
 //   CIAGENT_ASSIGN_OR_RETURN(RedisOptions options,
-//                            RedisOptionsFromUrl("redis://redis:6379/0"));
-//   CIAGENT_RETURN_IF_ERROR(ApplyRedisPasswordFromEnv(&options));
+//                            RedisOptionsFromUrl("rediss://redis:6380/0"));
+//   CIAGENT_RETURN_IF_ERROR(ApplyRedisEnvironment(&options));
 //   RedisClient redis(options);
 //   CIAGENT_ASSIGN_OR_RETURN(RedisReply pong, redis.Command({"PING"}));
+//
+// URLs:
+//   redis://[[user]:password@]host[:port][/db]           plain TCP
+//   rediss://...                                          TLS
+//   redis+sentinel://[[user]:password@]s1[:port],s2[:port],.../master[/db]
+//   rediss+sentinel://...                                 TLS to both
+// The user and password are the data server's (the master's); the
+// sentinels' own come from REDIS_SENTINEL_USERNAME and
+// REDIS_SENTINEL_PASSWORD[_FILE]. Sentinel ports default to 26379.
+//
+// TLS verifies as git and curl do (net/tls.h): the CA from REDIS_CA_FILE,
+// else CI_CA_FILE, else the system store; a client certificate for mutual
+// TLS from REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE.
+//
+// Sentinel (as redis.io's guide for Sentinel clients says): every connect
+// asks the sentinels in turn, each with `sentinel_timeout`, for
+// `SENTINEL get-master-addr-by-name`, starting with the one that answered
+// last; connects to the address; confirms with ROLE that it is a master.
+// A READONLY or UNBLOCKED reply (a demoted master) drops the connection, so
+// the next command resolves the master again.
 //
 // The client connects lazily and, after a connection error, reconnects on the
 // next command: a caller that gets kUnavailable retries with backoff (see
@@ -15,12 +35,15 @@
 // call.
 //
 // Errors:
-//   kUnavailable       connect/IO error or timeout, and the server replies
-//                      LOADING, BUSY, MASTERDOWN, TRYAGAIN, READONLY, OOM:
-//                      retry later.
+//   kUnavailable       connect/IO error or timeout, no sentinel reachable,
+//                      a "master" that is a replica, and the server replies
+//                      LOADING, BUSY, MASTERDOWN, TRYAGAIN, READONLY, OOM,
+//                      UNBLOCKED: retry later.
 //   kUnauthenticated   AUTH rejected (NOAUTH, WRONGPASS): fix the credentials.
 //   kFailedPrecondition NOGROUP and other replies that mean the keyspace is
-//                      not set up as expected.
+//                      not set up as expected; the sentinels do not know the
+//                      master's name; TLS verification failed or the server
+//                      refused the client certificate.
 //   kInternal          any other error reply (a bug, or WRONGTYPE data).
 // Messages name the command (first word only: arguments may be secrets or
 // large) and the server address, never the password.
@@ -40,15 +63,36 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-
-struct redisContext;
+#include "ciagent/net/tls.h"
 
 namespace ciagent {
 
+namespace internal {
+class RedisConnection;
+}
+
+struct RedisEndpoint {
+  std::string host;
+  int port = 0;
+};
+
 struct RedisOptions {
+  // The server; unused with sentinels.
   std::string host = "127.0.0.1";
   int port = 6379;
   int db = 0;
+  // TLS (rediss://), to the server and to the sentinels, with these files.
+  bool tls = false;
+  TlsClientOptions tls_files;
+  // Sentinel mode when not empty: the master named `master_name` is asked of
+  // these.
+  std::vector<RedisEndpoint> sentinels;
+  std::string master_name;
+  // The sentinels' own ACL user and password (secret); empty for none.
+  std::string sentinel_username;
+  std::string sentinel_password;
+  // Connect and each command to one sentinel.
+  absl::Duration sentinel_timeout = absl::Milliseconds(500);
   // ACL user; empty means the default user.
   std::string username;
   // Secret. Comes from the URL, REDIS_PASSWORD or REDIS_PASSWORD_FILE.
@@ -56,21 +100,37 @@ struct RedisOptions {
   absl::Duration connect_timeout = absl::Seconds(5);
   // Per command; must exceed any BLOCK time a caller uses.
   absl::Duration command_timeout = absl::Seconds(10);
+  // Durable writes: after a write its caller must not lose, WAIT for this
+  // many replicas to acknowledge it, up to `replica_timeout`
+  // (ConfirmReplicated). 0 sends no WAIT.
+  int min_replicas = 0;
+  absl::Duration replica_timeout = absl::Seconds(1);
 };
 
-// Parses redis://[[user]:password@]host[:port][/db]. The password, if any,
-// is registered with the logger for masking. kInvalidArgument on a
-// malformed URL (the message never repeats the password).
+// Parses the URLs above. The password, if any, is registered with the
+// logger for masking. kInvalidArgument on a malformed URL (the message
+// never repeats the password).
 absl::StatusOr<RedisOptions> RedisOptionsFromUrl(absl::string_view url);
 
-// Fills options->password from REDIS_PASSWORD or REDIS_PASSWORD_FILE when
-// set (they win over a password in the URL).
-absl::Status ApplyRedisPasswordFromEnv(RedisOptions* options);
+// Applies the environment, which wins over the URL:
+//   REDIS_PASSWORD[_FILE]                 options->password
+//   REDIS_SENTINEL_USERNAME               options->sentinel_username
+//   REDIS_SENTINEL_PASSWORD[_FILE]        options->sentinel_password
+//   REDIS_CA_FILE, else CI_CA_FILE        options->tls_files.ca_file
+//   REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE  the client certificate
+// Secrets are registered for masking. kFailedPrecondition when a *_FILE
+// cannot be read; kInvalidArgument when only one of the certificate and
+// its key is set.
+absl::Status ApplyRedisEnvironment(RedisOptions* options);
 
 // The address without the password, for logs and files:
-// "redis://user@host:port/db" (no "user@" for the default user). Valid as a
-// URL: a reader supplies the password from the environment again.
+// "redis://user@host:port/db" (no "user@" for the default user),
+// "rediss+sentinel://s1:26379,s2:26379/mymaster/0". Valid as a URL: a reader
+// supplies the password from the environment again.
 std::string RedactedRedisUrl(const RedisOptions& options);
+
+// How many writes ConfirmReplicated could not confirm, in this process.
+int64_t UnconfirmedRedisWrites();
 
 // One reply, owned. Type mirrors RESP2.
 struct RedisReply {
@@ -106,9 +166,9 @@ class RedisClient {
   RedisClient(RedisClient&&) noexcept;
   RedisClient& operator=(RedisClient&&) noexcept;
 
-  // Connects now (AUTH, SELECT) if not connected.
+  // Connects now (resolving the master, AUTH, SELECT) if not connected.
   absl::Status Connect();
-  bool connected() const { return context_ != nullptr; }
+  bool connected() const { return connection_ != nullptr; }
   // Drops the connection; the next command reconnects.
   void Disconnect();
 
@@ -128,15 +188,31 @@ class RedisClient {
                                   absl::Span<const std::string> keys,
                                   absl::Span<const std::string> args);
 
+  // After a write its caller must not lose (`what`, e.g. "finalize job
+  // 17-0"): WAIT for options().min_replicas replicas, up to
+  // options().replica_timeout. A shortfall or a failed WAIT is not an
+  // error (the write happened; replication is asynchronous): it is one
+  // warning line and counts in UnconfirmedRedisWrites(). No-op when
+  // min_replicas is 0.
+  void ConfirmReplicated(absl::string_view what);
+
   const RedisOptions& options() const { return options_; }
+  // "host:port" of the server connected to, or "" when not connected.
+  std::string server() const;
 
  private:
+  absl::Status ConnectToServer(const RedisEndpoint& server);
+  absl::StatusOr<RedisEndpoint> ResolveMaster();
   absl::StatusOr<RedisReply> ReadReply(absl::string_view command_name);
-  absl::Status Append(absl::Span<const std::string> argv);
-  absl::Status ConnectionError(absl::string_view what);
+  absl::Status ConnectionError(absl::string_view what, absl::Status error);
+  // An error reply as a status; drops the connection when the reply says
+  // the server is no longer the master.
+  absl::Status ReplyError(absl::string_view command, absl::string_view error);
 
   RedisOptions options_;
-  redisContext* context_ = nullptr;
+  std::unique_ptr<internal::RedisConnection> connection_;
+  // The sentinel to ask first: the one that answered last.
+  size_t first_sentinel_ = 0;
 };
 
 }  // namespace ciagent
