@@ -15,9 +15,32 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "ciagent/queue/redis_client.h"
 
 namespace ciagent::testing {
 namespace {
+
+// True once the server answers PING over TLS, through the agent's own
+// client (hiredis here has no TLS).
+bool AnswersTls(int port, const RedisServerOptions& server) {
+  RedisOptions options;
+  options.port = port;
+  options.tls = true;
+  options.tls_files.ca_file = server.tls->ca_file;
+  if (server.require_client_certificate) {
+    // The server's certificate is a client certificate too (clientAuth).
+    options.tls_files.cert_file = server.tls->cert_file;
+    options.tls_files.key_file = server.tls->key_file;
+  }
+  options.password = server.password;
+  options.connect_timeout = absl::Milliseconds(200);
+  RedisClient client(options);
+  absl::StatusOr<RedisReply> pong = client.Command({"PING"});
+  // A certificate this client refuses (a test's name mismatch) still means
+  // the server is up and speaking TLS.
+  return (pong.ok() && pong->type == RedisReply::Type::kStatus) ||
+         pong.status().code() == absl::StatusCode::kFailedPrecondition;
+}
 
 // True once the server answers PING (with AUTH when it has a password).
 bool Answers(int port, const std::string& password) {
@@ -120,7 +143,8 @@ RedisServer::~RedisServer() {
 }
 
 std::string RedisServer::url() const {
-  return absl::StrCat("redis://127.0.0.1:", port_);
+  return absl::StrCat(options_.tls.has_value() ? "rediss" : "redis",
+                      "://127.0.0.1:", port_);
 }
 
 absl::Status RedisServer::Launch() {
@@ -128,7 +152,7 @@ absl::Status RedisServer::Launch() {
   {
     std::ofstream out(conf);
     out << "bind 127.0.0.1\n"
-        << "port " << port_ << "\n"
+        << "port " << (options_.tls.has_value() ? 0 : port_) << "\n"
         << "dir " << dir_ << "\n"
         << "daemonize no\n"
         << "save \"\"\n"
@@ -140,13 +164,44 @@ absl::Status RedisServer::Launch() {
     if (!options_.password.empty()) {
       out << "requirepass \"" << options_.password << "\"\n";
     }
+    if (options_.tls.has_value()) {
+      out << "tls-port " << port_ << "\n"
+          << "tls-cert-file " << options_.tls->cert_file << "\n"
+          << "tls-key-file " << options_.tls->key_file << "\n"
+          << "tls-ca-cert-file " << options_.tls->ca_file << "\n"
+          << "tls-auth-clients "
+          << (options_.require_client_certificate ? "yes" : "no") << "\n";
+    }
+    if (options_.replica_of != 0) {
+      out << "replicaof 127.0.0.1 " << options_.replica_of << "\n";
+      if (!options_.password.empty()) {
+        out << "masterauth \"" << options_.password << "\"\n";
+      }
+    }
+    if (options_.sentinel_monitor != 0) {
+      const std::string& name = options_.master_name;
+      out << "sentinel monitor " << name << " 127.0.0.1 "
+          << options_.sentinel_monitor << " 2\n"
+          << "sentinel down-after-milliseconds " << name << " 1000\n"
+          << "sentinel failover-timeout " << name << " 3000\n"
+          << "sentinel parallel-syncs " << name << " 2\n";
+      if (!options_.master_password.empty()) {
+        out << "sentinel auth-pass " << name << " \""
+            << options_.master_password << "\"\n";
+      }
+    }
   }
-  auto process = Subprocess::Start({"redis-server", conf});
+  std::vector<std::string> argv = {"redis-server", conf};
+  if (options_.sentinel_monitor != 0) argv.push_back("--sentinel");
+  auto process = Subprocess::Start(argv);
   if (!process.ok()) return process.status();
   process_ = std::move(process).value();
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (absl::Now() < deadline) {
-    if (Answers(port_, options_.password)) return absl::OkStatus();
+    if (options_.tls.has_value() ? AnswersTls(port_, options_)
+                                 : Answers(port_, options_.password)) {
+      return absl::OkStatus();
+    }
     if (!process_->running()) {
       return absl::UnavailableError(absl::StrCat(
           "redis-server on port ", port_, " exited: ",
@@ -172,6 +227,14 @@ void RedisServer::Kill() {
 }
 
 absl::Status RedisServer::StartAgain() { return Launch(); }
+
+void RedisServer::Pause() {
+  if (process_) process_->Signal(SIGSTOP);
+}
+
+void RedisServer::Resume() {
+  if (process_) process_->Signal(SIGCONT);
+}
 
 absl::Status RedisServer::Restart() {
   if (absl::Status s = Stop(); !s.ok()) return s;

@@ -5,6 +5,10 @@
 //   CIAGENT_START_REDIS(server);              // in a TEST body or SetUp()
 //   RedisOptions options = server->options();
 //
+// The same binary serves TLS (tls-port only, certificates made by openssl),
+// replicates (replicaof) and runs as a Sentinel (--sentinel): the fixtures
+// of the TLS and failover tests.
+//
 // When redis-server is not installed the macro skips the test, except under
 // CI=true, where a missing service is a failure.
 #ifndef CIAGENT_TESTS_TESTING_REDIS_SERVER_H_
@@ -12,10 +16,12 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "testing/subprocess.h"
+#include "testing/test_certs.h"
 
 namespace ciagent::testing {
 
@@ -24,6 +30,20 @@ struct RedisServerOptions {
   std::string password;
   // appendonly yes, fsync always: data survives Restart() and Kill().
   bool persistence = false;
+  // Serve TLS only (tls-port, no plain port) with these certificates;
+  // demand a client certificate signed by their CA when
+  // `require_client_certificate`.
+  std::optional<ServerCertificates> tls;
+  bool require_client_certificate = false;
+  // replicaof 127.0.0.1 <replica_of> (0: a master). `password` is then
+  // also the master's (masterauth).
+  int replica_of = 0;
+  // Sentinel mode: monitors 127.0.0.1:<sentinel_monitor> as
+  // `master_name`, quorum 2, down after 1 s, failover timeout 3 s. The
+  // master's password is `master_password`; `password` is the sentinel's.
+  int sentinel_monitor = 0;
+  std::string master_name = "mymaster";
+  std::string master_password;
 };
 
 class RedisServer {
@@ -35,7 +55,7 @@ class RedisServer {
 
   int port() const { return port_; }
   const std::string& dir() const { return dir_; }
-  // redis://127.0.0.1:<port> — without the password.
+  // redis://127.0.0.1:<port> (rediss:// for TLS) — without the password.
   std::string url() const;
 
   // Graceful stop (SHUTDOWN semantics via SIGTERM), then start again on the
@@ -45,6 +65,10 @@ class RedisServer {
   // SIGKILL, as a crashed server.
   void Kill();
   absl::Status StartAgain();
+  // SIGSTOP / SIGCONT: a server cut off for a while, then back with its old
+  // view of the world.
+  void Pause();
+  void Resume();
 
  private:
   RedisServer() = default;

@@ -78,7 +78,9 @@ absl::StatusOr<ServerCertificates> MakeServerCertificates(
                              "[server]\n"
                              "basicConstraints = critical, CA:FALSE\n"
                              "keyUsage = critical, digitalSignature\n"
-                             "extendedKeyUsage = serverAuth\n"
+                             // clientAuth too: a server that replicates
+                             // over TLS presents it as a client.
+                             "extendedKeyUsage = serverAuth, clientAuth\n"
                              "subjectAltName = ",
                              options.subject_alt_names,
                              "\n"
@@ -130,6 +132,35 @@ absl::StatusOr<ServerCertificates> MakeServerCertificates(
       dir);
   if (!s.ok()) return s;
   return certs;
+}
+
+absl::StatusOr<ClientCertificate> MakeClientCertificate(
+    const std::string& dir, const std::string& name) {
+  const std::string conf = absl::StrCat(dir, "/", name, ".cnf");
+  absl::Status s = WriteText(conf,
+                             absl::StrCat("[req]\n"
+                                          "distinguished_name = dn\n"
+                                          "prompt = no\n"
+                                          "x509_extensions = client\n"
+                                          "[dn]\n"
+                                          "CN = ",
+                                          name,
+                                          "\n"
+                                          "[client]\n"
+                                          "basicConstraints = critical, CA:FALSE\n"
+                                          "keyUsage = critical, digitalSignature\n"
+                                          "extendedKeyUsage = clientAuth\n"
+                                          "authorityKeyIdentifier = keyid:always\n"),
+                             0644);
+  if (!s.ok()) return s;
+  ClientCertificate client{.cert_file = absl::StrCat(dir, "/", name, ".pem"),
+                           .key_file = absl::StrCat(dir, "/", name, ".key")};
+  s = RunOpenssl({NewCertificate(client.key_file, conf, client.cert_file,
+                                 {"-CA", absl::StrCat(dir, "/ca.pem"), "-CAkey",
+                                  absl::StrCat(dir, "/ca.key")})},
+                 dir);
+  if (!s.ok()) return s;
+  return client;
 }
 
 absl::Status MakeSigningCertificate(const std::string& dir) {

@@ -40,6 +40,16 @@ struct CertificateOptions {
 absl::StatusOr<ServerCertificates> MakeServerCertificates(
     const std::string& dir, const CertificateOptions& options = {});
 
+// A client certificate (CN `name`, extendedKeyUsage clientAuth) and its
+// key, <dir>/<name>.pem and <dir>/<name>.key, signed by the CA that
+// MakeServerCertificates(dir) made: for servers that demand mutual TLS.
+struct ClientCertificate {
+  std::string cert_file;
+  std::string key_file;
+};
+absl::StatusOr<ClientCertificate> MakeClientCertificate(
+    const std::string& dir, const std::string& name = "client");
+
 // A self-signed signing certificate and its key, <dir>/signer.pem and
 // <dir>/signer.key: a registry token service puts the certificate into each
 // JWT's `x5c` header; distribution, given the same certificate as

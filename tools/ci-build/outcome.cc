@@ -36,6 +36,23 @@ int ExitCodeForResult(const PipelineResult& result) {
   }
 }
 
+namespace {
+
+// The job's metrics, and this process's Redis writes that fewer replicas
+// than --redis-min-replicas acknowledged (RedisClient::ConfirmReplicated).
+std::string MetricsText(const PipelineResult& result, absl::string_view job_id) {
+  return absl::StrCat(
+      PrometheusText(result, job_id),
+      "# HELP ciagent_redis_unconfirmed_writes Writes of this job (finalize, "
+      "requeue, dead letter) not acknowledged by --redis-min-replicas "
+      "replicas in time.\n"
+      "# TYPE ciagent_redis_unconfirmed_writes gauge\n"
+      "ciagent_redis_unconfirmed_writes ",
+      UnconfirmedRedisWrites(), "\n");
+}
+
+}  // namespace
+
 absl::Status WriteReports(const PipelineResult& result,
                           absl::string_view job_id) {
   const std::string result_file = absl::GetFlag(FLAGS_result);
@@ -46,7 +63,7 @@ absl::Status WriteReports(const PipelineResult& result,
   const std::string metrics_file = absl::GetFlag(FLAGS_metrics_file);
   if (!metrics_file.empty()) {
     CIAGENT_RETURN_IF_ERROR(
-        WriteFileAtomically(metrics_file, PrometheusText(result, job_id)));
+        WriteFileAtomically(metrics_file, MetricsText(result, job_id)));
   }
   const std::string gateway = FlagOrEnv(
       absl::GetFlag(FLAGS_metrics_pushgateway), "CI_METRICS_PUSHGATEWAY", "");
@@ -56,7 +73,7 @@ absl::Status WriteReports(const PipelineResult& result,
         PushMetrics({.url = gateway,
                      .grouping = {{"instance", EnvOr("POD_NAME", "ci-build")}},
                      .ca_file = EnvOr("CI_CA_FILE", "")},
-                    PrometheusText(result, job_id));
+                    MetricsText(result, job_id));
     if (!pushed.ok()) LogWarning("metrics not pushed", {{"error", pushed}});
   }
   return absl::OkStatus();

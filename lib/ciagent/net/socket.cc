@@ -185,15 +185,22 @@ absl::Status ClientSocket::Handshake(SSL_CTX* context) {
 absl::Status ClientSocket::IoError(absl::string_view what, int rc) {
   const int saved_errno = errno;
   std::string why;
+  if (ssl_ != nullptr && SSL_get_error(ssl_, rc) == SSL_ERROR_SYSCALL &&
+      (saved_errno == ECONNRESET || saved_errno == EPIPE)) {
+    // A TLS 1.3 server that wants a client certificate says so in an alert
+    // after the handshake, then closes; a write racing with that close
+    // fails with a reset. The alert may still be waiting to be read.
+    char byte;
+    ERR_clear_error();
+    if (SSL_read(ssl_, &byte, 1) <= 0 &&
+        OpenSslErrorIsClientCertificateRefused()) {
+      return CertificateRefused();
+    }
+  }
   if (ssl_ != nullptr) {
     const int error = SSL_get_error(ssl_, rc);
     if (error == SSL_ERROR_SSL) {
-      if (OpenSslErrorIsClientCertificateRefused()) {
-        const std::string detail = TakeOpenSslError();
-        return absl::FailedPreconditionError(absl::StrCat(
-            "TLS to ", peer_, ": the server refused the client certificate (",
-            client_certificate_setting_, "): ", detail));
-      }
+      if (OpenSslErrorIsClientCertificateRefused()) return CertificateRefused();
       return absl::UnavailableError(
           absl::StrCat(what, " ", peer_, ": ", TakeOpenSslError()));
     }
@@ -211,6 +218,13 @@ absl::Status ClientSocket::IoError(absl::string_view what, int rc) {
             ? "timed out"
             : std::strerror(saved_errno);
   return absl::UnavailableError(absl::StrCat(what, " ", peer_, ": ", why));
+}
+
+absl::Status ClientSocket::CertificateRefused() {
+  const std::string detail = TakeOpenSslError();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "TLS to ", peer_, ": the server refused the client certificate (",
+      client_certificate_setting_, "): ", detail));
 }
 
 absl::Status ClientSocket::WriteAll(absl::string_view data) {

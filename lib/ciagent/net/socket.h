@@ -77,6 +77,7 @@ class ClientSocket {
                const SocketOptions& options);
   absl::Status Handshake(SSL_CTX* context);
   absl::Status IoError(absl::string_view what, int rc);
+  absl::Status CertificateRefused();
 
   int fd_;
   SSL* ssl_ = nullptr;
