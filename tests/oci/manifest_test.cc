@@ -74,5 +74,36 @@ TEST(ParseManifestTest, RejectsBadDescriptorsNamingTheField) {
               StatusIs(absl::StatusCode::kInvalidArgument));
 }
 
+TEST(SelectPlatformTest, PicksTheAgentsPlatformFromAnIndex) {
+  ASSERT_OK_AND_ASSIGN(Manifest index, ParseManifest(R"({
+    "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+    "manifests": [
+      {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 1,
+       "digest": "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+       "platform": {"os": "linux", "architecture": "amd64"}},
+      {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 1,
+       "digest": "sha256:2222222222222222222222222222222222222222222222222222222222222222",
+       "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+      {"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 1,
+       "digest": "sha256:3333333333333333333333333333333333333333333333333333333333333333",
+       "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}}]})"));
+  ASSERT_OK_AND_ASSIGN(Descriptor amd64, SelectPlatform(index, "linux/amd64"));
+  EXPECT_EQ(amd64.digest.substr(7, 4), "1111");
+  ASSERT_OK_AND_ASSIGN(Descriptor arm64, SelectPlatform(index, "linux/arm64"));
+  EXPECT_EQ(arm64.digest.substr(7, 4), "2222");
+  ASSERT_OK_AND_ASSIGN(Descriptor armv7, SelectPlatform(index, "linux/arm/v7"));
+  EXPECT_EQ(armv7.digest.substr(7, 4), "3333");
+  EXPECT_THAT(SelectPlatform(index, "linux/s390x"),
+              StatusIs(absl::StatusCode::kNotFound,
+                       HasSubstr("no manifest for linux/s390x (the index has "
+                                 "linux/amd64, linux/arm64/v8, linux/arm/v7)")));
+  EXPECT_THAT(SelectPlatform(index, "linux/arm/v6"),
+              StatusIs(absl::StatusCode::kNotFound));
+}
+
+TEST(SelectPlatformTest, HostPlatformIsOsSlashArch) {
+  EXPECT_THAT(HostPlatform(), ::testing::StartsWith("linux/"));
+}
+
 }  // namespace
 }  // namespace ciagent::oci

@@ -95,5 +95,30 @@ TEST(HighBytesTest, AreNeverPartOfANameTagOrDigest) {
   EXPECT_EQ(SanitizeTag("caf\xC3\xA9-\xFF" "1"), "caf----1");
 }
 
+TEST(ParsePullReferenceTest, TakesATagADigestOrBoth) {
+  const std::string digest =
+      "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+  ASSERT_OK_AND_ASSIGN(ImageReference tagged,
+                       ParsePullReference("reg.io:5000/base/debian:12"));
+  EXPECT_EQ(tagged.manifest_reference(), "12");
+  EXPECT_EQ(tagged.digest, "");
+  ASSERT_OK_AND_ASSIGN(ImageReference pinned,
+                       ParsePullReference("reg.io:5000/base/debian@" + digest));
+  EXPECT_EQ(pinned.registry, "reg.io:5000");
+  EXPECT_EQ(pinned.repository, "base/debian");
+  EXPECT_EQ(pinned.manifest_reference(), digest);
+  EXPECT_EQ(pinned.ToString(), "reg.io:5000/base/debian@" + digest);
+  ASSERT_OK_AND_ASSIGN(ImageReference both,
+                       ParsePullReference("base/debian:12@" + digest));
+  EXPECT_EQ(both.tag, "12");
+  EXPECT_EQ(both.manifest_reference(), digest);
+  EXPECT_THAT(ParsePullReference("base/debian@sha256:ABC"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("invalid digest \"sha256:ABC\"")));
+  EXPECT_THAT(ParseImageReference("base/debian@" + digest),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("cannot be pushed")));
+}
+
 }  // namespace
 }  // namespace ciagent::oci

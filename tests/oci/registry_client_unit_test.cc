@@ -341,5 +341,136 @@ TEST(ParseRetryAfterTest, ReadsSecondsOnly) {
   EXPECT_EQ(ParseRetryAfter("-5"), absl::ZeroDuration());
 }
 
+// Pulls: what a registry sends is checked, never trusted.
+
+TEST_F(RegistryClientUnitTest, ManifestWhoseBytesDoNotMatchTheDigestIsDataLoss) {
+  const std::string manifest = R"({"schemaVersion":2,"layers":[]})";
+  transport_.handler = [&](const HttpRequest& r, const std::string&) {
+    if (absl::EndsWith(r.url, "/v2/")) return Answer(200);
+    EXPECT_THAT(HeaderOf(r, "Accept"),
+                HasSubstr("application/vnd.oci.image.index.v1+json"));
+    return Answer(200, {{"content-type", kOciManifest}}, manifest);
+  };
+  auto client = MakeClient();
+  const std::string other = "sha256:" + Sha256Hex("something else");
+  EXPECT_THAT(client->GetManifest("base/debian", other),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("sent content")));
+  ASSERT_OK_AND_ASSIGN(ManifestDocument document,
+                       client->GetManifest("base/debian", "12"));
+  EXPECT_EQ(document.digest, "sha256:" + Sha256Hex(manifest));
+  EXPECT_EQ(document.media_type, kOciManifest);
+  EXPECT_EQ(document.bytes, manifest);
+}
+
+TEST_F(RegistryClientUnitTest, ManifestNotMatchingTheAnnouncedDigestIsDataLoss) {
+  transport_.handler = [](const HttpRequest& r, const std::string&) {
+    if (absl::EndsWith(r.url, "/v2/")) return Answer(200);
+    return Answer(200,
+                  {{"content-type", kOciManifest},
+                   {"docker-content-digest", "sha256:" + Sha256Hex("x")}},
+                  R"({"schemaVersion":2,"layers":[]})");
+  };
+  EXPECT_THAT(MakeClient()->GetManifest("base/debian", "12"),
+              StatusIs(absl::StatusCode::kDataLoss, HasSubstr("announced")));
+}
+
+TEST_F(RegistryClientUnitTest, BlobIsDownloadedInRangesAndVerified) {
+  const std::string content = "0123456789abcdefghij";  // 20 bytes
+  std::vector<std::string> ranges;
+  transport_.handler = [&](const HttpRequest& r, const std::string&) {
+    if (absl::EndsWith(r.url, "/v2/")) return Answer(200);
+    const std::string range = HeaderOf(r, "Range");
+    ranges.push_back(range);
+    uint64_t first = 0, last = 0;
+    EXPECT_EQ(std::sscanf(range.c_str(), "bytes=%lu-%lu", &first, &last), 2);
+    return Answer(206, {}, content.substr(first, last - first + 1));
+  };
+  auto client = MakeClient({.download_range_bytes = 8});
+  const std::string path = ::testing::TempDir() + "/downloaded";
+  ASSERT_OK(client->DownloadBlob(
+      "base/debian", {.digest = "sha256:" + Sha256Hex(content),
+                      .size = content.size(),
+                      .path = path}));
+  EXPECT_THAT(ranges, ElementsAre("bytes=0-7", "bytes=8-15", "bytes=16-19"));
+  FILE* f = std::fopen(path.c_str(), "rb");
+  ASSERT_NE(f, nullptr);
+  char buffer[64] = {};
+  EXPECT_EQ(std::fread(buffer, 1, sizeof(buffer), f), content.size());
+  std::fclose(f);
+  EXPECT_EQ(std::string(buffer, content.size()), content);
+  EXPECT_EQ(client->stats().bytes_downloaded, 20);
+}
+
+TEST_F(RegistryClientUnitTest, TamperedBlobIsDataLossAndLeavesNoFile) {
+  transport_.handler = [](const HttpRequest& r, const std::string&) {
+    if (absl::EndsWith(r.url, "/v2/")) return Answer(200);
+    return Answer(200, {}, "tampered!!");
+  };
+  const std::string path = ::testing::TempDir() + "/tampered";
+  EXPECT_THAT(MakeClient()->DownloadBlob(
+                  "base/debian", {.digest = "sha256:" + Sha256Hex("original!!"),
+                                  .size = 10,
+                                  .path = path}),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr("received content")));
+  EXPECT_NE(access(path.c_str(), F_OK), 0);
+}
+
+TEST_F(RegistryClientUnitTest, BlobRedirectIsFollowedWithoutTheRegistrysAuth) {
+  const std::string content = "layer bytes";
+  transport_.handler = [&](const HttpRequest& r, const std::string&) {
+    if (absl::StartsWith(r.url, "https://storage.example/")) {
+      return Answer(200, {}, content);
+    }
+    if (absl::EndsWith(r.url, "/v2/") && HeaderOf(r, "Authorization").empty()) {
+      return Answer(401, {{"www-authenticate", "Basic realm=\"r\""}});
+    }
+    if (absl::EndsWith(r.url, "/v2/")) return Answer(200);
+    return Answer(307, {{"location", "https://storage.example/blob?sig=1"}});
+  };
+  auto client = MakeClient({.username = "ci", .password = "pw"});
+  ASSERT_OK_AND_ASSIGN(std::string bytes,
+                       client->ReadBlob("base/debian",
+                                        "sha256:" + Sha256Hex(content),
+                                        content.size()));
+  EXPECT_EQ(bytes, content);
+  const std::vector<Sent> sent = transport_.sent();
+  ASSERT_FALSE(sent.empty());
+  EXPECT_EQ(sent.back().url, "https://storage.example/blob?sig=1");
+  EXPECT_EQ(sent.back().authorization, "");
+  EXPECT_THAT(sent[sent.size() - 2].authorization, HasSubstr("Basic "));
+}
+
+TEST(CredentialsFromAuthJsonTest, ReadsAuthOrUsernameAndPasswordForThatHostOnly) {
+  const std::string json = R"({"auths": {
+    "base.example:5000": {"auth": "YWxpY2U6cHc6d2l0aDpjb2xvbnM="},
+    "https://other.example": {"username": "bob", "password": "pw2"}}})";
+  ASSERT_OK_AND_ASSIGN(std::optional<RegistryCredentials> base,
+                       CredentialsFromAuthJson(json, "base.example:5000"));
+  ASSERT_TRUE(base.has_value());
+  EXPECT_EQ(base->username, "alice");
+  EXPECT_EQ(base->password, "pw:with:colons");
+  ASSERT_OK_AND_ASSIGN(std::optional<RegistryCredentials> other,
+                       CredentialsFromAuthJson(json, "other.example"));
+  ASSERT_TRUE(other.has_value());
+  EXPECT_EQ(other->username, "bob");
+  ASSERT_OK_AND_ASSIGN(std::optional<RegistryCredentials> none,
+                       CredentialsFromAuthJson(json, "base.example"));
+  EXPECT_FALSE(none.has_value());
+}
+
+TEST(CredentialsFromAuthJsonTest, MalformedEntriesAreRefusedWithoutTheSecret) {
+  EXPECT_THAT(CredentialsFromAuthJson("[]", "h"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("no \"auths\" object")));
+  absl::StatusOr<std::optional<RegistryCredentials>> bad =
+      CredentialsFromAuthJson(R"({"auths":{"h":{"auth":"not-base64-secret!"}}})",
+                              "h");
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument,
+                            HasSubstr("not base64 of user:password")));
+  EXPECT_THAT(std::string(bad.status().message()),
+              ::testing::Not(HasSubstr("secret")));
+}
+
 }  // namespace
 }  // namespace ciagent::oci

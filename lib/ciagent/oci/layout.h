@@ -24,15 +24,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "ciagent/oci/manifest.h"
 #include "ciagent/oci/registry_client.h"
 
 namespace ciagent::oci {
-
-struct ManifestDocument {
-  std::string digest;
-  std::string media_type;
-  std::string bytes;  // exactly as hashed
-};
 
 struct LayoutImage {
   // Every manifest and index, children before the index naming them; the

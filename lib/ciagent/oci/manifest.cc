@@ -1,8 +1,13 @@
 #include "ciagent/oci/manifest.h"
 
 #include <simdjson.h>
+#include <sys/utsname.h>
+
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "ciagent/oci/reference.h"
 
 namespace ciagent::oci {
@@ -137,6 +142,45 @@ absl::StatusOr<Manifest> ParseManifest(absl::string_view json) {
     return status;
   }
   return manifest;
+}
+
+std::string HostPlatform() {
+  struct utsname host {};
+  uname(&host);
+  const absl::string_view machine = host.machine;
+  if (machine == "x86_64") return "linux/amd64";
+  if (machine == "aarch64") return "linux/arm64";
+  if (machine == "armv7l") return "linux/arm/v7";
+  if (machine == "i686" || machine == "i386") return "linux/386";
+  return absl::StrCat("linux/", machine);
+}
+
+absl::StatusOr<Descriptor> SelectPlatform(const Manifest& index,
+                                          absl::string_view platform) {
+  // os, arch, variant; arm64's variant v8 is its only one.
+  auto parts = [](absl::string_view text) {
+    std::vector<std::string> p = absl::StrSplit(text, '/');
+    p.resize(3);
+    if (p[1] == "arm64" && p[2] == "v8") p[2].clear();
+    return p;
+  };
+  const std::vector<std::string> wanted = parts(platform);
+  const Descriptor* same_arch = nullptr;
+  std::vector<std::string> offered;
+  for (const Descriptor& entry : index.manifests) {
+    if (entry.platform.empty()) continue;
+    offered.push_back(entry.platform);
+    const std::vector<std::string> have = parts(entry.platform);
+    if (have[0] != wanted[0] || have[1] != wanted[1]) continue;
+    if (have[2] == wanted[2]) return entry;
+    if ((wanted[2].empty() || have[2].empty()) && same_arch == nullptr) {
+      same_arch = &entry;
+    }
+  }
+  if (same_arch != nullptr) return *same_arch;
+  return absl::NotFoundError(absl::StrCat(
+      "no manifest for ", platform, " (the index has ",
+      offered.empty() ? "no platforms" : absl::StrJoin(offered, ", "), ")"));
 }
 
 }  // namespace ciagent::oci

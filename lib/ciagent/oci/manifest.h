@@ -29,6 +29,15 @@ inline constexpr char kDockerManifest[] =
 inline constexpr char kDockerManifestList[] =
     "application/vnd.docker.distribution.manifest.list.v2+json";
 
+// Layer and config media types of the two manifest families.
+inline constexpr char kOciConfig[] = "application/vnd.oci.image.config.v1+json";
+inline constexpr char kOciLayerGzip[] =
+    "application/vnd.oci.image.layer.v1.tar+gzip";
+inline constexpr char kDockerConfig[] =
+    "application/vnd.docker.container.image.v1+json";
+inline constexpr char kDockerLayerGzip[] =
+    "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
 // True for the index / manifest-list media types.
 bool IsIndexMediaType(absl::string_view media_type);
 // True for the four media types above.
@@ -57,6 +66,24 @@ struct Manifest {
 // index with valid descriptors (the message says which field). At most
 // 10000 descriptors.
 absl::StatusOr<Manifest> ParseManifest(absl::string_view json);
+
+// A manifest or index as stored: its bytes exactly as hashed.
+struct ManifestDocument {
+  std::string digest;
+  std::string media_type;
+  std::string bytes;
+};
+
+// The platform this process runs on, as an index names it: "linux/amd64",
+// "linux/arm64", "linux/arm/v7", ... (GOARCH names, as OCI uses them).
+std::string HostPlatform();
+
+// The entry of `index` for `platform` ("os/arch[/variant]"): an exact
+// match, else the same os/arch when `platform` has no variant (or a
+// descriptor names none); arm64's "v8" is the same as no variant.
+// kNotFound naming the platforms the index has.
+absl::StatusOr<Descriptor> SelectPlatform(const Manifest& index,
+                                          absl::string_view platform);
 
 }  // namespace ciagent::oci
 

@@ -43,8 +43,10 @@ bool LooksLikeRegistry(absl::string_view component) {
 }  // namespace
 
 std::string ImageReference::ToString() const {
-  if (registry.empty()) return absl::StrCat(repository, ":", tag);
-  return absl::StrCat(registry, "/", repository, ":", tag);
+  const std::string name =
+      registry.empty() ? repository : absl::StrCat(registry, "/", repository);
+  if (!digest.empty()) return absl::StrCat(name, "@", digest);
+  return absl::StrCat(name, ":", tag);
 }
 
 bool IsValidRepositoryName(absl::string_view name) {
@@ -95,8 +97,21 @@ absl::StatusOr<ImageReference> ParseImageReference(absl::string_view text) {
     return absl::InvalidArgumentError(absl::StrCat(
         "image reference \"", text, "\": digest references cannot be pushed"));
   }
+  return ParsePullReference(text);
+}
+
+absl::StatusOr<ImageReference> ParsePullReference(absl::string_view text) {
   ImageReference ref;
   absl::string_view rest = text;
+  if (const size_t at = rest.find('@'); at != absl::string_view::npos) {
+    ref.digest = std::string(rest.substr(at + 1));
+    rest = rest.substr(0, at);
+    if (!IsValidDigest(ref.digest)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "image reference \"", text, "\": invalid digest \"", ref.digest,
+          "\" (expected sha256: and 64 lowercase hex digits)"));
+    }
+  }
   if (const size_t slash = rest.find('/');
       slash != absl::string_view::npos &&
       LooksLikeRegistry(rest.substr(0, slash))) {

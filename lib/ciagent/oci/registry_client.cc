@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -87,7 +90,66 @@ absl::StatusOr<RegistryOptions> RegistryOptionsFor(absl::string_view registry) {
   }
   RegistryOptions options{.registry = std::string(registry)};
   if (const char* ca = std::getenv("CI_CA_FILE")) options.ca_file = ca;
+  const char* auth_file = std::getenv("REGISTRY_AUTH_FILE");
+  if (auth_file == nullptr || auth_file[0] == '\0') return options;
+  std::ifstream in(auth_file, std::ios::binary);
+  std::string json((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("REGISTRY_AUTH_FILE ", auth_file, ": cannot read it"));
+  }
+  absl::StatusOr<std::optional<RegistryCredentials>> credentials =
+      CredentialsFromAuthJson(json, registry);
+  if (!credentials.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "REGISTRY_AUTH_FILE ", auth_file, ": ", credentials.status().message()));
+  }
+  if (credentials->has_value()) {
+    options.username = (*credentials)->username;
+    options.password = (*credentials)->password;
+  }
   return options;
+}
+
+absl::StatusOr<std::optional<RegistryCredentials>> CredentialsFromAuthJson(
+    absl::string_view json, absl::string_view host) {
+  dom::parser parser;
+  dom::object auths;
+  if (parser.parse(json.data(), json.size())["auths"].get_object().get(auths) !=
+      simdjson::SUCCESS) {
+    return absl::InvalidArgumentError("not an auth file: no \"auths\" object");
+  }
+  for (const std::string& key :
+       {std::string(host), absl::StrCat("https://", host),
+        absl::StrCat("http://", host), absl::StrCat("https://", host, "/v2/"),
+        absl::StrCat("http://", host, "/v2/")}) {
+    dom::object entry;
+    if (auths[key].get_object().get(entry) != simdjson::SUCCESS) continue;
+    const std::string what = absl::StrCat("entry \"", key, "\"");
+    std::string_view auth, username, password;
+    if (entry["auth"].get_string().get(auth) == simdjson::SUCCESS &&
+        !auth.empty()) {
+      std::string decoded;
+      if (!absl::Base64Unescape(absl::string_view(auth.data(), auth.size()),
+                                &decoded) ||
+          decoded.find(':') == std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, ": \"auth\" is not base64 of user:password"));
+      }
+      const size_t colon = decoded.find(':');
+      return RegistryCredentials{.username = decoded.substr(0, colon),
+                                 .password = decoded.substr(colon + 1)};
+    }
+    if (entry["username"].get_string().get(username) == simdjson::SUCCESS &&
+        entry["password"].get_string().get(password) == simdjson::SUCCESS) {
+      return RegistryCredentials{.username = std::string(username),
+                                 .password = std::string(password)};
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": neither \"auth\" nor username and password"));
+  }
+  return std::nullopt;
 }
 
 absl::StatusOr<std::unique_ptr<RegistryClient>> RegistryClient::Create(
@@ -132,7 +194,8 @@ RegistryStats RegistryClient::stats() const {
   return {.requests = requests_.load(),
           .retries = retries_.load(),
           .token_fetches = token_fetches_.load(),
-          .bytes_uploaded = bytes_uploaded_.load()};
+          .bytes_uploaded = bytes_uploaded_.load(),
+          .bytes_downloaded = bytes_downloaded_.load()};
 }
 
 bool RegistryClient::SameOrigin(absl::string_view url) const {

@@ -4,8 +4,9 @@
 // built, and the job: it pushes what it is given.
 //
 // RegistryClient: the OCI distribution API of one registry, with its auth
-// and its retries. The building block of PushLayout (push.h); usable on its
-// own by services embedding libciagent.
+// and its retries. The building block of PushLayout and PushImage (push.h);
+// usable on its own by services embedding libciagent. It pushes (blobs,
+// mounts, manifests) and pulls (GetManifest, DownloadBlob, ReadBlob).
 //
 //   CIAGENT_ASSIGN_OR_RETURN(RegistryOptions options,
 //   RegistryOptionsFromEnv()); CIAGENT_ASSIGN_OR_RETURN(auto client,
@@ -37,6 +38,15 @@
 // following the newest Location, resynchronising on 416) when `chunk_bytes`
 // is set, or after a registry refuses a monolithic upload with 413.
 //
+// Pulls. Manifests are asked for with all four manifest media types
+// (manifest.h) in Accept and checked against the digest asked for and the
+// registry's Docker-Content-Digest. Blobs are fetched with Range requests of
+// `download_range_bytes`, each written to the destination file as it
+// arrives (memory stays bounded whatever the blob's size) and hashed on the
+// way; a blob not matching its digest or size is removed and kDataLoss
+// returned. Redirects (a registry serving blobs from object storage) are
+// followed without the registry's Authorization.
+//
 // Errors; messages name the operation, the object and the registry host:
 //   kUnavailable        gave up after retries (connection, 408, 429, 5xx):
 //                       retry later, e.g. requeue the job.
@@ -59,6 +69,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,6 +81,7 @@
 #include "absl/time/time.h"
 #include "ciagent/base/backoff.h"
 #include "ciagent/net/http.h"
+#include "ciagent/oci/manifest.h"
 
 namespace ciagent::oci {
 
@@ -92,6 +104,9 @@ struct RegistryOptions {
   uint64_t chunk_bytes = 0;
   // Chunk size after a 413 to a monolithic upload.
   uint64_t fallback_chunk_bytes = 8 << 20;
+  // Bytes per Range request of a blob download; at most the transport's
+  // max_response_bytes (4 MiB for the curl transport).
+  uint64_t download_range_bytes = 4 << 20;
   // The HTTP seam; null: libcurl with `ca_file`. Not owned.
   HttpTransport* transport = nullptr;
 };
@@ -102,12 +117,28 @@ struct RegistryOptions {
 // not an error (anonymous push).
 absl::StatusOr<RegistryOptions> RegistryOptionsFromEnv();
 
-// The options for pushing to `registry` ("host[:port]", from an image
-// reference): RegistryOptionsFromEnv() when the environment names that same
-// host, else the bare host with CI_CA_FILE and no credentials -- a token is
-// never offered to a registry it was not configured for. An empty
-// `registry` means the environment's.
+// The options for `registry` ("host[:port]", from an image reference):
+// RegistryOptionsFromEnv() when the environment names that same host, else
+// the bare host with CI_CA_FILE and the credentials REGISTRY_AUTH_FILE holds
+// for exactly that host, if any -- a token is never offered to a registry it
+// was not configured for. An empty `registry` means the environment's.
+// REGISTRY_AUTH_FILE is the containers' auth.json (what `skopeo login`,
+// `buildah login` and `docker login` write), e.g. for a base image's
+// registry: {"auths": {"registry.example.com": {"auth": "<base64 user:pw>"}}};
+// an unreadable or malformed file is kInvalidArgument.
 absl::StatusOr<RegistryOptions> RegistryOptionsFor(absl::string_view registry);
+
+struct RegistryCredentials {
+  std::string username;
+  std::string password;
+};
+// The credentials an auth.json document (`json`) holds for `host`: the
+// entry named "host", "http(s)://host" or "http(s)://host/v2/"; its "auth"
+// (base64 of user:password) or "username" and "password". nullopt when
+// there is none; kInvalidArgument when the document or the entry is
+// malformed (the message never holds a secret). Pure.
+absl::StatusOr<std::optional<RegistryCredentials>> CredentialsFromAuthJson(
+    absl::string_view json, absl::string_view host);
 
 // A blob on local disk.
 struct BlobFile {
@@ -121,7 +152,8 @@ struct RegistryStats {
   int64_t requests = 0;
   int64_t retries = 0;
   int64_t token_fetches = 0;
-  int64_t bytes_uploaded = 0;  // request body bytes of blob uploads
+  int64_t bytes_uploaded = 0;    // request body bytes of blob uploads
+  int64_t bytes_downloaded = 0;  // blob bytes received
 };
 
 class RegistryClient {
@@ -160,6 +192,22 @@ class RegistryClient {
   absl::StatusOr<std::vector<std::string>> ListTags(
       absl::string_view repository);
 
+  // GET of the manifest or index `reference` (a tag or a digest) names.
+  // kNotFound: no such repository, tag or digest; kDataLoss: the bytes do
+  // not hash to the digest asked for or announced; kInvalidArgument: not a
+  // manifest media type.
+  absl::StatusOr<ManifestDocument> GetManifest(absl::string_view repository,
+                                               absl::string_view reference);
+  // GET of blob `blob.digest` (of `blob.size` bytes) into the file
+  // `blob.path`, created or replaced (see Pulls above). kNotFound when the
+  // repository lacks the blob; kDataLoss when the content does not match.
+  absl::Status DownloadBlob(absl::string_view repository, const BlobFile& blob);
+  // A small blob (an image config) into memory, verified as above;
+  // kFailedPrecondition when `size` exceeds download_range_bytes.
+  absl::StatusOr<std::string> ReadBlob(absl::string_view repository,
+                                       absl::string_view digest,
+                                       uint64_t size);
+
   RegistryStats stats() const;
 
  private:
@@ -184,6 +232,8 @@ class RegistryClient {
                                 const BlobFile& blob, int fd);
   absl::Status UploadChunked(absl::string_view repository, const BlobFile& blob,
                              int fd, uint64_t chunk);
+  // Execute, following up to five redirects of a GET.
+  absl::StatusOr<HttpResponse> ExecuteFollowing(Call& call);
   std::string ResolveLocation(absl::string_view location) const;
   bool SameOrigin(absl::string_view url) const;
   void Sleep(absl::Duration delay);
@@ -206,6 +256,7 @@ class RegistryClient {
   std::atomic<int64_t> retries_{0};
   std::atomic<int64_t> token_fetches_{0};
   std::atomic<int64_t> bytes_uploaded_{0};
+  std::atomic<int64_t> bytes_downloaded_{0};
 };
 
 // Scopes as the token server wants them, merged: the same repository's
