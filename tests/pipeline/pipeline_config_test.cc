@@ -308,6 +308,41 @@ const Refusal kRefusals[] = {
      "repository name"},
     {"BuildArgNotString", "image.build-args = { N = 1 }",
      "workspace.metadata.ciagent.image.build-args.N: expected a string, got 1"},
+    {"BaseWithDockerfile",
+     "image = { base = \"reg.io/base:1\", dockerfile = \"Dockerfile\" }",
+     "workspace.metadata.ciagent.image.dockerfile: image.base assembles the "
+     "image without a Dockerfile; give one of base and dockerfile"},
+    {"BaseDigestInvalid", "image.base = \"reg.io/base@sha256:abc\"",
+     "workspace.metadata.ciagent.image.base: image reference "
+     "\"reg.io/base@sha256:abc\": invalid digest"},
+    {"AssemblyKeyWithoutBase", "image.entrypoint = [\"/app\"]",
+     "workspace.metadata.ciagent.image.entrypoint: applies to image assembly "
+     "only: set image.base too"},
+    {"PathRelative", "image = { base = \"reg.io/b:1\", path = \"usr/bin\" }",
+     "workspace.metadata.ciagent.image.path: \"usr/bin\" must be absolute "
+     "(inside /)"},
+    {"PathLeavesRoot",
+     "image = { base = \"reg.io/b:1\", path = \"/usr/../../etc\" }",
+     "workspace.metadata.ciagent.image.path: \"/usr/../../etc\" must not "
+     "contain '..': it must stay inside /"},
+    {"BinaryWithSlash",
+     "image = { base = \"reg.io/b:1\", binaries = [\"bin/app\"] }",
+     "workspace.metadata.ciagent.image.binaries[0]: \"bin/app\" is not an "
+     "executable's file name"},
+    {"BinaryTwice",
+     "image = { base = \"reg.io/b:1\", binaries = [\"app\", \"app\"] }",
+     "workspace.metadata.ciagent.image.binaries[1]: \"app\" is listed twice"},
+    {"PortOutOfRange", "image = { base = \"reg.io/b:1\", ports = [70000] }",
+     "workspace.metadata.ciagent.image.ports[0]: \"70000\" is not a port"},
+    {"PortProtocol",
+     "image = { base = \"reg.io/b:1\", ports = [\"53/icmp\"] }",
+     "workspace.metadata.ciagent.image.ports[0]: \"53/icmp\" is not a port"},
+    {"WorkdirRelative",
+     "image = { base = \"reg.io/b:1\", workdir = \"data\" }",
+     "workspace.metadata.ciagent.image.workdir: \"data\" must be absolute"},
+    {"LabelNotString",
+     "image = { base = \"reg.io/b:1\", labels = { team = 1 } }",
+     "workspace.metadata.ciagent.image.labels.team: expected a string, got 1"},
     {"CiagentNotTable", "[workspace]\nmetadata.ciagent = 1\n",
      "workspace.metadata.ciagent: expected a table, got 1"},
     {"BothTables",
@@ -323,6 +358,51 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<Refusal>& info) {
       return std::string(info.param.name);
     });
+
+TEST(PipelineConfigTest, BaseSelectsAssemblyWithItsSettings) {
+  ASSERT_OK_AND_ASSIGN(PipelineConfig config, ParsePipelineConfig(Workspace(R"(
+[workspace.metadata.ciagent.image]
+base = "registry.example.com/base/debian@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+binaries = ["server", "migrate"]
+path = "//opt/./app/"
+entrypoint = "/opt/app/server"
+cmd = ["--port", "8080"]
+env = { RUST_LOG = "info", MODE = "prod" }
+workdir = "/srv"
+user = "1000:1000"
+ports = [8080, "9090/udp"]
+labels = { team = "payments" }
+)")));
+  const ImageConfig& image = config.image;
+  EXPECT_TRUE(image.assembled());
+  EXPECT_EQ(image.base,
+            "registry.example.com/base/debian@sha256:0123456789abcdef0123456789"
+            "abcdef0123456789abcdef0123456789abcdef");
+  EXPECT_THAT(image.binaries, ElementsAre("server", "migrate"));
+  EXPECT_EQ(image.path, "/opt/app");
+  EXPECT_THAT(image.entrypoint, ElementsAre("/opt/app/server"));
+  EXPECT_THAT(image.cmd, ElementsAre("--port", "8080"));
+  EXPECT_THAT(image.env, ElementsAre(Pair("RUST_LOG", "info"),
+                                     Pair("MODE", "prod")));
+  EXPECT_EQ(image.workdir, "/srv");
+  EXPECT_EQ(image.user, "1000:1000");
+  EXPECT_THAT(image.ports, ElementsAre("8080/tcp", "9090/udp"));
+  EXPECT_THAT(image.labels, ElementsAre(Pair("team", "payments")));
+  EXPECT_THAT(PipelineConfigJson(config),
+              HasSubstr(R"("path":"/opt/app","entrypoint":["/opt/app/server"])"));
+}
+
+TEST(PipelineConfigTest, AssemblyDefaultsToEveryBinaryInUsrLocalBinAsNonRoot) {
+  ASSERT_OK_AND_ASSIGN(PipelineConfig config,
+                       ParsePipelineConfig(Workspace(
+                           "image.base = \"reg.example.com/base:12\"\n")));
+  EXPECT_TRUE(config.image.assembled());
+  EXPECT_THAT(config.image.binaries, ::testing::IsEmpty());
+  EXPECT_EQ(config.image.path, "/usr/local/bin");
+  EXPECT_EQ(config.image.user, "65532");
+  EXPECT_THAT(config.image.entrypoint, ::testing::IsEmpty());
+  EXPECT_FALSE(PipelineConfig{}.image.assembled());
+}
 
 // The table above matches substrings, so long rules stay readable; this
 // checks the whole text of one message.

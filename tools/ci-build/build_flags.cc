@@ -187,6 +187,10 @@ absl::Status ConfigureImageStep(const Job* job, PipelineOptions* pipeline) {
                            : ImageRepositoryFor(job->repo);
     image.tags = ImageTagsFor(*job);
   }
+  if (job != nullptr) {
+    image.source = job->repo;
+    image.revision = job->commit;
+  }
   absl::StatusOr<oci::RegistryOptions> registry =
       oci::RegistryOptionsFor(registry_host);
   // kInvalidArgument: no registry configured at all (an unreadable token

@@ -1,16 +1,19 @@
 #include "ciagent/image/image_step.h"
 
+#include <git2.h>
 #include <sys/utsname.h>
 
 #include <filesystem>
 #include <optional>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "ciagent/base/file_lock.h"
 #include "ciagent/base/status_macros.h"
+#include "ciagent/image/assembly.h"
 #include "ciagent/image/image_builder.h"
 #include "ciagent/cache/prune.h"
 #include "ciagent/oci/push.h"
@@ -41,6 +44,44 @@ absl::StatusOr<StepRecord> BuildFailure(const absl::Status& status) {
   }
 }
 
+// The commit `revision` (HEAD when empty) of the checkout: its id and
+// committer time. Without a repository there, SOURCE_DATE_EPOCH (the
+// reproducible-builds convention), else the Unix epoch: never the clock.
+struct SourceCommit {
+  std::string id;
+  absl::Time time = absl::UnixEpoch();
+  std::string note;  // how the time was found, for the log
+};
+
+SourceCommit ReadSourceCommit(const std::string& source_dir,
+                              const std::string& revision) {
+  SourceCommit commit{.id = revision};
+  const char* epoch = std::getenv("SOURCE_DATE_EPOCH");
+  int64_t seconds = 0;
+  git_libgit2_init();
+  git_repository* repo = nullptr;
+  git_object* object = nullptr;
+  if (git_repository_open_ext(&repo, source_dir.c_str(),
+                              GIT_REPOSITORY_OPEN_NO_SEARCH, nullptr) == 0 &&
+      git_revparse_single(&object, repo,
+                          revision.empty() ? "HEAD" : revision.c_str()) == 0 &&
+      git_object_type(object) == GIT_OBJECT_COMMIT) {
+    const git_commit* head = reinterpret_cast<const git_commit*>(object);
+    commit.id = git_oid_tostr_s(git_commit_id(head));
+    commit.time = absl::FromUnixSeconds(git_commit_time(head));
+    commit.note = absl::StrCat("commit ", commit.id.substr(0, 12));
+  } else if (epoch != nullptr && absl::SimpleAtoi(epoch, &seconds)) {
+    commit.time = absl::FromUnixSeconds(seconds);
+    commit.note = "SOURCE_DATE_EPOCH (no git repository in the checkout)";
+  } else {
+    commit.note = "the Unix epoch (no git repository in the checkout)";
+  }
+  git_object_free(object);
+  git_repository_free(repo);
+  git_libgit2_shutdown();
+  return commit;
+}
+
 class ImageStepRun {
  public:
   explicit ImageStepRun(const ImageStepOptions& options) : options_(options) {}
@@ -51,6 +92,7 @@ class ImageStepRun {
     const ImageConfig& config =
         context.image != nullptr ? *context.image : defaults;
     repository_ = config.name.empty() ? options_.repository : config.name;
+    if (config.assembled()) return Assemble(context, config, image);
     if (!HasDockerfile(context.source_dir, config.dockerfile)) {
       return Finished(StepStatus::kSkipped,
                       absl::StrCat("no ", config.dockerfile));
@@ -108,6 +150,73 @@ class ImageStepRun {
   }
 
  private:
+  // `base` set: the image is written directly, no Dockerfile (assembly.h).
+  absl::StatusOr<StepRecord> Assemble(const ImageStepContext& context,
+                                      const ImageConfig& config,
+                                      ImageRecord* image) {
+    const SourceCommit commit =
+        ReadSourceCommit(context.source_dir, options_.revision);
+    AssemblyOptions assembly{.image = config,
+                             .platform = options_.platform,
+                             .created = commit.time,
+                             .source = options_.source,
+                             .revision = commit.id,
+                             .registry = options_.registry,
+                             .repository = repository_,
+                             .tags = options_.tags,
+                             .work_dir = context.work_dir + "/assembly",
+                             .concurrency = options_.push_concurrency,
+                             .on_blob = BlobLogger(context),
+                             .should_stop = context.should_stop};
+    for (const Artifact& artifact : context.so_far.artifacts) {
+      assembly.executables.emplace_back(artifact.name, artifact.path);
+    }
+    context.output("agent", absl::StrCat("assembling ", repository_, ":",
+                                         options_.tags.front(), " on ",
+                                         config.base, ", created at ",
+                                         absl::FormatTime(commit.time), " (",
+                                         commit.note, ")"));
+    absl::StatusOr<AssemblyResult> built = AssembleImage(assembly);
+    if (!built.ok()) {
+      switch (built.status().code()) {
+        case absl::StatusCode::kUnavailable:  // the registry or the disk
+          return Annotate(built.status(), "image assembly");
+        case absl::StatusCode::kCancelled:
+          return Finished(StepStatus::kCancelled,
+                          std::string(built.status().message()));
+        default:
+          return Finished(StepStatus::kFailed,
+                          std::string(built.status().message()));
+      }
+    }
+    image->reference = built->reference;
+    image->digest = built->digest;
+    image->tags = built->push.tags;
+    image->builder = "assembly";
+    image->blobs_uploaded = built->push.blobs_uploaded + built->push.blobs_copied;
+    image->blobs_existing = built->push.blobs_existing + built->push.blobs_mounted;
+    image->bytes_uploaded = static_cast<int64_t>(built->push.bytes_uploaded);
+    image->build_duration = built->assembly_duration;
+    image->push_duration = built->push.duration;
+    context.output("agent", absl::StrCat("base ", built->base, " (",
+                                         built->platform, ")"));
+    context.output("agent", absl::StrCat("pushed ", image->reference, "@",
+                                         built->digest));
+    return Finished(StepStatus::kOk);
+  }
+
+  static std::function<void(const oci::BlobPushed&)> BlobLogger(
+      const ImageStepContext& context) {
+    return [&context](const oci::BlobPushed& blob) {
+      context.output(
+          "agent",
+          absl::StrCat(blob.digest.substr(0, 19), " ",
+                       oci::BlobActionName(blob.action), " (", blob.size,
+                       " bytes, ", absl::ToInt64Milliseconds(blob.duration),
+                       " ms)"));
+    };
+  }
+
   absl::StatusOr<StepRecord> Push(const ImageStepContext& context,
                                   const std::string& layout_dir,
                                   ImageRecord* image) {
@@ -123,14 +232,7 @@ class ImageStepRun {
     oci::PushOptions push{.repository = repository_,
                           .tags = options_.tags,
                           .concurrency = options_.push_concurrency};
-    push.on_blob = [&context](const oci::BlobPushed& blob) {
-      context.output(
-          "agent",
-          absl::StrCat(blob.digest.substr(0, 19), " ",
-                       oci::BlobActionName(blob.action), " (", blob.size,
-                       " bytes, ", absl::ToInt64Milliseconds(blob.duration),
-                       " ms)"));
-    };
+    push.on_blob = BlobLogger(context);
     absl::StatusOr<oci::PushResult> pushed =
         oci::PushLayout(**client, layout_dir, push);
     if (!pushed.ok()) {

@@ -17,7 +17,15 @@
 //   ImageRepositoryFor(job.repo); image.tags = ImageTagsFor(job);
 //   pipeline.image_step = MakeImageStep(std::move(image));
 //
-// The step is skipped ("no Dockerfile") without one. The build's context is
+// With `base` in the configuration the image is assembled instead
+// (assembly.h): the base's layers plus one layer of the release binaries,
+// written and pushed by the agent itself, no Dockerfile, builder or root
+// needed; the record's builder is "assembly". Bad input (base not found,
+// no manifest for the agent's platform, a binary the build did not make, a
+// path outside /) fails the step with the reason; an unreachable registry
+// requeues the job.
+//
+// Otherwise the step is skipped ("no Dockerfile") without a Dockerfile. The build's context is
 // the checkout (or its `context` directory) with the build step's release executables placed at
 // target/release/<name>, so a `FROM scratch` + `COPY target/release/app`
 // Dockerfile works whatever CARGO_TARGET_DIR is. Outcomes:
@@ -61,6 +69,11 @@ struct ImageStepOptions {
   std::string repository;
   std::vector<std::string> tags;  // at least one
   int push_concurrency = 4;
+  // Assembly only (`image.base`): the repository URL for the image's
+  // source label and annotation, and the commit; empty: the checkout's
+  // HEAD. The commit's time is the image's creation time.
+  std::string source;
+  std::string revision;
 };
 
 ImageStep MakeImageStep(ImageStepOptions options);

@@ -12,6 +12,7 @@
 #include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -35,8 +36,14 @@ constexpr absl::string_view kStepKeys[] = {"args", "allow-failure", "timeout"};
 constexpr absl::string_view kTestKeys[] = {
     "args", "allow-failure", "timeout", "runner", "retries", "flaky",
     "quarantine"};
-constexpr absl::string_view kImageKeys[] = {"dockerfile", "context", "name",
-                                            "build-args"};
+constexpr absl::string_view kImageKeys[] = {
+    "dockerfile", "context",  "name",    "build-args", "base",
+    "binaries",   "path",     "entrypoint", "cmd",     "env",
+    "workdir",    "user",     "ports",   "labels"};
+// Keys that mean something only with `base` (assembly).
+constexpr absl::string_view kAssemblyKeys[] = {
+    "binaries", "path", "entrypoint", "cmd", "env",
+    "workdir",  "user", "ports",      "labels"};
 
 constexpr size_t kMaxListItems = 64;
 constexpr size_t kMaxStringBytes = 1024;
@@ -176,6 +183,8 @@ class ConfigReader {
   absl::Status ReadStep(const toml::node& node, const std::string& path,
                         absl::string_view step, StepConfig* out);
   absl::Status ReadImage(const toml::node& node, const std::string& path);
+  // The assembly keys of the image table (base, binaries, path, ...).
+  absl::Status ReadAssembly(const toml::table& table, const std::string& path);
   // test.retries, test.flaky, test.quarantine.
   absl::Status ReadTestPolicy(const toml::table& table,
                               const std::string& path);
@@ -584,6 +593,145 @@ absl::Status ConfigReader::ReadImage(const toml::node& node,
                                     &image.build_args,
                                     /*reserved_names=*/false));
   }
+  return ReadAssembly(table, path);
+}
+
+absl::Status ConfigReader::ReadAssembly(const toml::table& table,
+                                        const std::string& path) {
+  ImageConfig& image = config_->image;
+  const toml::node* base = table.get("base");
+  if (base == nullptr) {
+    for (absl::string_view key : kAssemblyKeys) {
+      if (table.contains(StdView(key))) {
+        return Invalid(Join(path, key),
+                       "applies to image assembly only: set image.base too");
+      }
+    }
+    return absl::OkStatus();
+  }
+  CIAGENT_ASSIGN_OR_RETURN(image.base, ReadString(*base, path + ".base"));
+  if (absl::StatusOr<oci::ImageReference> ref =
+          oci::ParsePullReference(image.base);
+      !ref.ok()) {
+    return Invalid(path + ".base", ref.status().message());
+  }
+  for (absl::string_view key : {"dockerfile", "context", "build-args"}) {
+    if (table.contains(StdView(key))) {
+      return Invalid(Join(path, key),
+                     "image.base assembles the image without a Dockerfile; "
+                     "give one of base and dockerfile");
+    }
+  }
+  std::vector<std::string> seen;
+  if (const toml::node* value = table.get("binaries")) {
+    CIAGENT_ASSIGN_OR_RETURN(
+        image.binaries,
+        ReadStrings(*value, path + ".binaries",
+                    [&seen](absl::string_view name) -> std::string {
+                      if (name.empty() || name == "." || name == ".." ||
+                          absl::StrContains(name, '/')) {
+                        return "is not an executable's file name";
+                      }
+                      if (absl::c_linear_search(seen, name)) {
+                        return "is listed twice";
+                      }
+                      seen.emplace_back(name);
+                      return "";
+                    }));
+  }
+  if (const toml::node* value = table.get("path")) {
+    CIAGENT_ASSIGN_OR_RETURN(std::string dir,
+                             ReadString(*value, path + ".path"));
+    if (!absl::StartsWith(dir, "/")) {
+      return Invalid(path + ".path",
+                     absl::StrCat(Quoted(dir), " must be absolute (inside /)"));
+    }
+    const size_t first = dir.find_first_not_of('/');
+    const std::string relative =
+        first == std::string::npos ? "" : dir.substr(first);
+    if (std::string broken = InsideRule(relative);
+        !relative.empty() && !broken.empty()) {
+      return Invalid(path + ".path", absl::StrCat(Quoted(dir), " ", broken,
+                                                  ": it must stay inside /"));
+    }
+    const std::string normal = Normalized(relative);
+    image.path = normal == "." ? "/" : "/" + normal;
+  }
+  const auto not_empty = [](absl::string_view arg) -> std::string {
+    return arg.empty() ? "is empty" : "";
+  };
+  for (auto [key, field] : {std::pair{"entrypoint", &image.entrypoint},
+                            std::pair{"cmd", &image.cmd}}) {
+    const toml::node* value = table.get(key);
+    if (value == nullptr) continue;
+    // A string is the one-word form: entrypoint = "/usr/local/bin/app".
+    if (value->is_string()) {
+      CIAGENT_ASSIGN_OR_RETURN(std::string word,
+                               ReadString(*value, Join(path, key)));
+      *field = {word};
+      if (word.empty()) return Invalid(Join(path, key), "is empty");
+      continue;
+    }
+    CIAGENT_ASSIGN_OR_RETURN(*field,
+                             ReadStrings(*value, Join(path, key), not_empty));
+  }
+  if (const toml::node* value = table.get("env")) {
+    CIAGENT_RETURN_IF_ERROR(ReadEnv(*value, path + ".env", &image.env,
+                                    /*reserved_names=*/false));
+  }
+  for (auto [key, field] : {std::pair{"workdir", &image.workdir},
+                            std::pair{"user", &image.user}}) {
+    const toml::node* value = table.get(key);
+    if (value == nullptr) continue;
+    CIAGENT_ASSIGN_OR_RETURN(*field, ReadString(*value, Join(path, key)));
+    if (field->empty()) return Invalid(Join(path, key), "is empty");
+  }
+  if (!image.workdir.empty() && !absl::StartsWith(image.workdir, "/")) {
+    return Invalid(path + ".workdir",
+                   absl::StrCat(Quoted(image.workdir), " must be absolute"));
+  }
+  if (const toml::node* value = table.get("ports")) {
+    if (!value->is_array()) {
+      return WrongType(path + ".ports", "an array of ports", *value);
+    }
+    const toml::array& array = *value->as_array();
+    if (array.size() > kMaxListItems) {
+      return Invalid(path + ".ports",
+                     absl::StrCat("more than ", kMaxListItems, " items"));
+    }
+    for (size_t i = 0; i < array.size(); ++i) {
+      const std::string item_path = absl::StrCat(path, ".ports[", i, "]");
+      std::string port = array[i].is_integer()
+                             ? absl::StrCat(array[i].as_integer()->get())
+                             : "";
+      if (port.empty()) {
+        CIAGENT_ASSIGN_OR_RETURN(port, ReadString(array[i], item_path));
+      }
+      std::vector<std::string> parts = absl::StrSplit(port, '/');
+      if (parts.size() == 1) parts.push_back("tcp");
+      int number = 0;
+      if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &number) ||
+          number < 1 || number > 65535 ||
+          (parts[1] != "tcp" && parts[1] != "udp" && parts[1] != "sctp")) {
+        return Invalid(item_path,
+                       absl::StrCat(Quoted(port),
+                                    " is not a port: expected 1..65535, "
+                                    "optionally with /tcp, /udp or /sctp"));
+      }
+      image.ports.push_back(absl::StrCat(number, "/", parts[1]));
+    }
+  }
+  if (const toml::node* value = table.get("labels")) {
+    if (!value->is_table()) {
+      return WrongType(path + ".labels", "a table of strings", *value);
+    }
+    for (const auto& [key, node] : InFileOrder(*value->as_table())) {
+      CIAGENT_ASSIGN_OR_RETURN(std::string text,
+                               ReadString(*node, Join(path + ".labels", key),
+                                          kMaxEnvValueBytes));
+      image.labels.emplace_back(std::string(key), std::move(text));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -766,6 +914,18 @@ std::string PipelineConfigJson(const PipelineConfig& config) {
       .Add("context", config.image.context)
       .Add("name", config.image.name)
       .AddRaw("build_args", PairsJson(config.image.build_args));
+  if (config.image.assembled()) {
+    image.Add("base", config.image.base)
+        .AddRaw("binaries", StringArrayJson(config.image.binaries))
+        .Add("path", config.image.path)
+        .AddRaw("entrypoint", StringArrayJson(config.image.entrypoint))
+        .AddRaw("cmd", StringArrayJson(config.image.cmd))
+        .AddRaw("env", PairsJson(config.image.env))
+        .Add("workdir", config.image.workdir)
+        .Add("user", config.image.user)
+        .AddRaw("ports", StringArrayJson(config.image.ports))
+        .AddRaw("labels", PairsJson(config.image.labels));
+  }
   JsonObjectBuilder json;
   json.Add("source", config.source)
       .AddRaw("steps", StringArrayJson(config.steps))

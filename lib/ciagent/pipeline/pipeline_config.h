@@ -86,6 +86,35 @@ struct ImageConfig {
   // logged and recorded in the image's history.
   std::vector<std::pair<std::string, std::string>> build_args;
 
+  // Assembly (image/assembly.h): with `base` set the image is written
+  // directly as OCI data -- the base's layers plus one layer holding the
+  // binaries -- with no Dockerfile, builder, daemon or root. The keys below
+  // apply to assembly only.
+  //
+  // "registry/ns/base:tag" or "...@sha256:<hex>"; without a registry host,
+  // the agent's registry (REGISTRY_URL).
+  std::string base;
+  // Release executables to copy, by name; empty: every one the build made.
+  std::vector<std::string> binaries;
+  // Absolute directory in the image that receives them.
+  std::string path = "/usr/local/bin";
+  // Empty: <path>/<the only binary>.
+  std::vector<std::string> entrypoint;
+  // Arguments after the entrypoint; the base's Cmd is never kept.
+  std::vector<std::string> cmd;
+  // Set in the image over the base's, in the file's order.
+  std::vector<std::pair<std::string, std::string>> env;
+  // Empty: the base's, else "/".
+  std::string workdir;
+  // "uid[:gid]" or a name the base knows; a non-root uid by default.
+  std::string user = "65532";
+  // "8080/tcp", "53/udp" (a bare number means tcp).
+  std::vector<std::string> ports;
+  // Image labels over the base's, in the file's order.
+  std::vector<std::pair<std::string, std::string>> labels;
+
+  bool assembled() const { return !base.empty(); }
+
   friend bool operator==(const ImageConfig&, const ImageConfig&) = default;
 };
 
