@@ -189,6 +189,10 @@ absl::Status RedisServer::Launch() {
         out << "sentinel auth-pass " << name << " \""
             << options_.master_password << "\"\n";
       }
+      if (!options_.password.empty()) {
+        // What a sentinel says to the others, which ask for it too.
+        out << "sentinel sentinel-pass \"" << options_.password << "\"\n";
+      }
     }
   }
   std::vector<std::string> argv = {"redis-server", conf};

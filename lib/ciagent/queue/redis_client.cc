@@ -23,10 +23,13 @@ namespace ciagent {
 namespace {
 
 // A reply of a server that is no longer (or not) the master: a write on a
-// replica, from a command or inside a script ("... -READONLY ..."), or a
-// blocked command released by the server's role change.
+// replica, from a command or inside a script ("... -READONLY ..."), a
+// blocked command released by the server's role change, or a master that
+// lost its replicas (min-replicas-to-write: the usual guard against writes
+// to a master cut off by a failover).
 bool IsDemotedMasterError(absl::string_view error) {
   return absl::StrContains(error, "READONLY") ||
+         absl::StrContains(error, "NOREPLICAS") ||
          absl::StartsWith(error, "UNBLOCKED");
 }
 

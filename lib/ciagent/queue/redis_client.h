@@ -25,8 +25,8 @@
 // asks the sentinels in turn, each with `sentinel_timeout`, for
 // `SENTINEL get-master-addr-by-name`, starting with the one that answered
 // last; connects to the address; confirms with ROLE that it is a master.
-// A READONLY or UNBLOCKED reply (a demoted master) drops the connection, so
-// the next command resolves the master again.
+// A READONLY, NOREPLICAS or UNBLOCKED reply (a demoted or cut-off master)
+// drops the connection, so the next command resolves the master again.
 //
 // The client connects lazily and, after a connection error, reconnects on the
 // next command: a caller that gets kUnavailable retries with backoff (see
@@ -38,7 +38,7 @@
 //   kUnavailable       connect/IO error or timeout, no sentinel reachable,
 //                      a "master" that is a replica, and the server replies
 //                      LOADING, BUSY, MASTERDOWN, TRYAGAIN, READONLY, OOM,
-//                      UNBLOCKED: retry later.
+//                      NOREPLICAS, UNBLOCKED: retry later.
 //   kUnauthenticated   AUTH rejected (NOAUTH, WRONGPASS): fix the credentials.
 //   kFailedPrecondition NOGROUP and other replies that mean the keyspace is
 //                      not set up as expected; the sentinels do not know the
