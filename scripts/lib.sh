@@ -10,7 +10,8 @@
 # - a free port on 127.0.0.1;
 # - the bundled example crate as a bare repository for the git test server;
 # - services on 127.0.0.1 started in their own session (Ctrl-C reaches the
-#   script, which stops them, not the services themselves): redis-server
+#   script, which stops them, not the services themselves): redis-server,
+#   the distribution registry
 #   and the git test server (tests/testing/git_http_server.py);
 # - stop_pid, and cleanup_on_exit, which stops the services started here and
 #   removes the script's temporary directories on any exit, signals
@@ -225,6 +226,40 @@ start_redis() {
   done
   echo "$prog: redis-server did not start:" >&2
   tail -n 5 "$dir/redis.log" >&2 || true
+  exit 1
+}
+
+# start_distribution DIR: the CNCF distribution registry (docker-registry)
+# on a free 127.0.0.1 port, plain http, no auth, filesystem storage in
+# DIR/storage, its access log in DIR/access.log; sets registry_port and
+# registry_pid. Three ports are tried; exits 1 when it does not start.
+start_distribution() {
+  local dir=$1 port i
+  registry_port=""
+  mkdir -p "$dir/storage"
+  for _ in 1 2 3; do
+    port=$(free_port)
+    printf '%s\n' "version: 0.1" "log:" "  level: warn" "  accesslog:" \
+      "    disabled: false" "storage:" "  filesystem:" \
+      "    rootdirectory: $dir/storage" "http:" "  addr: 127.0.0.1:$port" \
+      "  secret: $prog-$port" >"$dir/config.yml"
+    setsid docker-registry serve "$dir/config.yml" </dev/null \
+      >"$dir/access.log" 2>"$dir/registry.log" &
+    registry_pid=$!
+    lib_pids+=("$registry_pid")
+    for ((i = 0; i < 100; i++)); do
+      kill -0 "$registry_pid" 2>/dev/null || break
+      if curl -sf -o /dev/null "http://127.0.0.1:$port/v2/"; then
+        # shellcheck disable=SC2034  # read by the scripts
+        registry_port=$port
+        return 0
+      fi
+      sleep 0.05
+    done
+    stop_service "$registry_pid"
+  done
+  echo "$prog: docker-registry did not start:" >&2
+  tail -n 5 "$dir/registry.log" >&2 || true
   exit 1
 }
 
