@@ -10,10 +10,14 @@
 # themselves; the others are turned into flags here). No argument is taken
 # but --help.
 #
-#   read by ci-consume   REDIS_URL, REDIS_PASSWORD[_FILE], POD_NAME,
+#   read by both         REDIS_PASSWORD[_FILE], REDIS_CA_FILE,
+#                        REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE,
+#                        REDIS_SENTINEL_USERNAME, REDIS_SENTINEL_PASSWORD[_FILE],
+#                        CI_REDIS_MIN_REPLICAS, CI_REDIS_WAIT_TIMEOUT
+#   read by ci-consume   REDIS_URL, POD_NAME,
 #                        CI_WORKDIR, CI_CACHE_DIR, CI_CA_FILE,
 #                        GIT_USERNAME, GIT_TOKEN[_FILE]
-#   read by ci-build     REDIS_PASSWORD[_FILE], CI_CACHE_DIR (build cache),
+#   read by ci-build     CI_CACHE_DIR (build cache),
 #                        CI_CARGO_HOME, CI_TARGET_DIR, CI_CARGO_CONFIG,
 #                        CI_SECRET_ENV, CI_SCCACHE=true|false,
 #                        CI_IMAGE_BUILDER (auto|buildah|docker|none),

@@ -16,8 +16,10 @@
 
 // Defaults from the environment are resolved after parsing (FlagOrEnv).
 ABSL_FLAG(std::string, redis, "",
-          "Redis URL redis://[user@]host:port[/db]; default: env REDIS_URL, "
-          "else redis://127.0.0.1:6379");
+          "Redis URL redis://[user@]host:port[/db], rediss:// (TLS), "
+          "redis+sentinel://host1:26379,host2:26379/<master>[/db], "
+          "rediss+sentinel://; default: env REDIS_URL, else "
+          "redis://127.0.0.1:6379");
 ABSL_FLAG(std::string, stream, "ci-jobs", "job stream");
 ABSL_FLAG(std::string, group, "ci-workers", "consumer group");
 ABSL_FLAG(std::string, consumer, "",
