@@ -385,5 +385,34 @@ TEST_F(AssemblyRegistryTest, ImageStepAssemblesWhenTheConfigurationNamesABase) {
               StatusIs(absl::StatusCode::kUnavailable));
 }
 
+// An agent without root has no Dockerfile builder: a repository that still
+// has only a Dockerfile learns why its image step failed.
+TEST_F(AssemblyRegistryTest, AssemblyOnlyAgentFailsADockerfileWithTheReason) {
+  const std::string source_dir = Dir("dockerfile-checkout");
+  ASSERT_OK(testing::WriteText(source_dir + "/Dockerfile",
+                               "FROM scratch\nCOPY target/release/hello /\n",
+                               0644));
+  ImageStepOptions step_options{.builder = "assembly"};
+  step_options.registry = {.registry = "127.0.0.1:1"};  // never reached
+  step_options.repository = "acme/hello";
+  step_options.tags = {"v1"};
+  PipelineResult so_far;
+  const std::string work_dir = Dir("dockerfile-job");
+  const ImageConfig config;  // no base
+  ImageStepContext context{.so_far = so_far,
+                           .source_dir = source_dir,
+                           .work_dir = work_dir,
+                           .time_left = absl::Minutes(1),
+                           .should_stop = [] { return false; },
+                           .output = [](absl::string_view, absl::string_view) {},
+                           .image = &config};
+  ImageRecord record;
+  ASSERT_OK_AND_ASSIGN(StepRecord done,
+                       MakeImageStep(step_options)(context, &record));
+  EXPECT_EQ(done.status, StepStatus::kFailed);
+  EXPECT_THAT(done.reason, HasSubstr("this agent assembles images only"));
+  EXPECT_THAT(done.reason, HasSubstr("set image.base"));
+}
+
 }  // namespace
 }  // namespace ciagent

@@ -60,8 +60,9 @@ ABSL_FLAG(std::string, image, "",
           "REGISTRY_URL (or GITEA_URL) and the job's image name or repository");
 ABSL_FLAG(std::string, image_builder, "",
           "image step builder: auto (docker buildx when a daemon answers, "
-          "else buildah), buildah, docker, or none (no image step); default: "
-          "env CI_IMAGE_BUILDER, else auto");
+          "else buildah), buildah, docker, assembly (image.base only: no "
+          "Dockerfile builds, no root needed), or none (no image step); "
+          "default: env CI_IMAGE_BUILDER, else auto");
 ABSL_FLAG(std::string, image_storage_dir, "",
           "buildah storage kept between jobs; default: env "
           "CI_IMAGE_STORAGE_DIR, else <cache-dir>/buildah, else temporary");
@@ -160,9 +161,10 @@ absl::Status ConfigureImageStep(const Job* job, PipelineOptions* pipeline) {
   const std::string builder =
       FlagOrEnv(absl::GetFlag(FLAGS_image_builder), "CI_IMAGE_BUILDER", "auto");
   if (builder != "auto" && builder != "buildah" && builder != "docker" &&
-      builder != "none") {
+      builder != "assembly" && builder != "none") {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--image-builder: expected auto, buildah, docker or none, got \"",
+        "--image-builder: expected auto, buildah, docker, assembly or none, "
+        "got \"",
         builder, "\""));
   }
   ImageStepOptions image{.builder = builder,

@@ -22,7 +22,8 @@ absl::StatusOr<PipelineOptions> PipelineOptionsFromFlags();
 // Sets pipeline->image_step unless there is nowhere to push: a queued job
 // (`job`) pushes to REGISTRY_URL (or GITEA_URL's host) as its image name, or
 // its repository's path, tagged with its commit and branch; a local run
-// (`job` null) pushes to --image. --image-builder=none disables the step.
+// (`job` null) pushes to --image. --image-builder=none disables the step;
+// --image-builder=assembly allows only assembled images (image.base).
 // Call after PipelineOptionsFromFlags (uses its cache dir, PATH, grace).
 absl::Status ConfigureImageStep(const Job* job, PipelineOptions* pipeline);
 

@@ -97,6 +97,14 @@ class ImageStepRun {
       return Finished(StepStatus::kSkipped,
                       absl::StrCat("no ", config.dockerfile));
     }
+    if (options_.builder == "assembly") {
+      return Finished(
+          StepStatus::kFailed,
+          absl::StrCat("this agent assembles images only (image builder "
+                       "\"assembly\": no root, no buildah): set image.base "
+                       "in Cargo.toml instead of building ",
+                       config.dockerfile));
+    }
     // The builder takes the Dockerfile relative to the context, which
     // holds it (ParsePipelineConfig checks that).
     const bool whole_checkout = config.context == ".";

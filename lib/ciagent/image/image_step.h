@@ -55,7 +55,10 @@ namespace ciagent {
 
 struct ImageStepOptions {
   // The layout is written to <work_dir>/image.
-  std::string builder = "auto";  // image_builder.h: buildah, docker, auto
+  // image_builder.h: buildah, docker, auto; or "assembly": only assembled
+  // images (an agent without root or builder), a Dockerfile without
+  // `image.base` fails the step saying so.
+  std::string builder = "auto";
   // buildah's storage, kept between jobs (base images); empty: temporary.
   std::string storage_dir;
   std::string platform;  // empty: the host's
