@@ -50,8 +50,8 @@ TERMINAL = {"success", "failed", "timeout", "cancelled", "error"}
 # --- Redis -------------------------------------------------------------------
 
 class Redis:
-    def __init__(self, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    def __init__(self, port, timeout=30):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.buf = b""
 
     def _line(self):
