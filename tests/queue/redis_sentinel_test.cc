@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "ciagent/base/backoff.h"
+#include "ciagent/queue/job_log.h"
 #include "ciagent/queue/job_queue.h"
 #include "ciagent/queue/lease_renewer.h"
 #include "ciagent/queue/redis_client.h"
@@ -257,6 +258,46 @@ TEST_F(RedisSentinelTest, AReadonlyReplyDropsTheConnectionAndTheNextResolves) {
   ASSERT_OK(admin.Command({"REPLICAOF", "NO", "ONE"}).status());
   for (testing::RedisServer* sentinel : group_->sentinels()) sentinel->Resume();
   EXPECT_OK(client.Command({"SET", "k", "y"}).status());
+}
+
+TEST_F(RedisSentinelTest, LogLinesTheNewMasterLacksAreSentAgainWithTheirSeq) {
+  ClaimedJob claim;
+  claim.job = testing::ExampleJob("log-1");
+  claim.attempt = 1;
+  RedisClient writer(redis_);
+  JobLog log(&writer, QueueOptions{}, claim);
+  ASSERT_OK(log.Append({{"test", "stdout", "one"}, {"test", "stdout", "two"},
+                        {"test", "stdout", "three"}, {"test", "stdout", "four"}}));
+  ASSERT_OK_AND_ASSIGN(int old_master, group_->MasterPort());
+  RedisClient check(redis_);
+  ASSERT_OK(check.Command({"WAIT", "2", "2000"}).status());
+  ASSERT_OK(group_->Failover());
+  ASSERT_OK(group_->WaitUntilReplica(old_master, absl::Seconds(30)));
+  // What a write to the old master in the failover window looks like on
+  // the new one: the last lines are not there.
+  const std::string key = QueueOptions().LogKey("log-1");
+  ASSERT_OK_AND_ASSIGN(RedisReply stored,
+                       RetryValue(check, {"XRANGE", key, "-", "+"}));
+  ASSERT_EQ(stored.elements.size(), 4u);
+  ASSERT_OK(check.Command({"XDEL", key, stored.elements[2].elements[0].str,
+                           stored.elements[3].elements[0].str})
+                .status());
+
+  ASSERT_OK(log.ConfirmOnCurrentMaster());
+  ASSERT_OK_AND_ASSIGN(RedisReply after, check.Command({"XRANGE", key, "-", "+"}));
+  std::vector<std::string> seqs, lines;
+  for (const RedisReply& entry : after.elements) {
+    const auto& kv = entry.elements[1].elements;
+    for (size_t i = 0; i + 1 < kv.size(); i += 2) {
+      if (kv[i].str == "seq") seqs.push_back(kv[i + 1].str);
+      if (kv[i].str == "line") lines.push_back(kv[i + 1].str);
+    }
+  }
+  EXPECT_THAT(seqs, ::testing::ElementsAre("1", "2", "3", "4"));
+  EXPECT_THAT(lines, ::testing::ElementsAre("one", "two", "three", "four"));
+  // Later lines go on from there.
+  ASSERT_OK(log.Append({{"test", "stdout", "five"}}));
+  EXPECT_EQ(log.next_seq(), 6);
 }
 
 TEST_F(RedisSentinelTest, DurableWritesWaitForReplicas) {

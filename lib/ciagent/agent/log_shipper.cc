@@ -327,7 +327,11 @@ absl::Status LogShipper::Close() {
   closed_ = true;
   const int64_t lost = queued_total_ - stats_.lines_sent;
   if (lost == 0) {
-    close_status_ = absl::OkStatus();
+    // The sender has stopped: the log is this thread's now.
+    close_status_ = log_.ConfirmOnCurrentMaster();
+    if (!close_status_.ok()) {
+      LogWarning("build log incomplete", {{"error", close_status_}});
+    }
     return close_status_;
   }
   // Given up: they move from buffered to dropped.

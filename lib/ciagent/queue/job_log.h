@@ -14,6 +14,14 @@
 // attempt, continues after its `seq`. Two writers of one attempt must not
 // run at the same time.
 //
+// Failover. Redis replicates asynchronously: lines a master acknowledged
+// just before a failover may be missing on the new one. When an append
+// finds its connection on another server than the last append's (the
+// client re-resolved a Sentinel master, or DNS moved), the log reads the
+// stream's last `seq` there and first sends again the lines it still holds
+// (the last 10 000 lines or 4 MiB) that are missing, with their own `seq`;
+// lines lost beyond that are reported in one warning.
+//
 // Example:
 //   JobLog log(&redis, queue_options, claim);
 //   CIAGENT_RETURN_IF_ERROR(log.Append({{"check", "stderr", "Compiling x"}}));
@@ -23,7 +31,9 @@
 #define CIAGENT_QUEUE_JOB_LOG_H_
 
 #include <cstdint>
+#include <deque>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
@@ -45,6 +55,14 @@ class JobLog {
 
   absl::Status Append(absl::Span<const LogLine> lines);
 
+  // With Sentinel: connects again, so that the master is resolved anew, and
+  // when it is another server than the last append's, sends the lines it
+  // is missing (see "Failover"). For the last writer of an attempt before
+  // the job's status is written: lines acknowledged by a master that a
+  // failover has since replaced are not left lost. No-op without sentinels
+  // or before the first append.
+  absl::Status ConfirmOnCurrentMaster();
+
   // The `seq` of the next line (known after the first Append).
   int64_t next_seq() const { return next_seq_; }
   const std::string& key() const { return key_; }
@@ -54,11 +72,20 @@ class JobLog {
   std::string key_;
   std::string attempt_;
   std::string max_len_;
-  // Reads the last entry to continue this attempt's sequence.
-  absl::Status ContinueSequence();
+  // The `seq` of this attempt's last stored line, 0 when there is none.
+  absl::StatusOr<int64_t> LastStoredSeq();
+  // After a change of server: the held lines the server is missing, again.
+  absl::Status SendMissing();
+  void Hold(int64_t first_seq, absl::Span<const LogLine> lines);
+  std::vector<std::string> XaddCommand(int64_t seq, const LogLine& line) const;
 
   int64_t next_seq_ = 1;
   bool sequence_known_ = false;
+  // The server of the last successful append.
+  std::string server_;
+  // The latest lines sent, with their seq, oldest first.
+  std::deque<std::pair<int64_t, LogLine>> held_;
+  size_t held_bytes_ = 0;
 };
 
 }  // namespace ciagent
