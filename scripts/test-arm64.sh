@@ -220,6 +220,7 @@ integration_subset=(
   queue/job_queue_test
   queue/ci_consume_test
   queue/queue_admin_test
+  queue/redis_tls_test
   git/ci_consume_fetch_test
   git/fetch_test
   git/fetch_tls_test
