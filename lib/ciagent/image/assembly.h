@@ -23,10 +23,13 @@
 //      verified); then the layer and config; then the manifest under each
 //      tag.
 //
-// Reproducible: nothing depends on the clock, the host, the user or the
-// order of files on disk. The same binaries, base manifest, settings and
-// `created` (the commit's time) give the same manifest digest on any agent
-// with the same zlib (gzip output is zlib's, header mtime 0).
+// Reproducible: nothing depends on the clock, the host, the user, the
+// number of CPUs or the order of files on disk. The same binaries, base
+// manifest, settings and `created` (the commit's time) give the same
+// manifest digest on any agent with the same zlib. The layer is gzip at
+// the fastest level, compressed in fixed 512 KiB blocks on up to 4 threads
+// (pigz's scheme: each block with the previous 32 KiB as its dictionary),
+// header mtime 0.
 //
 //   AssemblyOptions options;
 //   options.image = config.image;            // base = "reg/base/debian:12"
