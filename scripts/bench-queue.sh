@@ -12,6 +12,12 @@
 # target. Both sides report the median of ROUNDS rounds, taken in
 # alternation.
 #
+# Then where one job's time goes on our side: Redis's CPU time for the
+# cycle's script (INFO commandstats around one more cycle run, less the
+# backlog's enqueue scripts, measured alone just before), the worker's CPU
+# time (the benchmark's cpu_time), and the rest: waiting on the loopback
+# round trip and for the scheduler.
+#
 # Environment: CIAGENT_BENCH_JOBS (jobs per round, default 20000),
 # CIAGENT_BENCH_ROUNDS (rounds per side, default 9).
 # Exit status: 0 when both sides were measured (whether or not the target is
@@ -111,9 +117,44 @@ const jobsPerSecond = (x) => `${x.toFixed(0).padStart(8)} jobs/s`;
 console.log('');
 console.log(`claim -> running -> finalize, one worker, ${jobs} jobs waiting, ` +
             `median of ${rounds} rounds`);
-row('libciagent (C++, hiredis)', jobsPerSecond(cycle));
+row('libciagent (C++)', jobsPerSecond(cycle));
 row(`BullMQ ${bullVersion} (Node ${process.versions.node})`, jobsPerSecond(bullmq));
 row('ratio', `${ratio.toFixed(2).padStart(8)} x`);
 row(`target >= ${target}x`, (ratio >= Number(target) ? 'PASS' : 'FAIL').padStart(8));
 if (enqueue) row('producer: libciagent Enqueue', jobsPerSecond(rate(enqueue)));
+EOF
+
+# --- where the time goes ------------------------------------------------------------
+evalsha_stats() {
+  redis-cli -p "$port" INFO commandstats | tr -d '\r' |
+    sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),usec=\([0-9]*\),.*/\1 \2/p'
+}
+redis-cli -p "$port" CONFIG RESETSTAT >/dev/null
+"$bench" --benchmark_filter='^BM_EnqueueJob' >/dev/null 2>&1
+read -r enqueue_calls enqueue_usec < <(evalsha_stats)
+redis-cli -p "$port" CONFIG RESETSTAT >/dev/null
+"$bench" --benchmark_filter='^BM_ClaimFinalizeCycle' --benchmark_format=json \
+  >"$work/breakdown.json" 2>/dev/null
+read -r cycle_calls cycle_usec < <(evalsha_stats)
+node - "$work/breakdown.json" "$jobs" "$enqueue_calls" "$enqueue_usec" \
+  "$cycle_calls" "$cycle_usec" <<'EOF'
+const fs = require('fs');
+const [file, jobs, eCalls, eUsec, cCalls, cUsec] = process.argv.slice(2);
+const b = JSON.parse(fs.readFileSync(file, 'utf8')).benchmarks[0];
+const perEnqueue = Number(eUsec) / Number(eCalls);
+// The run's evalsha calls: `jobs` enqueues of the backlog, then the cycles.
+const cycles = Number(cCalls) - Number(jobs);
+const redis = (Number(cUsec) - Number(jobs) * perEnqueue) / cycles;
+const wall = 1e6 / b.items_per_second;
+const client = b.cpu_time;  // microseconds per job (Unit kMicrosecond)
+const row = (label, us) => console.log(
+  `${label.padEnd(36)}${us.toFixed(1).padStart(8)} us ${(100 * us / wall).toFixed(0).padStart(4)} %`);
+console.log('');
+console.log(`where one job's time goes (one more cycle run, ` +
+            `${b.items_per_second.toFixed(0)} jobs/s)`);
+row('Redis: the cycle script (CPU)', redis);
+row('worker: libciagent (CPU)', client);
+row('round trip and scheduling', wall - redis - client);
+row('total (wall)', wall);
+console.log(`${'(Redis: one enqueue script)'.padEnd(36)}${perEnqueue.toFixed(1).padStart(8)} us`);
 EOF

@@ -170,6 +170,9 @@ absl::Status ClientSocket::Handshake(SSL_CTX* context) {
   }
   BIO_set_fd(bio, fd_, BIO_NOCLOSE);
   SSL_set_bio(ssl_, bio, bio);
+  // One recv for a record's header and body (and whatever follows), not
+  // two per record: a reply is usually one record.
+  SSL_set_read_ahead(ssl_, 1);
   errno = 0;
   const int rc = SSL_connect(ssl_);
   if (rc == 1) return absl::OkStatus();
