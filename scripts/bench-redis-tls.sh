@@ -10,7 +10,10 @@
 #   job) and of the one-job agent (BM_ClaimThenFinalize, two);
 #   goal: TLS >= 0.8x plain;
 # - the log shipper (bench/log_stream_benchmark BM_LogShipper);
-#   goal: >= 100k lines/s over TLS.
+#   goal: >= 100k lines/s over TLS;
+# - one round trip (bench/redis_round_trip_benchmark: PING, GET of 700
+#   bytes), next to redis-benchmark -c 1 on the same ports: the floor
+#   under all of the above, ours against the peer's.
 # The certificates are made by openssl in the temporary directory (EC P-256,
 # the server named by IP address); the client verifies the server
 # (REDIS_CA_FILE), the server does not ask for a client certificate.
@@ -37,6 +40,7 @@ cleanup_on_exit "$work"
 
 ensure_bench_target "$build_dir" bench/queue_cycle_benchmark
 ensure_bench_target "$build_dir" bench/log_stream_benchmark
+ensure_bench_target "$build_dir" bench/redis_round_trip_benchmark
 
 # --- certificates and the server ------------------------------------------------
 openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc \
@@ -66,13 +70,24 @@ for round in $(seq "$rounds"); do
     CIAGENT_BENCH_REDIS_URL=${url[$side]} "$build_dir/bench/log_stream_benchmark" \
       --benchmark_filter='^BM_LogShipper/' \
       --benchmark_format=json >"$work/logs-$side-$round.json" 2>"$work/logs-$side-$round.log"
+    CIAGENT_BENCH_REDIS_URL=${url[$side]} "$build_dir/bench/redis_round_trip_benchmark" \
+      --benchmark_format=json >"$work/trip-$side-$round.json" 2>"$work/trip-$side-$round.log"
   done
   echo "  round $round done"
 done
 
-python3 - "$work" "$rounds" <<'EOF'
+# The peer: redis-benchmark, one connection, GET of the same size.
+peer_rate() {
+  redis-benchmark "$@" -c 1 -n 20000 -d 700 -t get --csv 2>/dev/null |
+    sed -n 's/^"GET","\([0-9.]*\)".*/\1/p'
+}
+peer_plain=$(peer_rate -p "$redis_port")
+peer_tls=$(peer_rate -p "$tls_port" --tls --cacert "$work/ca.pem")
+
+python3 - "$work" "$rounds" "$peer_plain" "$peer_tls" <<'EOF'
 import json, statistics, sys
 work, rounds = sys.argv[1], int(sys.argv[2])
+peer = {"plain": float(sys.argv[3] or 0), "tls": float(sys.argv[4] or 0)}
 
 def rates(kind, side, name):
     out = []
@@ -88,15 +103,23 @@ def rates(kind, side, name):
 
 print()
 print(f"{'median of %d rounds' % rounds:38}{'plain':>12}{'TLS':>12}{'TLS/plain':>11}  goal")
+kinds = {"BM_LogShipper": "logs", "BM_Ping": "trip", "BM_Get700Bytes": "trip"}
 for name, unit, goal in [("BM_ClaimFinalizeCycle", "jobs/s", "ratio"),
                          ("BM_ClaimThenFinalize", "jobs/s", "ratio"),
-                         ("BM_LogShipper", "lines/s", "lines")]:
-    kind = "logs" if name == "BM_LogShipper" else "queue"
+                         ("BM_LogShipper", "lines/s", "lines"),
+                         ("BM_Ping", "round trips/s", ""),
+                         ("BM_Get700Bytes", "round trips/s", "")]:
+    kind = kinds.get(name, "queue")
     plain, tls = rates(kind, "plain", name), rates(kind, "tls", name)
     ratio = tls / plain
     if goal == "ratio":
         verdict = ("PASS" if ratio >= 0.8 else "FAIL") + " (>= 0.8x)"
-    else:
+    elif goal == "lines":
         verdict = ("PASS" if tls >= 100000 else "FAIL") + " (>= 100k lines/s)"
+    else:
+        verdict = ""
     print(f"{name + ' (' + unit + ')':38}{plain:12.0f}{tls:12.0f}{ratio:10.2f}x  {verdict}")
+if peer["plain"] and peer["tls"]:
+    print(f"{'redis-benchmark GET 700 B, 1 conn':38}{peer['plain']:12.0f}"
+          f"{peer['tls']:12.0f}{peer['tls'] / peer['plain']:10.2f}x  (the peer)")
 EOF
