@@ -78,5 +78,59 @@ TEST(RedisUrlTest, RedactedUrlHasNoPasswordButStaysUsable) {
   EXPECT_EQ(reparsed.db, 3);
 }
 
+TEST(RedisUrlTest, RedissMeansTls) {
+  ASSERT_OK_AND_ASSIGN(RedisOptions options,
+                       RedisOptionsFromUrl("rediss://redis.ci.svc:6380/1"));
+  EXPECT_TRUE(options.tls);
+  EXPECT_EQ(options.host, "redis.ci.svc");
+  EXPECT_EQ(options.port, 6380);
+  EXPECT_TRUE(options.sentinels.empty());
+  EXPECT_EQ(RedactedRedisUrl(options), "rediss://redis.ci.svc:6380/1");
+}
+
+TEST(RedisUrlTest, SentinelUrlListsTheSentinelsAndNamesTheMaster) {
+  ASSERT_OK_AND_ASSIGN(
+      RedisOptions options,
+      RedisOptionsFromUrl("redis+sentinel://agent:hunter22@s1:26380,s2,"
+                          "[fd00::3]:26379/mymaster/2"));
+  EXPECT_FALSE(options.tls);
+  ASSERT_EQ(options.sentinels.size(), 3u);
+  EXPECT_EQ(options.sentinels[0].host, "s1");
+  EXPECT_EQ(options.sentinels[0].port, 26380);
+  EXPECT_EQ(options.sentinels[1].host, "s2");
+  EXPECT_EQ(options.sentinels[1].port, 26379);  // Sentinel's default
+  EXPECT_EQ(options.sentinels[2].host, "fd00::3");
+  EXPECT_EQ(options.master_name, "mymaster");
+  EXPECT_EQ(options.db, 2);
+  // The URL's credentials are the data servers', not the sentinels'.
+  EXPECT_EQ(options.username, "agent");
+  EXPECT_EQ(options.password, "hunter22");
+  EXPECT_EQ(options.sentinel_password, "");
+  const std::string shown = RedactedRedisUrl(options);
+  EXPECT_EQ(shown,
+            "redis+sentinel://agent@s1:26380,s2:26379,[fd00::3]:26379/"
+            "mymaster/2");
+  ASSERT_OK_AND_ASSIGN(RedisOptions reparsed, RedisOptionsFromUrl(shown));
+  EXPECT_EQ(RedactedRedisUrl(reparsed), shown);
+}
+
+TEST(RedisUrlTest, TlsSentinelUrl) {
+  ASSERT_OK_AND_ASSIGN(RedisOptions options,
+                       RedisOptionsFromUrl("rediss+sentinel://s1/main"));
+  EXPECT_TRUE(options.tls);
+  EXPECT_EQ(options.master_name, "main");
+  EXPECT_EQ(options.db, 0);
+}
+
+TEST(RedisUrlTest, SentinelUrlWithoutAMasterNameIsRefused) {
+  EXPECT_THAT(RedisOptionsFromUrl("redis+sentinel://s1:26379,s2:26379"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("name the master")));
+  EXPECT_THAT(RedisOptionsFromUrl("redis+sentinel://s1:26379,:26379/m"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("host")));
+  EXPECT_THAT(RedisOptionsFromUrl("redis+sentinel://s1:0/m"),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("port")));
+}
+
 }  // namespace
 }  // namespace ciagent
