@@ -74,17 +74,8 @@ class SentinelGroup {
 
 }  // namespace ciagent::testing
 
-#define CIAGENT_START_SENTINEL_GROUP(var, opts)                              \
-  std::unique_ptr<::ciagent::testing::SentinelGroup> var;                   \
-  do {                                                                      \
-    auto started_ = ::ciagent::testing::SentinelGroup::Start(opts);         \
-    if (!started_.ok() && started_.status().code() ==                       \
-                              absl::StatusCode::kNotFound &&                \
-        !::ciagent::testing::RunningUnderCi()) {                            \
-      GTEST_SKIP() << "redis-server not installed (a failure under CI=true)"; \
-    }                                                                       \
-    ASSERT_TRUE(started_.ok()) << started_.status().ToString();             \
-    var = std::move(started_).value();                                      \
-  } while (false)
+// `...` is the SentinelGroupOptions: a variable or a braced initializer.
+#define CIAGENT_START_SENTINEL_GROUP(var, ...) \
+  CIAGENT_TESTING_START_SERVICE_(SentinelGroup, var, __VA_ARGS__)
 
 #endif  // CIAGENT_TESTS_TESTING_REDIS_SENTINEL_H_
