@@ -184,5 +184,11 @@ TEST(JsonObjectBuilderTest, OutputParsesWithTypedValues) {
                                            "ok", "failed", "steps"));
 }
 
+TEST(JsonStringArrayTest, QuotesEachItem) {
+  EXPECT_EQ(JsonStringArray({}), "[]");
+  EXPECT_EQ(JsonStringArray({"/usr/local/bin/app", "say \"hi\""}),
+            R"(["/usr/local/bin/app","say \"hi\""])");
+}
+
 }  // namespace
 }  // namespace ciagent

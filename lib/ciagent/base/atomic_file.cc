@@ -28,8 +28,10 @@ std::string DirectoryOf(const std::string& path) {
   return path.substr(0, slash);
 }
 
+}  // namespace
+
 absl::Status WriteAll(int fd, absl::string_view contents,
-                      const std::string& path) {
+                      absl::string_view path) {
   size_t written = 0;
   while (written < contents.size()) {
     const ssize_t n =
@@ -41,8 +43,6 @@ absl::Status WriteAll(int fd, absl::string_view contents,
   }
   return absl::OkStatus();
 }
-
-}  // namespace
 
 absl::Status WriteFileAtomically(absl::string_view path,
                                  absl::string_view contents, mode_t mode) {

@@ -12,7 +12,8 @@
 //       WriteFileAtomically(work_dir + "/result.json", ResultJson(result)));
 //   CIAGENT_RETURN_IF_ERROR(WriteFileAtomically(claim_path, json, 0600));
 //
-// Thread-safe (it keeps no state).
+// Thread-safe (it keeps no state). WriteAll is the loop it writes with, for
+// callers that stream into a file of their own.
 #ifndef CIAGENT_BASE_ATOMIC_FILE_H_
 #define CIAGENT_BASE_ATOMIC_FILE_H_
 
@@ -33,6 +34,12 @@ namespace ciagent {
 absl::Status WriteFileAtomically(absl::string_view path,
                                  absl::string_view contents,
                                  mode_t mode = 0644);
+
+// Writes all of `contents` to the open descriptor `fd`, across short writes
+// and EINTR. kUnavailable naming `path` (what `fd` is, for the message) on
+// an I/O error or a full disk.
+absl::Status WriteAll(int fd, absl::string_view contents,
+                      absl::string_view path);
 
 }  // namespace ciagent
 

@@ -79,6 +79,16 @@ std::string JsonQuote(absl::string_view value) {
   return out;
 }
 
+std::string JsonStringArray(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    AppendJsonString(&out, items[i]);
+  }
+  out.push_back(']');
+  return out;
+}
+
 void JsonObjectBuilder::Key(absl::string_view key) {
   if (!empty_) json_.push_back(',');
   empty_ = false;

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 #include "absl/strings/string_view.h"
 
 namespace ciagent {
@@ -25,6 +26,9 @@ void AppendJsonString(std::string* out, absl::string_view value);
 
 // Returns `value` as a quoted JSON string.
 std::string JsonQuote(absl::string_view value);
+
+// Returns `items` as a JSON array of strings: ["a","b"].
+std::string JsonStringArray(const std::vector<std::string>& items);
 
 class JsonObjectBuilder {
  public:

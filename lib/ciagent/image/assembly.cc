@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "ciagent/base/atomic_file.h"
 #include "ciagent/base/cpus.h"
 #include "ciagent/base/json_writer.h"
 #include "ciagent/base/sha256.h"
@@ -47,16 +48,6 @@ bool Listed(const absl::string_view (&keys)[N], std::string_view key) {
 
 std::string Rfc3339(absl::Time time) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", time, absl::UTCTimeZone());
-}
-
-std::string StringArrayJson(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    AppendJsonString(&out, items[i]);
-  }
-  out.push_back(']');
-  return out;
 }
 
 // `value` as octal in a tar header field of `width` bytes (NUL-terminated).
@@ -234,16 +225,7 @@ class GzipFileWriter {
   absl::Status Emit(absl::string_view bytes) {
     compressed_.Update(bytes);
     size_ += bytes.size();
-    while (!bytes.empty()) {
-      const ssize_t n = write(fd_, bytes.data(), bytes.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        return absl::UnavailableError(
-            absl::StrCat("layer: write ", path_, ": ", std::strerror(errno)));
-      }
-      bytes.remove_prefix(static_cast<size_t>(n));
-    }
-    return absl::OkStatus();
+    return WriteAll(fd_, bytes, path_);
   }
 
   std::string path_;
@@ -505,16 +487,7 @@ absl::Status WriteFile(const std::string& path, absl::string_view bytes) {
         absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
   }
   absl::Cleanup close_fd = [fd] { close(fd); };
-  while (!bytes.empty()) {
-    const ssize_t n = write(fd, bytes.data(), bytes.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      return absl::UnavailableError(
-          absl::StrCat("write ", path, ": ", std::strerror(errno)));
-    }
-    bytes.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
+  return WriteAll(fd, bytes, path);
 }
 
 // The platform a base config says it is for: "os/arch[/variant]".
@@ -626,9 +599,9 @@ absl::StatusOr<std::string> EditImageConfig(absl::string_view base_config,
   JsonObjectBuilder inner;
   inner.Add("User", changes.user)
       .AddRaw("ExposedPorts", MergePorts(config, changes.ports))
-      .AddRaw("Env", StringArrayJson(env))
-      .AddRaw("Entrypoint", StringArrayJson(changes.entrypoint));
-  if (!changes.cmd.empty()) inner.AddRaw("Cmd", StringArrayJson(changes.cmd));
+      .AddRaw("Env", JsonStringArray(env))
+      .AddRaw("Entrypoint", JsonStringArray(changes.entrypoint));
+  if (!changes.cmd.empty()) inner.AddRaw("Cmd", JsonStringArray(changes.cmd));
   inner.Add("WorkingDir", workdir)
       .AddRaw("Labels", MergeStringObject(config, "Labels", changes.labels));
   for (auto field : config) {

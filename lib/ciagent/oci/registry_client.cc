@@ -344,10 +344,7 @@ absl::StatusOr<std::string> RegistryClient::ManifestDigest(
       .request = {.method = "HEAD",
                   .url = absl::StrCat(base_url_, "/v2/", repository,
                                       "/manifests/", reference),
-                  .headers = {{"Accept", absl::StrJoin({kOciIndex, kOciManifest,
-                                                        kDockerManifestList,
-                                                        kDockerManifest},
-                                                       ", ")}}},
+                  .headers = {{"Accept", internal::ManifestAccept()}}},
       .scopes = {RepositoryScope(repository, "pull")},
       .what = absl::StrCat("look up ", repository, ":", reference)};
   CIAGENT_ASSIGN_OR_RETURN(HttpResponse response, Execute(call));

@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "ciagent/base/atomic_file.h"
 #include "ciagent/base/sha256.h"
 #include "ciagent/base/status_macros.h"
 #include "ciagent/oci/internal/registry_call.h"
@@ -37,19 +38,6 @@ std::string DigestOf(absl::string_view bytes) {
   return absl::StrCat("sha256:", Sha256Hex(bytes));
 }
 
-absl::Status WriteAll(int fd, absl::string_view data, absl::string_view path) {
-  while (!data.empty()) {
-    const ssize_t n = write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      // A full disk is the agent's trouble, not the image's: retry elsewhere.
-      return absl::UnavailableError(
-          absl::StrCat("write ", path, ": ", std::strerror(errno)));
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -76,10 +64,7 @@ absl::StatusOr<ManifestDocument> RegistryClient::GetManifest(
   Call call{
       .request = {.url = absl::StrCat(base_url_, "/v2/", repository,
                                       "/manifests/", reference),
-                  .headers = {{"Accept", absl::StrJoin({kOciIndex, kOciManifest,
-                                                        kDockerManifestList,
-                                                        kDockerManifest},
-                                                       ", ")}}},
+                  .headers = {{"Accept", internal::ManifestAccept()}}},
       .scopes = {RepositoryScope(repository, "pull")},
       .what = absl::StrCat("get manifest ", repository,
                            IsValidDigest(reference) ? "@" : ":", reference)};

@@ -742,16 +742,6 @@ const toml::table* Subtable(const toml::table* table, absl::string_view key) {
   return node == nullptr ? nullptr : node->as_table();
 }
 
-std::string StringArrayJson(const std::vector<std::string>& items) {
-  std::string out = "[";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    AppendJsonString(&out, items[i]);
-  }
-  out.push_back(']');
-  return out;
-}
-
 std::string PairsJson(
     const std::vector<std::pair<std::string, std::string>>& pairs) {
   JsonObjectBuilder json;
@@ -767,7 +757,7 @@ std::string TimeoutJson(const std::optional<absl::Duration>& timeout) {
 
 std::string StepJson(const StepConfig& step) {
   JsonObjectBuilder json;
-  json.AddRaw("args", StringArrayJson(step.args))
+  json.AddRaw("args", JsonStringArray(step.args))
       .Add("allow_failure", step.allow_failure)
       .AddRaw("timeout_s", TimeoutJson(step.timeout));
   return std::move(json).Build();
@@ -916,24 +906,24 @@ std::string PipelineConfigJson(const PipelineConfig& config) {
       .AddRaw("build_args", PairsJson(config.image.build_args));
   if (config.image.assembled()) {
     image.Add("base", config.image.base)
-        .AddRaw("binaries", StringArrayJson(config.image.binaries))
+        .AddRaw("binaries", JsonStringArray(config.image.binaries))
         .Add("path", config.image.path)
-        .AddRaw("entrypoint", StringArrayJson(config.image.entrypoint))
-        .AddRaw("cmd", StringArrayJson(config.image.cmd))
+        .AddRaw("entrypoint", JsonStringArray(config.image.entrypoint))
+        .AddRaw("cmd", JsonStringArray(config.image.cmd))
         .AddRaw("env", PairsJson(config.image.env))
         .Add("workdir", config.image.workdir)
         .Add("user", config.image.user)
-        .AddRaw("ports", StringArrayJson(config.image.ports))
+        .AddRaw("ports", JsonStringArray(config.image.ports))
         .AddRaw("labels", PairsJson(config.image.labels));
   }
   JsonObjectBuilder json;
   json.Add("source", config.source)
-      .AddRaw("steps", StringArrayJson(config.steps))
-      .AddRaw("features", StringArrayJson(config.features))
+      .AddRaw("steps", JsonStringArray(config.steps))
+      .AddRaw("features", JsonStringArray(config.features))
       .Add("all_features", config.all_features)
       .Add("no_default_features", config.no_default_features)
-      .AddRaw("packages", StringArrayJson(config.packages))
-      .AddRaw("exclude", StringArrayJson(config.exclude))
+      .AddRaw("packages", JsonStringArray(config.packages))
+      .AddRaw("exclude", JsonStringArray(config.exclude))
       .AddRaw("env", PairsJson(config.env))
       .AddRaw("timeout_s", TimeoutJson(config.timeout));
   for (absl::string_view step : kCargoSteps) {
@@ -944,7 +934,7 @@ std::string PipelineConfigJson(const PipelineConfig& config) {
                                   ? absl::StrCat(*config.test_retries)
                                   : "null")
       .Add("test_flaky", FlakyPolicyName(config.flaky))
-      .AddRaw("test_quarantine", StringArrayJson(config.quarantine))
+      .AddRaw("test_quarantine", JsonStringArray(config.quarantine))
       .AddRaw("image", std::move(image).Build());
   return std::move(json).Build();
 }

@@ -7,7 +7,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "ciagent/oci/manifest.h"
 
 namespace ciagent::oci::internal {
 namespace {
@@ -91,6 +93,11 @@ absl::Status HttpError(absl::string_view what, absl::string_view host,
   if (status == 413) return absl::ResourceExhaustedError(message);
   if (IsRetryableHttp(status)) return absl::UnavailableError(message);
   return absl::InternalError(message);
+}
+
+std::string ManifestAccept() {
+  return absl::StrJoin(
+      {kOciIndex, kOciManifest, kDockerManifestList, kDockerManifest}, ", ");
 }
 
 }  // namespace ciagent::oci::internal

@@ -33,6 +33,9 @@ struct RegistryClient::Call {
 
 namespace internal {
 
+// The Accept header of manifest requests: the four media types manifest.h
+// names.
+std::string ManifestAccept();
 // 408, 429 and 5xx: worth another attempt.
 bool IsRetryableHttp(int status);
 // RFC 3986 unreserved characters stay; everything else is %XX.
