@@ -300,6 +300,15 @@ TEST_F(RedisSentinelTest, LogLinesTheNewMasterLacksAreSentAgainWithTheirSeq) {
   EXPECT_EQ(log.next_seq(), 6);
 }
 
+TEST(RedisSentinelWithoutPasswordsTest, NeitherSentinelsNorServersAskForOne) {
+  CIAGENT_START_SENTINEL_GROUP(group, testing::SentinelGroupOptions{});
+  ASSERT_OK_AND_ASSIGN(RedisOptions options, RedisOptionsFromUrl(group->url()));
+  RedisClient client(options);
+  ASSERT_OK(client.Command({"SET", "k", "v"}).status());
+  ASSERT_OK_AND_ASSIGN(int master, group->MasterPort());
+  EXPECT_EQ(client.server(), absl::StrCat("127.0.0.1:", master));
+}
+
 TEST_F(RedisSentinelTest, DurableWritesWaitForReplicas) {
   RedisOptions durable = redis_;
   durable.min_replicas = 2;

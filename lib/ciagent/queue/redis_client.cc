@@ -279,41 +279,40 @@ absl::Status RedisClient::ReplyError(absl::string_view command,
   return ErrorReplyStatus(command, error);
 }
 
+absl::StatusOr<RedisReply> RedisClient::AskSentinel(
+    const RedisEndpoint& sentinel) const {
+  CIAGENT_ASSIGN_OR_RETURN(
+      std::unique_ptr<internal::RedisConnection> connection,
+      internal::RedisConnection::Open(
+          sentinel.host, sentinel.port,
+          RedisSocketOptions(options_, options_.sentinel_timeout)));
+  if (!options_.sentinel_password.empty()) {
+    std::vector<std::string> auth = {"AUTH"};
+    if (!options_.sentinel_username.empty()) {
+      auth.push_back(options_.sentinel_username);
+    }
+    auth.push_back(options_.sentinel_password);
+    CIAGENT_ASSIGN_OR_RETURN(RedisReply accepted, connection->RoundTrip(auth));
+    if (accepted.type == RedisReply::Type::kError) return accepted;
+  }
+  return connection->RoundTrip(
+      {"SENTINEL", "get-master-addr-by-name", options_.master_name});
+}
+
 absl::StatusOr<RedisEndpoint> RedisClient::ResolveMaster() {
-  const SocketOptions socket_options =
-      RedisSocketOptions(options_, options_.sentinel_timeout);
   const size_t count = options_.sentinels.size();
   std::vector<std::string> unreachable, unknown, refused;
-  absl::Status configuration;  // TLS or credentials: the same for every one
+  // TLS or credentials: wrong for every sentinel alike.
+  absl::Status configuration;
   for (size_t k = 0; k < count; ++k) {
     const size_t i = (first_sentinel_ + k) % count;
     const std::string name = HostPort(options_.sentinels[i]);
-    auto sentinel = internal::RedisConnection::Open(
-        options_.sentinels[i].host, options_.sentinels[i].port, socket_options);
-    absl::StatusOr<RedisReply> reply;
-    if (sentinel.ok() && !options_.sentinel_password.empty()) {
-      std::vector<std::string> auth = {"AUTH"};
-      if (!options_.sentinel_username.empty()) {
-        auth.push_back(options_.sentinel_username);
+    absl::StatusOr<RedisReply> reply = AskSentinel(options_.sentinels[i]);
+    if (!reply.ok()) {
+      if (reply.status().code() == absl::StatusCode::kFailedPrecondition) {
+        configuration = reply.status();
       }
-      auth.push_back(options_.sentinel_password);
-      reply = (*sentinel)->RoundTrip(auth);
-      if (reply.ok() && reply->type == RedisReply::Type::kError) {
-        configuration = ErrorReplyStatus("AUTH", reply->str);
-        refused.push_back(absl::StrCat(name, ": ", reply->str));
-        continue;
-      }
-    }
-    if (sentinel.ok() && reply.ok()) {
-      reply = (*sentinel)->RoundTrip(
-          {"SENTINEL", "get-master-addr-by-name", options_.master_name});
-    }
-    const absl::Status failed = sentinel.ok() ? reply.status() : sentinel.status();
-    if (!failed.ok()) {
-      if (failed.code() == absl::StatusCode::kFailedPrecondition) {
-        configuration = failed;
-      }
-      unreachable.push_back(std::string(failed.message()));
+      unreachable.push_back(std::string(reply.status().message()));
       continue;
     }
     if (reply->is_nil()) {
@@ -325,6 +324,13 @@ absl::StatusOr<RedisEndpoint> RedisClient::ResolveMaster() {
         absl::SimpleAtoi(reply->elements[1].str, &port)) {
       first_sentinel_ = i;
       return RedisEndpoint{reply->elements[0].str, port};
+    }
+    if (reply->type == RedisReply::Type::kError) {
+      const absl::Status error = ErrorReplyStatus("SENTINEL", reply->str);
+      if (error.code() == absl::StatusCode::kUnauthenticated ||
+          error.code() == absl::StatusCode::kPermissionDenied) {
+        configuration = error;
+      }
     }
     refused.push_back(absl::StrCat(
         name, ": ", reply->type == RedisReply::Type::kError ? reply->str

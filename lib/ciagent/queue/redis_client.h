@@ -203,6 +203,9 @@ class RedisClient {
  private:
   absl::Status ConnectToServer(const RedisEndpoint& server);
   absl::StatusOr<RedisEndpoint> ResolveMaster();
+  // One sentinel's reply to get-master-addr-by-name (nil: unknown master),
+  // or its refusal of AUTH as an error reply.
+  absl::StatusOr<RedisReply> AskSentinel(const RedisEndpoint& sentinel) const;
   absl::StatusOr<RedisReply> ReadReply(absl::string_view command_name);
   absl::Status ConnectionError(absl::string_view what, absl::Status error);
   // An error reply as a status; drops the connection when the reply says
