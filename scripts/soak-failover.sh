@@ -30,14 +30,15 @@
 # - --kills times, paced over the run, the master is SIGKILLed: kill i is
 #   asked for once the producer has enqueued i/(kills+1) of the jobs (it
 #   enqueues no more until then) and the group has recovered from the kill
-#   before. The kill is made by the loop of the first agent to finish a run
+#   before. The kill is made by the loop of the first agent to finish a job
 #   after that, just before that agent starts its next run: the other
 #   agents are in the middle of jobs (fetching, building, renewing leases,
 #   shipping logs, finalizing) and that one is claiming, with jobs waiting,
 #   so the time to the next claim measures the failover, not a build in
 #   progress. With --kill-when idle the producer waits for the kill itself
-#   instead: the agents have run out of jobs and are waiting for one
-#   (ci-consume blocked in its claim) when the master dies. Once the
+#   instead, and the kill is made by the first loop to finish a run: the
+#   agents have run out of jobs and are waiting for one (ci-consume in its
+#   claim) when the master dies. Once the
 #   sentinels name a new master, the killed server is started again on its
 #   port as a replica of it; the next kill waits until both replicas are in
 #   sync.
@@ -389,14 +390,19 @@ kill_master_if_asked() {
 }
 
 # agent_loop K: runs the entrypoint, a new pod each time, until told to stop.
+# A kill is taken after a run that built a job (any run with --kill-when
+# idle): the agent is between two jobs, the others in the middle of theirs.
 agent_loop() {
-  local k=$1 run=0 pid rc name
+  local k=$1 run=0 pid rc name built=0 size
   local log=$tmp/agents/agent$k.log
   trap - EXIT INT TERM
   while [[ ! -e $tmp/stop ]]; do
     run=$((run + 1))
     name=agent$k-run$run
-    kill_master_if_asked "$name"
+    if ((built)) || [[ $kill_when == idle ]]; then
+      kill_master_if_asked "$name"
+    fi
+    size=$(stat -c %s "$log" 2>/dev/null || echo 0)
     printf '\n{"soak":"run","consumer":"%s"}\n' "$name" >>"$log"
     env -u REDIS_PASSWORD -u GIT_TOKEN_FILE -u GITEA_TOKEN \
       -u GITEA_TOKEN_FILE -u CI_SECRET_ENV -u CI_TARGET_DIR -u CI_CARGO_HOME \
@@ -419,6 +425,10 @@ agent_loop() {
     wait "$pid" 2>/dev/null || rc=$?
     rm -f "$tmp/agents/agent$k.pid"
     printf '\n{"soak":"exit","consumer":"%s","rc":%d}\n' "$name" "$rc" >>"$log"
+    built=0
+    if tail -c +"$((size + 1))" "$log" | grep -q '"msg":"entrypoint: building"'; then
+      built=1
+    fi
     if ((rc != 0)); then sleep 0.5; fi
   done
 }
