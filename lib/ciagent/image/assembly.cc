@@ -717,6 +717,27 @@ absl::StatusOr<AssemblyResult> AssembleImage(const AssemblyOptions& options) {
                              oci::RegistryClient::Create(std::move(base_options)));
   }
   oci::RegistryClient& source = other != nullptr ? *other : *target;
+
+  std::error_code error;
+  std::filesystem::create_directories(options.work_dir, error);
+  if (error) {
+    return absl::UnavailableError(absl::StrCat(
+        "image assembly: cannot create ", options.work_dir, ": ", error.message()));
+  }
+  absl::Cleanup remove_work = [&options] {
+    std::error_code ignored;
+    std::filesystem::remove_all(options.work_dir, ignored);
+  };
+  // The layer needs nothing from the base: it is written while the base is
+  // read from its registry.
+  const std::string layer_path = options.work_dir + "/layer.tar.gz";
+  absl::StatusOr<LayerBlob> layer = absl::UnknownError("layer not written");
+  std::thread writer([&] {
+    layer = WriteBinaryLayer(files, image.path, options.created, layer_path);
+  });
+  absl::Cleanup join_writer = [&writer] {
+    if (writer.joinable()) writer.join();
+  };
   CIAGENT_ASSIGN_OR_RETURN(ResolvedBase base,
                            ResolveBase(source, reference, platform));
   AssemblyResult result;
@@ -740,23 +761,11 @@ absl::StatusOr<AssemblyResult> AssembleImage(const AssemblyOptions& options) {
   }
   if (Stopped(options)) return absl::CancelledError("image assembly stopped");
 
-  std::error_code error;
-  std::filesystem::create_directories(options.work_dir, error);
-  if (error) {
-    return absl::UnavailableError(absl::StrCat(
-        "image assembly: cannot create ", options.work_dir, ": ", error.message()));
-  }
-  absl::Cleanup remove_work = [&options] {
-    std::error_code ignored;
-    std::filesystem::remove_all(options.work_dir, ignored);
-  };
   const bool docker = base.parsed.media_type == oci::kDockerManifest;
-  const std::string layer_path = options.work_dir + "/layer.tar.gz";
   std::vector<std::string> names;
   for (const LayerFile& file : files) names.push_back(file.name);
-  CIAGENT_ASSIGN_OR_RETURN(
-      LayerBlob layer,
-      WriteBinaryLayer(files, image.path, options.created, layer_path));
+  writer.join();
+  if (!layer.ok()) return layer.status();
 
   Pairs labels = image.labels;
   Pairs annotations;
@@ -786,7 +795,7 @@ absl::StatusOr<AssemblyResult> AssembleImage(const AssemblyOptions& options) {
       .ports = image.ports,
       .labels = std::move(labels),
       .created = options.created,
-      .diff_id = layer.diff_id,
+      .diff_id = layer->diff_id,
       .created_by = absl::StrCat("COPY ", absl::StrJoin(names, " "), " ",
                                  image.path)};
   absl::StatusOr<std::string> config = EditImageConfig(*config_bytes, changes);
@@ -803,8 +812,8 @@ absl::StatusOr<AssemblyResult> AssembleImage(const AssemblyOptions& options) {
       .size = static_cast<int64_t>(config->size())};
   const oci::Descriptor layer_descriptor{
       .media_type = docker ? oci::kDockerLayerGzip : oci::kOciLayerGzip,
-      .digest = layer.digest,
-      .size = static_cast<int64_t>(layer.size)};
+      .digest = layer->digest,
+      .size = static_cast<int64_t>(layer->size)};
   absl::StatusOr<std::string> manifest = MakeImageManifest(
       base.manifest.bytes, config_descriptor, layer_descriptor, annotations);
   if (!manifest.ok()) {
@@ -818,7 +827,7 @@ absl::StatusOr<AssemblyResult> AssembleImage(const AssemblyOptions& options) {
       .manifests = {{.digest = absl::StrCat("sha256:", Sha256Hex(*manifest)),
                      .media_type = base.parsed.media_type,
                      .bytes = *manifest}},
-      .blobs = {{.digest = layer.digest, .size = layer.size, .path = layer_path},
+      .blobs = {{.digest = layer->digest, .size = layer->size, .path = layer_path},
                 {.digest = config_digest,
                  .size = config->size(),
                  .path = config_path}},
@@ -840,8 +849,8 @@ absl::StatusOr<AssemblyResult> AssembleImage(const AssemblyOptions& options) {
                                   ":", options.tags.front());
   result.digest = result.push.digest;
   result.media_type = result.push.media_type;
-  result.layer_digest = layer.digest;
-  result.layer_bytes = layer.size;
+  result.layer_digest = layer->digest;
+  result.layer_bytes = layer->size;
   result.config_digest = config_digest;
   return result;
 }

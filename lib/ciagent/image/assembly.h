@@ -60,9 +60,11 @@
 //   kCancelled          `should_stop` said so.
 // Every message names the base or the binary it is about.
 //
-// Thread-safety: AssembleImage runs on the calling thread, pushing blobs on
-// up to `concurrency` threads; `on_blob` is called from those, one call at a
-// time. Concurrent calls need distinct work dirs.
+// Thread-safety: AssembleImage returns when all its threads are done: one
+// writes the layer (compressing on up to 4) while the calling thread reads
+// the base; the push runs on up to `concurrency`, and `on_blob` is called
+// from those, one call at a time. `should_stop` is called on the calling
+// thread. Concurrent calls need distinct work dirs.
 #ifndef CIAGENT_IMAGE_ASSEMBLY_H_
 #define CIAGENT_IMAGE_ASSEMBLY_H_
 
