@@ -270,7 +270,9 @@ TEST_F(AssemblyRegistryTest, BaseInAnotherRegistryIsCopiedWithAuthOnBoth) {
                                                      .username = "pusher",
                                                      .password =
                                                          "target-registry-secret"})),
-              StatusIs(absl::StatusCode::kUnauthenticated));
+              StatusIs(absl::StatusCode::kUnauthenticated,
+                       HasSubstr("credentials for " + bases->host() +
+                                 " come from REGISTRY_AUTH_FILE")));
 }
 
 TEST_F(AssemblyRegistryTest, BadInputFailsWithTheReason) {

@@ -738,8 +738,21 @@ absl::StatusOr<AssemblyResult> AssembleImage(const AssemblyOptions& options) {
   absl::Cleanup join_writer = [&writer] {
     if (writer.joinable()) writer.join();
   };
-  CIAGENT_ASSIGN_OR_RETURN(ResolvedBase base,
-                           ResolveBase(source, reference, platform));
+  absl::StatusOr<ResolvedBase> resolved =
+      ResolveBase(source, reference, platform);
+  if (!resolved.ok()) {
+    const absl::StatusCode code = resolved.status().code();
+    if (other != nullptr && (code == absl::StatusCode::kUnauthenticated ||
+                             code == absl::StatusCode::kPermissionDenied)) {
+      // The client's hint names the agent's own registry variables.
+      return absl::Status(
+          code, absl::StrCat(resolved.status().message(),
+                             "; credentials for ", source.host(),
+                             " come from REGISTRY_AUTH_FILE"));
+    }
+    return resolved.status();
+  }
+  ResolvedBase& base = *resolved;
   AssemblyResult result;
   result.base = absl::StrCat(source.host(), "/", reference.repository, "@",
                              base.root_digest);
