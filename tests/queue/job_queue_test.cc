@@ -740,6 +740,43 @@ TEST_F(JobQueueTest, EnqueueRepairsGroupLagAfterDeletionsAndAofRestart) {
   EXPECT_EQ(lag(), 3);
 }
 
+TEST_F(JobQueueTest, RedisThatGoesAwayDuringTheWaitIsWaitedForPastIt) {
+  StartServer({.persistence = true});
+  QueueOptions options = Options("agent-a");
+  options.create_group = true;
+  options.outage_grace = absl::Seconds(10);
+  JobQueue queue(redis_, options);
+  ASSERT_OK(queue.EnsureGroup());
+  // Down from 0.3 s into a 1 s wait until 2 s: a failover, as agents see it.
+  std::thread outage([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    server_->Kill();
+    absl::SleepFor(absl::Milliseconds(1700));
+    ASSERT_OK(server_->StartAgain());
+  });
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(queue.Claim(absl::Seconds(1)),
+              StatusIs(absl::StatusCode::kDeadlineExceeded));
+  EXPECT_GE(absl::Now() - start, absl::Seconds(2));
+  outage.join();
+}
+
+TEST_F(JobQueueTest, RedisGoneForLongerThanTheOutageGraceIsUnavailable) {
+  QueueOptions options = Options("agent-a");
+  options.create_group = true;
+  options.outage_grace = absl::Milliseconds(500);
+  JobQueue queue(redis_, options);
+  ASSERT_OK(queue.EnsureGroup());
+  std::thread outage([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    server_->Kill();
+  });
+  EXPECT_THAT(queue.Claim(absl::Seconds(1)),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("longer than the outage grace")));
+  outage.join();
+}
+
 TEST_F(JobQueueTest, RedisUnreachableForTheWholeWaitIsUnavailable) {
   JobQueue queue = Queue("agent-a");
   server_->Kill();

@@ -170,5 +170,22 @@ TEST_F(TestHistoryTest, RefusesMissingIdentityAndReportsAnUnreachableServer) {
                        HasSubstr("record test history")));
 }
 
+TEST_F(TestHistoryTest, ARetriedRecordOfOneRunCountsOnce) {
+  TestHistoryStore store(redis_, {});
+  const std::vector<TestRun> failed = {{"tests::flaky", TestRun::Outcome::kFailed}};
+  ASSERT_OK_AND_ASSIGN(auto first, store.Record(kRepo, "main", kCommitA,
+                                                  failed, "push-7#1"));
+  ASSERT_OK_AND_ASSIGN(auto again, store.Record(kRepo, "main", kCommitA,
+                                                  failed, "push-7#1"));
+  EXPECT_EQ(first[0].runs, 1);
+  EXPECT_EQ(again[0].runs, 1);
+  EXPECT_EQ(again[0].failed, 1);
+  EXPECT_EQ(again[0].failing_since, first[0].failing_since);
+  // The next attempt is another run.
+  ASSERT_OK_AND_ASSIGN(auto second, store.Record(kRepo, "main", kCommitA,
+                                                   failed, "push-7#2"));
+  EXPECT_EQ(second[0].runs, 2);
+}
+
 }  // namespace
 }  // namespace ciagent

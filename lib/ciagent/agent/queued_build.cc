@@ -19,11 +19,28 @@
 namespace ciagent {
 namespace {
 
+// Retries `write` while it fails with a transient error, up to `budget`.
+absl::Status RetryTransient(absl::Duration budget,
+                            const std::function<absl::Status()>& write) {
+  Backoff backoff(BackoffOptions{});
+  absl::Time deadline = absl::Now() + budget;
+  while (true) {
+    absl::Status status = write();
+    if (status.ok() || !IsTransient(status) || absl::Now() >= deadline) {
+      return status;
+    }
+    absl::SleepFor(std::min(backoff.Next(), deadline - absl::Now()));
+  }
+}
+
 // Records the run's test outcomes on the job's branch and applies what the
-// history says (ApplyTestHistory). Without Redis the result stays as the
-// pipeline made it: history is worth less than the job's own result.
-void RecordTestHistory(const Job& job, TestHistoryStore* store,
+// history says (ApplyTestHistory). Retried while Redis is briefly away (a
+// failover), safely: the run is recorded once (its id is the job's and
+// attempt's). Without Redis the result stays as the pipeline made it:
+// history is worth less than the job's own result.
+void RecordTestHistory(const ClaimedJob& claim, TestHistoryStore* store,
                        PipelineResult* result) {
+  const Job& job = claim.job;
   std::vector<TestRun> runs;
   for (const TestCase& test : result->tests.cases) {
     switch (test.outcome) {
@@ -41,8 +58,12 @@ void RecordTestHistory(const Job& job, TestHistoryStore* store,
     }
   }
   if (runs.empty()) return;
-  absl::StatusOr<std::vector<TestHistoryRecord>> records =
-      store->Record(job.repo, job.branch, job.commit, runs);
+  absl::StatusOr<std::vector<TestHistoryRecord>> records;
+  const std::string run_id = absl::StrCat(job.job_id, "#", claim.attempt);
+  RetryTransient(absl::Seconds(20), [&] {
+    records = store->Record(job.repo, job.branch, job.commit, runs, run_id);
+    return records.status();
+  }).IgnoreError();
   if (!records.ok()) {
     LogWarning("test history not recorded", {{"error", records.status()}});
     return;
@@ -98,20 +119,6 @@ class LogStreamObserver : public PipelineObserver {
  private:
   LogShipper* shipper_;
 };
-
-// Retries `write` while it fails with a transient error, up to `budget`.
-absl::Status RetryTransient(absl::Duration budget,
-                            const std::function<absl::Status()>& write) {
-  Backoff backoff(BackoffOptions{});
-  absl::Time deadline = absl::Now() + budget;
-  while (true) {
-    absl::Status status = write();
-    if (status.ok() || !IsTransient(status) || absl::Now() >= deadline) {
-      return status;
-    }
-    absl::SleepFor(std::min(backoff.Next(), deadline - absl::Now()));
-  }
-}
 
 }  // namespace
 
@@ -195,7 +202,7 @@ absl::StatusOr<QueuedBuildResult> RunQueuedBuild(
   }
   JobOutcome outcome;
   if (result.ok()) {
-    RecordTestHistory(claim.job, &test_history, &done.pipeline);
+    RecordTestHistory(claim, &test_history, &done.pipeline);
     outcome.status = done.pipeline.status;
     outcome.reason = done.pipeline.reason;
     outcome.fields = StatusFields(done.pipeline);

@@ -160,7 +160,11 @@ absl::StatusOr<std::optional<std::string>> JobQueue::AddJob(
 
 absl::StatusOr<ClaimedJob> JobQueue::Claim(absl::Duration wait) {
   const absl::Time deadline = clock_->Now() + wait;
-  Backoff backoff;
+  // At most a second between attempts: an agent takes its next job within
+  // about a second of Redis (or a new Sentinel master) being back.
+  Backoff backoff(BackoffOptions{.max = absl::Seconds(1)});
+  bool answered = false;
+  std::optional<absl::Time> unavailable_since;
   while (true) {
     if (StopRequested()) {
       return absl::CancelledError("stop requested while waiting for a job");
@@ -187,16 +191,28 @@ absl::StatusOr<ClaimedJob> JobQueue::Claim(absl::Duration wait) {
     }
     if (!status.ok()) {
       if (!IsTransient(status)) return status;
-      if (clock_->Now() >= deadline) {
-        return Annotate(status, "claim: redis unavailable until the deadline");
+      const absl::Time now = clock_->Now();
+      if (!unavailable_since.has_value()) unavailable_since = now;
+      // Redis that answered during this wait and then went away (a failover,
+      // a restart) is waited for past the deadline, up to outage_grace.
+      const absl::Time give_up =
+          answered ? std::max(deadline, *unavailable_since + options_.outage_grace)
+                   : deadline;
+      if (now >= give_up) {
+        return Annotate(status, answered
+                                    ? "claim: redis unavailable for longer "
+                                      "than the outage grace"
+                                    : "claim: redis unavailable until the "
+                                      "deadline");
       }
-      const absl::Duration delay =
-          std::min(backoff.Next(), deadline - clock_->Now());
+      const absl::Duration delay = std::min(backoff.Next(), give_up - now);
       LogWarning("redis unavailable while claiming, retrying",
                  {{"error", status}, {"retry_in_ms", delay}});
       SleepUnlessStopped(delay);
       continue;
     }
+    answered = true;
+    unavailable_since.reset();
     backoff.Reset();
     if (claimed.ok() && claimed->has_value()) return **std::move(claimed);
     // An entry was taken and disposed of (dead letter, cancel): look again

@@ -100,6 +100,10 @@ struct QueueOptions {
   // While waiting for a job, how often the claim script looks again. Also
   // bounds how long a stop request waits.
   absl::Duration poll_interval = absl::Milliseconds(100);
+  // Redis that answered during a Claim's wait and then became unreachable
+  // (a Sentinel failover, a restart) is waited for this long past the
+  // deadline before Claim reports kUnavailable: longer than a failover.
+  absl::Duration outage_grace = absl::Seconds(30);
   // Approximate caps (XADD MAXLEN ~) of the dead-letter stream and of each
   // job's log stream.
   int64_t dead_letter_max_len = 100000;
@@ -180,7 +184,8 @@ class JobQueue {
   // Claims one job, waiting up to `wait` (see the header comment).
   //   kDeadlineExceeded  no job within `wait`.
   //   kCancelled         a stop was requested (SIGTERM) while waiting.
-  //   kUnavailable       Redis unreachable for the whole wait.
+  //   kUnavailable       Redis unreachable for the whole wait, or, once it
+  //                      answered, for longer than options.outage_grace.
   //   kFailedPrecondition the group does not exist and create_group is off.
   absl::StatusOr<ClaimedJob> Claim(absl::Duration wait);
 

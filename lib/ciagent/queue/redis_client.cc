@@ -371,10 +371,14 @@ absl::Status RedisClient::Connect() {
     if (!master.ok()) return ConnectionError("connect", master.status());
     server = *std::move(master);
   }
+  SocketOptions socket = RedisSocketOptions(options_, options_.command_timeout);
+  // A master the sentinels still name after it died may not even refuse the
+  // connection (its address gone): do not wait long, ask them again.
+  if (sentinel) {
+    socket.connect_timeout = std::min(socket.connect_timeout, absl::Seconds(1));
+  }
   absl::StatusOr<std::unique_ptr<internal::RedisConnection>> connection =
-      internal::RedisConnection::Open(
-          server.host, server.port,
-          RedisSocketOptions(options_, options_.command_timeout));
+      internal::RedisConnection::Open(server.host, server.port, socket);
   if (!connection.ok()) return ConnectionError("connect", connection.status());
   connection_ = *std::move(connection);
   // Every command of the handshake in one round trip.

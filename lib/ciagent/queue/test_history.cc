@@ -11,16 +11,20 @@
 namespace ciagent {
 namespace {
 
-// KEYS[1]: the branch's history hash. ARGV: commit, max_outcomes,
-// max_commits, ttl_seconds, max_tests, then name and outcome letter (P, F,
-// K) of each test. Returns one {runs, failed, streak, both} per test.
+// KEYS[1]: the branch's history hash; KEYS[2]: the list of the latest run
+// ids recorded there. ARGV: commit, max_outcomes, max_commits, ttl_seconds,
+// max_tests, run id (may be empty), then name and outcome letter (P, F, K)
+// of each test. Returns one {runs, failed, streak, both} per test. A run id
+// already in KEYS[2] (a retried call whose first try went through) changes
+// nothing: the histories are returned as they stand.
 const RedisScript& RecordScript() {
   static const RedisScript* const script = new RedisScript(R"lua(
-local key, commit = KEYS[1], ARGV[1]
+local key, runs_key, commit = KEYS[1], KEYS[2], ARGV[1]
 local max_outcomes, max_commits = tonumber(ARGV[2]), tonumber(ARGV[3])
-local ttl, max_tests = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ttl, max_tests, run_id = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local replay = run_id ~= '' and redis.call('LPOS', runs_key, run_id) ~= false
 local seen, out = {}, {}
-for i = 6, #ARGV - 1, 2 do
+for i = 7, #ARGV - 1, 2 do
   local name, outcome = ARGV[i], ARGV[i + 1]
   seen[name] = true
   local outcomes, streak, commits = '', '-', {}
@@ -31,29 +35,42 @@ for i = 6, #ARGV - 1, 2 do
     outcomes, streak = parts[1] or '', parts[2] or '-'
     for j = 3, #parts do commits[#commits + 1] = parts[j] end
   end
-  local last = string.sub(outcomes, -1)
-  outcomes = string.sub(outcomes .. outcome, -max_outcomes)
-  if outcome == 'P' then
-    streak = '-'
-  elseif last == '' or last == 'P' then
-    streak = commit
-  end
   local bits = ({P = 1, F = 2, K = 3})[outcome] or 2
-  local kept = {}
-  for _, entry in ipairs(commits) do
-    local c, b = string.match(entry, '^(.+):(%d)$')
-    if c == commit then
-      bits = bit.bor(bits, tonumber(b))
-    elseif c then
-      kept[#kept + 1] = entry
+  if replay then
+    for _, entry in ipairs(commits) do
+      local c, b = string.match(entry, '^(.+):(%d)$')
+      if c == commit then bits = tonumber(b) end
     end
+  else
+    local last = string.sub(outcomes, -1)
+    outcomes = string.sub(outcomes .. outcome, -max_outcomes)
+    if outcome == 'P' then
+      streak = '-'
+    elseif last == '' or last == 'P' then
+      streak = commit
+    end
+    local kept = {}
+    for _, entry in ipairs(commits) do
+      local c, b = string.match(entry, '^(.+):(%d)$')
+      if c == commit then
+        bits = bit.bor(bits, tonumber(b))
+      elseif c then
+        kept[#kept + 1] = entry
+      end
+    end
+    local list = {commit .. ':' .. bits}
+    for j = 1, math.min(#kept, max_commits - 1) do list[#list + 1] = kept[j] end
+    redis.call('HSET', key, name,
+               outcomes .. ' ' .. streak .. ' ' .. table.concat(list, ' '))
   end
-  local list = {commit .. ':' .. bits}
-  for j = 1, math.min(#kept, max_commits - 1) do list[#list + 1] = kept[j] end
-  redis.call('HSET', key, name,
-             outcomes .. ' ' .. streak .. ' ' .. table.concat(list, ' '))
   local _, failed = string.gsub(outcomes, '[FK]', '')
   out[#out + 1] = {#outcomes, failed, streak, bits == 3 and 1 or 0}
+end
+if replay then return out end
+if run_id ~= '' then
+  redis.call('LPUSH', runs_key, run_id)
+  redis.call('LTRIM', runs_key, 0, 99)
+  if ttl > 0 then redis.call('EXPIRE', runs_key, ttl) end
 end
 if ttl > 0 then redis.call('EXPIRE', key, ttl) end
 if redis.call('HLEN', key) > max_tests then
@@ -149,7 +166,8 @@ absl::StatusOr<int64_t> TestHistoryStore::ChangeQuarantine(
 
 absl::StatusOr<std::vector<TestHistoryRecord>> TestHistoryStore::Record(
     absl::string_view repo, absl::string_view branch,
-    absl::string_view commit, absl::Span<const TestRun> runs) {
+    absl::string_view commit, absl::Span<const TestRun> runs,
+    absl::string_view run_id) {
   if (repo.empty() || branch.empty() || commit.empty()) {
     return absl::InvalidArgumentError(
         "record test history: repository, branch and commit are required");
@@ -159,15 +177,15 @@ absl::StatusOr<std::vector<TestHistoryRecord>> TestHistoryStore::Record(
       std::string(commit), absl::StrCat(options_.max_outcomes),
       absl::StrCat(options_.max_commits),
       absl::StrCat(absl::ToInt64Seconds(options_.ttl)),
-      absl::StrCat(options_.max_tests)};
+      absl::StrCat(options_.max_tests), std::string(run_id)};
   for (const TestRun& run : runs) {
     args.push_back(run.name);
     args.emplace_back(1, Letter(run.outcome));
   }
-  absl::StatusOr<RedisReply> reply = redis_.Eval(RecordScript(), {key}, args);
+  absl::StatusOr<RedisReply> reply =
+      redis_.Eval(RecordScript(), {key, key + ":runs"}, args);
   if (!reply.ok()) {
-    return absl::UnavailableError(absl::StrCat(
-        "record test history ", key, ": ", reply.status().message()));
+    return Annotate(reply.status(), absl::StrCat("record test history ", key));
   }
   if (!reply->is_array() || reply->elements.size() != runs.size()) {
     return absl::UnavailableError(absl::StrCat(

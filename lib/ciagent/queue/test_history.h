@@ -107,10 +107,14 @@ class TestHistoryStore {
                                   absl::Span<const std::string> names);
 
   // Adds this run's outcome of each test to its history on `branch`;
-  // returns each test's history, in the order of `runs`.
+  // returns each test's history, in the order of `runs`. `run_id` (the
+  // job's id and attempt) makes a retry safe: a Record whose run id the
+  // branch has seen among its last 100 changes nothing and returns the
+  // histories as they stand.
   absl::StatusOr<std::vector<TestHistoryRecord>> Record(
       absl::string_view repo, absl::string_view branch,
-      absl::string_view commit, absl::Span<const TestRun> runs);
+      absl::string_view commit, absl::Span<const TestRun> runs,
+      absl::string_view run_id = "");
 
  private:
   // SADD or SREM of `names` on the quarantine set.
