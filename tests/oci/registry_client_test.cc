@@ -4,11 +4,14 @@
 #include "ciagent/oci/registry_client.h"
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "ciagent/oci/manifest.h"
 #include "ciagent/oci/push.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -228,6 +231,66 @@ TEST_F(RegistryClientTest, GiteaQuirksMonolithicAndChunked) {
   EXPECT_THAT(log, HasSubstr("PATCH /v2/owner/chunked/blobs/uploads/"));
   EXPECT_THAT(log, Not(HasSubstr(" 416")));
   EXPECT_THAT(log, Not(HasSubstr("s3cret")));
+}
+
+// Pulls: what was pushed comes back byte for byte, by tag and by digest,
+// blobs in Range requests through token auth; a blob changed in the
+// registry's storage is refused and leaves no file.
+TEST_F(RegistryClientTest, PullsWhatWasPushedAndRefusesAChangedBlob) {
+  CIAGENT_START_REGISTRY(registry, {.auth = Auth::kToken});
+  TestLayout layout = Layout({.layers = 1, .layer_bytes = 3 << 20});
+  auto client = Client({.registry = registry->url(),
+                        .username = "ci",
+                        .password = registry->options().password,
+                        .download_range_bytes = 1 << 20});
+  ASSERT_OK(PushLayout(*client, layout.dir,
+                       {.repository = "owner/app", .tags = {"v1"}}));
+  ASSERT_OK_AND_ASSIGN(ManifestDocument by_tag,
+                       client->GetManifest("owner/app", "v1"));
+  EXPECT_EQ(by_tag.digest, layout.root_digest);
+  EXPECT_EQ(by_tag.media_type, kOciManifest);
+  ASSERT_OK_AND_ASSIGN(ManifestDocument by_digest,
+                       client->GetManifest("owner/app", layout.root_digest));
+  EXPECT_EQ(by_digest.bytes, by_tag.bytes);
+  EXPECT_THAT(client->GetManifest("owner/app", "v2"),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("MANIFEST_UNKNOWN")));
+
+  ASSERT_OK_AND_ASSIGN(Manifest manifest, ParseManifest(by_tag.bytes));
+  ASSERT_EQ(manifest.layers.size(), 1u);
+  const Descriptor& layer = manifest.layers[0];
+  ASSERT_GT(layer.size, 2 << 20);  // several ranges
+  const BlobFile wanted{.digest = layer.digest,
+                        .size = static_cast<uint64_t>(layer.size),
+                        .path = dir_ + "/pulled-layer"};
+  ASSERT_OK(client->DownloadBlob("owner/app", wanted));
+  const auto read = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_TRUE(read(wanted.path) ==
+              read(layout.dir + "/blobs/sha256/" + layer.digest.substr(7)));
+  EXPECT_GE(client->stats().bytes_downloaded, layer.size);
+  ASSERT_OK_AND_ASSIGN(
+      std::string config,
+      client->ReadBlob("owner/app", manifest.config.digest,
+                       static_cast<uint64_t>(manifest.config.size)));
+  EXPECT_THAT(config, HasSubstr("diff_ids"));
+
+  // One byte changed where the registry keeps the blob.
+  const std::string stored = registry->BlobPath(layer.digest);
+  ASSERT_NE(stored, "");
+  {
+    std::fstream file(stored, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(2 << 20);
+    file.put('\x5a' ^ static_cast<char>(read(stored)[2 << 20]));
+  }
+  const BlobFile changed{.digest = layer.digest,
+                         .size = static_cast<uint64_t>(layer.size),
+                         .path = dir_ + "/changed-layer"};
+  EXPECT_THAT(client->DownloadBlob("owner/app", changed),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       HasSubstr("received content sha256:")));
+  EXPECT_FALSE(std::filesystem::exists(changed.path));
 }
 
 }  // namespace
