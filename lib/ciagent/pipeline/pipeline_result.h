@@ -91,7 +91,7 @@ struct ImageRecord {
   std::string reference;  // registry/repository:first-tag
   std::string digest;     // of the pushed manifest or index
   std::vector<std::string> tags;
-  std::string builder;    // "buildah" or "docker"
+  std::string builder;    // "buildah", "docker" or "assembly"
   int64_t blobs_uploaded = 0;
   int64_t blobs_existing = 0;  // already in the registry (or mounted)
   int64_t bytes_uploaded = 0;
