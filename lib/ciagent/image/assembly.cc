@@ -335,8 +335,10 @@ std::string MergeStringObject(dom::object config, const char* key,
     }
   }
   for (const auto& [name, value] : over) {
+    // A named reference: clang before 16 cannot capture a structured binding.
+    const auto& key = name;
     auto same = std::find_if(merged.begin(), merged.end(),
-                             [&](const auto& e) { return e.first == name; });
+                             [&](const auto& e) { return e.first == key; });
     if (same != merged.end()) {
       same->second = value;
     } else {
