@@ -76,7 +76,8 @@ class DropProxy {
     proxy->process_ = std::move(process).value();
     const absl::Time deadline = absl::Now() + absl::Seconds(20);
     while (absl::Now() < deadline) {
-      absl::string_view line = ReadFileOrEmpty(out);
+      const std::string text = ReadFileOrEmpty(out);
+      absl::string_view line = text;
       if (absl::ConsumePrefix(&line, "ready ") &&
           absl::ConsumeSuffix(&line, "\n") &&
           absl::SimpleAtoi(line, &proxy->port_)) {
