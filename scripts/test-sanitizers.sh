@@ -43,7 +43,8 @@ done
 # The integration tests run under the sanitizers in CI. The whole suite
 # takes about as long again as the main pass, more than CI's time budget
 # allows on top of it; these cover every part of the library and both
-# tools at a fraction of that: the queue (Lua scripts, leases, claims),
+# tools at a fraction of that: the queue (Lua scripts, leases, claims;
+# Redis over TLS and through Sentinel failovers: the socket and TLS layer),
 # ci-consume with its fetch (libgit2, credentials), the OCI client and
 # push (libcurl, auth, retries), ci-build on real cargo (process runner,
 # cancel, SIGTERM, timeouts, masking), the log shipper, the pruner and the
@@ -56,6 +57,8 @@ integration_subset=(
   queue/redis_client_test
   queue/job_queue_test
   queue/ci_consume_test
+  queue/redis_tls_test
+  queue/redis_sentinel_test
   git/ci_consume_fetch_test
   oci/push_test
   agent/log_shipper_test
