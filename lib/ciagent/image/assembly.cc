@@ -74,7 +74,8 @@ absl::StatusOr<std::string> TarHeader(absl::string_view name, char type,
     prefix = name.substr(0, split);
     rest = name.substr(split + 1);
   }
-  std::memcpy(&header[0], rest.data(), rest.size());
+  // copy, not memcpy: an empty view may have a null data().
+  std::copy(rest.begin(), rest.end(), &header[0]);
   PutOctal(&header[100], 8, type == '5' ? 0755 : kFileMode);
   PutOctal(&header[108], 8, 0);  // uid
   PutOctal(&header[116], 8, 0);  // gid
@@ -85,7 +86,7 @@ absl::StatusOr<std::string> TarHeader(absl::string_view name, char type,
   PutOctal(&header[136], 12, static_cast<uint64_t>(std::max<int64_t>(0, mtime)));
   header[156] = type;
   std::memcpy(&header[257], "ustar\0" "00", 8);
-  std::memcpy(&header[345], prefix.data(), prefix.size());
+  std::copy(prefix.begin(), prefix.end(), &header[345]);
   std::memset(&header[148], ' ', 8);
   unsigned sum = 0;
   for (unsigned char c : header) sum += c;
