@@ -305,3 +305,47 @@ start_git_server() {
   git_pid=""
   return 1
 }
+
+# soak_repositories DIR ROOT: the soaks' git side, in DIR. The fixture crates
+# of ROOT/tests/fixtures `passing` (two commits: the second changes the
+# manifest, so it has a build cache key of its own and builds of the two run
+# side by side) and `failing_test`, as bare repositories DIR/git/soak/
+# passing.git and failing.git, their commits appended to DIR/commits.passing
+# and DIR/commits.failing; then a git server with Basic auth (user soak,
+# password a random $git_token, DIR/git-auth) serving them, its requests in
+# DIR/git-requests.log; sets git_port through start_git_server. Git runs
+# without the user's configuration from here on (exported). Exits 1 when the
+# server does not start.
+soak_repositories() {
+  local dir=$1 root=$2 name src
+  export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
+  export GIT_AUTHOR_NAME="CI soak" GIT_AUTHOR_EMAIL="soak@example.invalid"
+  export GIT_COMMITTER_NAME="CI soak" GIT_COMMITTER_EMAIL="soak@example.invalid"
+  mkdir -p "$dir/git/soak"
+  for name in passing:passing failing_test:failing; do
+    src=$dir/src/${name#*:}
+    mkdir -p "$src"
+    tar -C "$root/tests/fixtures/${name%%:*}" --exclude=./target -cf - . |
+      tar -C "$src" -xf -
+    git -C "$src" init -q -b main
+    git -C "$src" add -A
+    git -C "$src" commit -q -m "${name%%:*}"
+    git -C "$src" rev-parse HEAD >>"$dir/commits.${name#*:}"
+  done
+  sed -i 's/^\[package\]$/[package]\ndescription = "second commit"/' \
+    "$dir/src/passing/Cargo.toml"
+  git -C "$dir/src/passing" add -A
+  git -C "$dir/src/passing" commit -q -m "second commit"
+  git -C "$dir/src/passing" rev-parse HEAD >>"$dir/commits.passing"
+  for name in passing failing; do
+    git clone -q --bare "$dir/src/$name" "$dir/git/soak/$name.git"
+  done
+  git_token=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
+  (umask 077 && printf 'soak:%s\n' "$git_token" >"$dir/git-auth")
+  if ! start_git_server "$dir" "$dir/git" 0 --auth-file "$dir/git-auth" \
+    --log "$dir/git-requests.log"; then
+    echo "$prog: the git server did not start:" >&2
+    cat "$dir/git-server.err" >&2
+    exit 1
+  fi
+}

@@ -277,40 +277,7 @@ restart_redis() {
 
 # --- git server and repositories --------------------------------------------------
 
-export GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1
-export GIT_AUTHOR_NAME="CI soak" GIT_AUTHOR_EMAIL="soak@example.invalid"
-export GIT_COMMITTER_NAME="CI soak" GIT_COMMITTER_EMAIL="soak@example.invalid"
-# publish FIXTURE NAME: a repository of the fixture crate; its commits are
-# appended to $tmp/commits.NAME.
-publish() {
-  local src=$tmp/src/$2
-  mkdir -p "$src" "$tmp/git/soak"
-  tar -C "$root/tests/fixtures/$1" --exclude=./target -cf - . | tar -C "$src" -xf -
-  git -C "$src" init -q -b main
-  git -C "$src" add -A
-  git -C "$src" commit -q -m "$1"
-  git -C "$src" rev-parse HEAD >>"$tmp/commits.$2"
-}
-publish passing passing
-# The second commit changes the manifest, so it has a build cache key of its
-# own: builds of one key wait for each other, of two keys run side by side.
-sed -i 's/^\[package\]$/[package]\ndescription = "second commit"/' "$tmp/src/passing/Cargo.toml"
-git -C "$tmp/src/passing" add -A
-git -C "$tmp/src/passing" commit -q -m "second commit"
-git -C "$tmp/src/passing" rev-parse HEAD >>"$tmp/commits.passing"
-publish failing_test failing
-for name in passing failing; do
-  git clone -q --bare "$tmp/src/$name" "$tmp/git/soak/$name.git"
-done
-
-git_token=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
-(umask 077 && printf 'soak:%s\n' "$git_token" >"$tmp/git-auth")
-if ! start_git_server "$tmp" "$tmp/git" 0 --auth-file "$tmp/git-auth" \
-  --log "$tmp/git-requests.log"; then
-  echo "soak: the git server did not start:" >&2
-  cat "$tmp/git-server.err" >&2
-  exit 1
-fi
+soak_repositories "$tmp" "$root"
 say "redis 127.0.0.1:$redis_port (appendonly, fsync always), git http://127.0.0.1:$git_port (Basic auth), dir $tmp"
 
 # --- the producer -------------------------------------------------------------------
