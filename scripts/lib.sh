@@ -349,3 +349,25 @@ soak_repositories() {
     exit 1
   fi
 }
+
+# stop_soak_agents DIR: ends the soaks' agent loops (their pids in the array
+# loop_pids) and every agent run they started (the pid on the first line of
+# each DIR/agents/agent*.pid): DIR/stop tells the loops not to start
+# another, then all are SIGKILLed. A loop stopped between starting a run and
+# recording it leaves its file, so the files are read again afterwards.
+stop_soak_agents() {
+  local dir=$1 pid f pass
+  : >"$dir/stop"
+  for pass in runs loops runs; do
+    if [[ $pass == loops ]]; then
+      for pid in "${loop_pids[@]}"; do stop_pid "$pid"; done
+      loop_pids=()
+      continue
+    fi
+    for f in "$dir"/agents/agent*.pid; do
+      [[ -e $f ]] || continue
+      read -r pid _ 2>/dev/null <"$f" || continue
+      kill -KILL "$pid" 2>/dev/null || true
+    done
+  done
+}

@@ -184,28 +184,11 @@ producer_pid=""
 loop_pids=()
 failed=0
 
-stop_agents() {
-  local pid f
-  : >"$tmp/stop"
-  for f in "$tmp"/agents/agent*.pid; do
-    [[ -e $f ]] || continue
-    read -r pid _ 2>/dev/null <"$f" || continue
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  for pid in "${loop_pids[@]}"; do stop_pid "$pid"; done
-  loop_pids=()
-  for f in "$tmp"/agents/agent*.pid; do
-    [[ -e $f ]] || continue
-    read -r pid _ 2>/dev/null <"$f" || continue
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-}
-
 # shellcheck disable=SC2317  # invoked by trap
 cleanup() {
   local rc=$? pid
   trap - EXIT INT TERM
-  stop_agents
+  stop_soak_agents "$tmp"
   stop_pid "$producer_pid"
   for pid in "${sentinel_pids[@]}" "${server_pid[@]}"; do stop_pid "$pid"; done
   lib_cleanup
@@ -480,7 +463,7 @@ for pid in "${loop_pids[@]}"; do
     sleep 0.1
   done
 done
-stop_agents
+stop_soak_agents "$tmp"
 runtime=$((SECONDS - started))
 
 # --- checks ------------------------------------------------------------------------------

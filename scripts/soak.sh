@@ -170,29 +170,11 @@ git_pid=""
 loop_pids=()
 failed=0
 
-stop_agents() {
-  local pid f
-  : >"$tmp/stop"
-  for f in "$tmp"/agents/agent*.pid; do
-    [[ -e $f ]] || continue
-    read -r pid _ 2>/dev/null <"$f" || continue
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  for pid in "${loop_pids[@]}"; do stop_pid "$pid"; done
-  loop_pids=()
-  # A loop stopped between starting a run and recording it leaves its file.
-  for f in "$tmp"/agents/agent*.pid; do
-    [[ -e $f ]] || continue
-    read -r pid _ 2>/dev/null <"$f" || continue
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-}
-
 # shellcheck disable=SC2317  # invoked by trap
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  stop_agents
+  stop_soak_agents "$tmp"
   stop_pid "$monitor_pid"
   stop_pid "$git_pid"
   stop_pid "$redis_pid"
@@ -461,7 +443,7 @@ for pid in "${loop_pids[@]}"; do
     sleep 0.1
   done
 done
-stop_agents
+stop_soak_agents "$tmp"
 runtime=$((SECONDS - started))
 
 # --- checks ------------------------------------------------------------------------------
