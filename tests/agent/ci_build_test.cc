@@ -67,6 +67,9 @@ class CiBuildTest : public ::testing::Test {
     workdir_ = dir_ + "/work";
     ASSERT_EQ(mkdir(workdir_.c_str(), 0755), 0);
   }
+  void TearDown() override {
+    if (!dir_.empty()) testing::RemoveTree(dir_);
+  }
 
   // Claims a job for `fixture` as ci-consume would: the entry is pending
   // for consumer "agent-a", job.json written, the crate in <workdir>/src.

@@ -501,6 +501,9 @@ class ReadPipelineConfigTest : public ::testing::Test {
     src_ = tmp_ + "/src";
     ASSERT_EQ(mkdir(src_.c_str(), 0755), 0);
   }
+  void TearDown() override {
+    if (!tmp_.empty()) testing::RemoveTree(tmp_);
+  }
   void WriteManifest(const std::string& body) {
     std::ofstream(src_ + "/Cargo.toml") << Workspace(body);
   }

@@ -91,6 +91,9 @@ class PipelineTest : public ::testing::Test {
     ASSERT_OK(BecomeChildSubreaper());
     ASSERT_OK_AND_ASSIGN(tmp_, testing::MakeTempDir("pipeline"));
   }
+  void TearDown() override {
+    if (!tmp_.empty()) testing::RemoveTree(tmp_);
+  }
 
   // Options for a fresh copy of fixture `name`, with its own target and
   // cargo home under the test's temp dir.
@@ -410,6 +413,7 @@ TEST_F(ConfiguredPipelineTest, FeaturesLetTheTestsCompile) {
   EXPECT_EQ(without.status, JobStatus::kFailed);
   EXPECT_THAT(without.steps, Contains(Step("check", StepStatus::kFailed)));
 
+  testing::RemoveTree(tmp_);
   ASSERT_OK_AND_ASSIGN(tmp_, testing::MakeTempDir("pipeline"));
   PipelineOptions options = OptionsFor("feature_gated", path);
   Configure(&options,
@@ -487,6 +491,7 @@ TEST_F(ConfiguredPipelineTest, WorkspaceExcludeAndPackagesChooseTheMembers) {
   EXPECT_EQ(result.tests.passed, 1);
   EXPECT_EQ(result.tests.failed, 0);
 
+  testing::RemoveTree(tmp_);
   ASSERT_OK_AND_ASSIGN(tmp_, testing::MakeTempDir("pipeline"));
   PipelineOptions only = OptionsFor("workspace_members", path);
   Configure(&only,
