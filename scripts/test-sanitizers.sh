@@ -44,21 +44,22 @@ done
 # takes about as long again as the main pass, more than CI's time budget
 # allows on top of it; these cover every part of the library and both
 # tools at a fraction of that: the queue (Lua scripts, leases, claims;
-# Redis over TLS and through Sentinel failovers: the socket and TLS layer),
+# Redis over TLS: the socket and TLS layer),
 # ci-consume with its fetch (libgit2, credentials), the OCI client and
 # push (libcurl, auth, retries), ci-build on real cargo (process runner,
 # cancel, SIGTERM, timeouts, masking), the log shipper, the pruner and the
 # secrets check of the whole chain. Left out, for their time and because
 # they add little C++ the above do not run: pipeline_test and
 # build_cache_test (mostly cargo), fetch_test (mostly git servers),
-# registry_client_test's fault-injection rounds, image_builder/image_step
-# (buildah), the e2e chain, and the non-C++ checks (pkg-config, packaging).
+# registry_client_test's fault-injection rounds, redis_sentinel_test (two
+# minutes of failovers; run it by name when the Sentinel code changes),
+# image_builder/image_step (buildah), the e2e chain, and the non-C++ checks
+# (pkg-config, packaging).
 integration_subset=(
   queue/redis_client_test
   queue/job_queue_test
   queue/ci_consume_test
   queue/redis_tls_test
-  queue/redis_sentinel_test
   git/ci_consume_fetch_test
   oci/push_test
   agent/log_shipper_test
