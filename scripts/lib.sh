@@ -371,3 +371,24 @@ stop_soak_agents() {
     done
   done
 }
+
+# soak_require_tools: what both soaks run (redis, cargo, git, python3 and
+# PID namespaces through unshare), cargo from ~/.cargo/bin when there. A
+# missing one ends the script: exit 77 (skipped), or 1 under CI=true, where
+# a missing tool is a failure.
+soak_require_tools() {
+  local tool
+  if [[ -x $HOME/.cargo/bin/cargo ]]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  soak_missing_() {
+    echo "$prog: $1" >&2
+    if [[ ${CI:-} == true ]]; then exit 1; fi
+    exit 77
+  }
+  for tool in redis-server redis-cli cargo unshare git python3 setsid; do
+    command -v "$tool" >/dev/null || soak_missing_ "$tool not found"
+  done
+  unshare --pid --fork --kill-child true 2>/dev/null ||
+    soak_missing_ "unshare --pid does not work here (needs root or user namespaces)"
+}

@@ -133,19 +133,7 @@ say() { printf '[soak %4ds] %s\n' "$((SECONDS - started))" "$*"; }
 
 # --- tools ---------------------------------------------------------------------
 
-if [[ -x $HOME/.cargo/bin/cargo ]]; then
-  export PATH="$HOME/.cargo/bin:$PATH"
-fi
-missing() {
-  echo "soak: $1" >&2
-  if [[ ${CI:-} == true ]]; then exit 1; fi
-  exit 77
-}
-for tool in redis-server redis-cli cargo unshare git python3 setsid; do
-  command -v "$tool" >/dev/null || missing "$tool not found"
-done
-unshare --pid --fork --kill-child true 2>/dev/null ||
-  missing "unshare --pid does not work here (needs root or user namespaces)"
+soak_require_tools
 
 consume_bin=${CIAGENT_CI_CONSUME:-}
 build_bin=${CIAGENT_CI_BUILD:-}
